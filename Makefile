@@ -1,0 +1,49 @@
+# duckdb_secrets: a PGXS Makefile plus the project's set-up, demo, test and bench commands.
+
+EXTENSION   = duckdb_secrets
+EXTVERSION  = 0.1.0
+DATA_built  = sql/$(EXTENSION)--$(EXTVERSION).sql
+REGRESS     = validation simple_secret engine
+REGRESS_OPTS = --load-extension=plpython3u
+EXTRA_CLEAN = results regression.diffs regression.out
+
+PG_CONFIG  ?= pg_config
+# The interpreter plpython3u links (Debian 12: libpython3.11 -> /usr/bin/python3.11).
+SERVER_PYTHON ?= /usr/bin/python3
+
+# The PGXS makefile only exists once postgresql-server-dev is installed, which
+# `make setup` does: guard the include so set-up can run on a fresh machine.
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifneq ($(wildcard $(PGXS)),)
+include $(PGXS)
+endif
+
+PKGLIBDIR := $(shell $(PG_CONFIG) --pkglibdir 2>/dev/null)
+PYROOT    = $(PKGLIBDIR)/$(EXTENSION)
+PYDIR     = $(PYROOT)/python
+
+.PHONY: setup install-python demo test test-unit bench
+
+sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql.in Makefile
+	sed -e 's|@VERSION@|$(EXTVERSION)|g' -e 's|@PYDIR@|$(PYDIR)|g' $< > $@
+
+# The Python package and its pinned dependencies, for the server's interpreter,
+# in a private directory that the SQL functions put on sys.path.
+install: install-python
+install-python:
+	SERVER_PYTHON=$(SERVER_PYTHON) scripts/install-python.sh "$(DESTDIR)$(PYROOT)"
+
+setup:
+	scripts/setup.sh
+
+demo: setup
+	$(MAKE) install
+	scripts/demo.sh
+
+test: setup
+	$(MAKE) install
+	scripts/test.sh
+
+bench: setup
+	$(MAKE) install
+	.venv/bin/python bench/run.py

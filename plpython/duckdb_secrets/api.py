@@ -1,0 +1,194 @@
+"""Entry points called by the SQL functions (each body is one line).
+
+Every entry point takes plpy and GD, never raises to PostgreSQL, and reports
+errors as ``[sqlstate, message, detail, hint]`` for duckdb._raise(); a value
+result comes back as ``['00000', NULL, NULL, NULL, value]``. Messages are
+scrubbed of every secret value the session knows before they leave.
+"""
+
+import functools
+import re
+
+from . import catalog, ddl, query, sync, validation
+from .errors import PgError, Scrubber, INTERNAL_ERROR
+
+OK = "00000"
+
+
+def _scrubbed(GD, extra=None):
+    base = sync.session(GD).scrub
+    if not extra:
+        return base
+    return lambda s: extra(base(s))
+
+
+def _error(plpy, GD, exc, extra_scrub=None):
+    scrub = _scrubbed(GD, extra_scrub)
+    if isinstance(exc, PgError):
+        return exc.as_array(scrub)
+    if isinstance(exc, plpy.SPIError):
+        # An error from SQL we ran (e.g. the event trigger refusing DDL):
+        # pass it on with its own SQLSTATE, message, detail and hint.
+        return [getattr(exc, "sqlstate", None) or INTERNAL_ERROR, scrub(str(exc.args[0]) if exc.args else str(exc)),
+                scrub(getattr(exc, "detail", None)), scrub(getattr(exc, "hint", None))]
+    return [INTERNAL_ERROR, f"internal error in duckdb_secrets: {type(exc).__name__}",
+            scrub(str(exc)) or None, "Please report this with the statement that caused it."]
+
+
+def entry(fn):
+    @functools.wraps(fn)
+    def wrapper(plpy, GD, *args):
+        try:
+            return fn(plpy, GD, *args)
+        except Exception as e:   # noqa: BLE001 - nothing may escape as a traceback
+            return _error(plpy, GD, e, getattr(e, "scrub", None))
+    return wrapper
+
+
+def _value(v):
+    return [OK, None, None, None, v]
+
+
+# --- validation --------------------------------------------------------------
+
+@entry
+def fdw_validator(plpy, GD, options, catalog_oid):
+    validation.validate_options(options, catalog_oid)
+    return None
+
+
+@entry
+def check_ddl(plpy, GD, classid, objid):
+    ddl.check_object(plpy, GD, classid, objid)
+    return None
+
+
+# --- helpers -----------------------------------------------------------------
+
+@entry
+def create_simple_secret(plpy, GD, args):
+    try:
+        return _value(ddl.create_simple_secret(plpy, GD, args))
+    except Exception as e:
+        e.scrub = Scrubber([args.get(k) for k in ddl.SIMPLE_MAPPING_OPTIONS])
+        raise
+
+
+def role_secrets(plpy, GD, nonce):
+    """Rows for the SECURITY DEFINER duckdb._role_secrets(); first column: error."""
+    try:
+        return [(None,) + r for r in sync.role_secrets(plpy, GD, nonce)]
+    except Exception as e:  # noqa: BLE001
+        return [(_error(plpy, GD, e), None, None, None, None, None)]
+
+
+@entry
+def store_mapping_options(plpy, GD, nonce, server_name, options):
+    ddl.store_mapping_options(plpy, GD, nonce, server_name, options)
+    return None
+
+
+# --- the engine --------------------------------------------------------------
+
+@entry
+def query_start(plpy, GD, sql):
+    if sql is None:
+        raise PgError("22004", "query must not be null")
+    sess = sync.ensure(plpy, GD, require="query")
+    sess.pending = None
+    import duckdb
+    coldef, pending = query.start(duckdb, sess.engine.con, sql, sess.engine.profile.superuser, sess.scrub)
+    sess.pending = pending
+    return _value(coldef)
+
+
+def query_rows(plpy, GD):
+    sess = sync.session(GD)
+    pending = sess.pending
+    if pending is None:
+        return []
+    return pending.rows()
+
+
+@entry
+def query_end(plpy, GD):
+    sess = sync.session(GD)
+    pending, sess.pending = sess.pending, None
+    if pending is not None and pending.error is not None:
+        raise pending.error
+    return None
+
+
+@entry
+def raw_query(plpy, GD, sql):
+    if sql is None:
+        raise PgError("22004", "query must not be null")
+    sess = sync.ensure(plpy, GD, require="raw_query")
+    import duckdb
+    query.check_statements(duckdb, sql, sess.engine.profile.superuser)
+    try:
+        result = sess.engine.con.execute(sql)
+        text = query.render(result)
+    except duckdb.Error as e:
+        raise query.from_duckdb(e) from None
+    plpy.notice(sess.scrub(text))
+    return None
+
+
+@entry
+def recycle(plpy, GD):
+    sync.session(GD).recycle()
+    return None
+
+
+_REDACT_KV = re.compile(r"(^|;)(" + "|".join(sorted(catalog.SENSITIVE)) + r")=[^;]*", re.IGNORECASE)
+
+
+def _redacted_string(spec):
+    parts = []
+    for k, v in sorted(spec["params"].items()):
+        if k in catalog.SENSITIVE:
+            v = "redacted"
+        elif isinstance(v, bool):
+            v = "true" if v else "false"
+        elif isinstance(v, dict):
+            v = "{" + ", ".join(f"{a}={b}" for a, b in v.items()) + "}"
+        parts.append(f"{k}={v}")
+    return ";".join(parts)
+
+
+def secrets(plpy, GD):
+    """Rows of duckdb.secrets(); the first column carries an error, if any."""
+    try:
+        sess = sync.ensure(plpy, GD)
+        rows = sess.engine.con.execute(
+            "SELECT name, type, provider, scope, storage, secret_string FROM duckdb_secrets() ORDER BY name"
+        ).fetchall()
+        out = []
+        for name, typ, provider, scope, storage, secret_string in rows:
+            managed = sess.loaded.get(name)
+            if managed is not None:
+                server, shown = managed[1], _redacted_string(managed[2])
+            else:
+                server, shown = None, _REDACT_KV.sub(r"\1\2=redacted", secret_string or "")
+            out.append((None, name, server, typ, provider, list(scope or []), storage, sess.scrub(shown)))
+        return out
+    except Exception as e:  # noqa: BLE001
+        return [(_error(plpy, GD, e), None, None, None, None, None, None, None)]
+
+
+def which_secret(plpy, GD, path, typ):
+    try:
+        if path is None or typ is None:
+            return []
+        sess = sync.ensure(plpy, GD)
+        import duckdb
+        try:
+            rows = sess.engine.con.execute("SELECT name, persistent, storage FROM which_secret(?, ?)",
+                                           [path, typ]).fetchall()
+        except duckdb.Error as e:
+            raise query.from_duckdb(e) from None
+        return [(None, n, p, s) for n, p, s in rows]
+    except Exception as e:  # noqa: BLE001
+        return [(_error(plpy, GD, e), None, None, None)]
+

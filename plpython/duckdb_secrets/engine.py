@@ -1,0 +1,173 @@
+"""The DuckDB engine embedded in a backend.
+
+One engine per backend and current role: a role switch (SET ROLE, SECURITY
+DEFINER, a pooler reusing the backend) gets a fresh engine, so nothing one role
+created in DuckDB (secrets, attached databases, tables) is usable by the next.
+
+The engine is offline (extensions load by absolute path from the pinned wheels,
+auto-install/auto-load off), keeps secrets in memory only, and has its
+configuration locked after set-up. Roles without file access get no local
+file system at all.
+"""
+
+import importlib.util
+import os
+
+from . import catalog
+from .errors import PgError, from_duckdb, OBJECT_NOT_IN_PREREQUISITE_STATE
+
+# DuckDB extension name -> Python package (wheel) that carries its binary.
+EXTENSION_PACKAGES = {
+    "httpfs": "duckdb_extension_httpfs",
+    "aws": "duckdb_extension_aws",
+    "azure": "duckdb_extension_azure",
+    "postgres_scanner": "duckdb_extension_postgres_scanner",
+}
+
+DEFAULT_MEMORY_LIMIT = "1GB"
+DEFAULT_THREADS = 1
+
+
+def _duckdb():
+    import duckdb
+    return duckdb
+
+
+def extension_path(name):
+    """Absolute path of a shipped extension binary for the running DuckDB."""
+    pkg = EXTENSION_PACKAGES[name]
+    spec = importlib.util.find_spec(pkg)
+    if spec is None or not spec.submodule_search_locations:
+        raise PgError(OBJECT_NOT_IN_PREREQUISITE_STATE,
+                      f'DuckDB extension "{name}" is not installed',
+                      hint=f"Reinstall duckdb_secrets (make install); it ships the {pkg} wheel.")
+    version = _duckdb().__version__
+    path = os.path.join(list(spec.submodule_search_locations)[0], "extensions",
+                        f"v{version}", f"{name}.duckdb_extension")
+    if not os.path.isfile(path):
+        raise PgError(OBJECT_NOT_IN_PREREQUISITE_STATE,
+                      f'DuckDB extension "{name}" for DuckDB {version} is missing',
+                      detail=f"Expected file: {path}",
+                      hint="Reinstall duckdb_secrets (make install).")
+    return path
+
+
+class Profile:
+    """What decides an engine's configuration; a change means a new engine."""
+
+    __slots__ = ("role", "superuser", "read_files", "write_files", "memory_limit", "threads")
+
+    def __init__(self, role, superuser, read_files, write_files, memory_limit, threads):
+        self.role = role
+        self.superuser = bool(superuser)
+        self.read_files = bool(read_files)
+        self.write_files = bool(write_files)
+        self.memory_limit = memory_limit or DEFAULT_MEMORY_LIMIT
+        self.threads = threads or DEFAULT_THREADS
+
+    @property
+    def local_files(self):
+        return self.superuser or (self.read_files and self.write_files)
+
+    def key(self):
+        return tuple(getattr(self, s) for s in self.__slots__)
+
+
+def _threads(value):
+    try:
+        n = int(str(value).strip())
+    except ValueError:
+        raise PgError("22023", 'invalid value for parameter "duckdb.threads"',
+                      hint="Use a positive integer.") from None
+    if n < 1:
+        raise PgError("22023", 'invalid value for parameter "duckdb.threads"',
+                      hint="Use a positive integer.")
+    return n
+
+
+class Engine:
+    def __init__(self, profile, extensions=()):
+        duckdb = _duckdb()
+        self.profile = profile
+        self.extensions = set()
+        config = {
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "allow_community_extensions": False,
+            "allow_persistent_secrets": False,
+            "memory_limit": profile.memory_limit,
+            "threads": _threads(profile.threads),
+        }
+        try:
+            self.con = duckdb.connect(":memory:", config=config)
+        except duckdb.Error as e:
+            raise from_duckdb(e, "could not start the DuckDB engine") from None
+        try:
+            self.con.execute("SET enable_progress_bar = false")
+            for ext in sorted({"httpfs", *extensions}):
+                self.load(ext)
+            if not profile.local_files:
+                self.con.execute("SET disabled_filesystems = 'LocalFileSystem'")
+            self.con.execute("SET lock_configuration = true")
+        except BaseException:
+            self.close()
+            raise
+
+    def load(self, ext):
+        try:
+            self.con.execute(f"LOAD '{extension_path(ext)}'")
+        except _duckdb().Error as e:
+            raise from_duckdb(e, f'could not load DuckDB extension "{ext}"') from None
+        self.extensions.add(ext)
+
+    def close(self):
+        con, self.con = getattr(self, "con", None), None
+        if con is not None:
+            try:
+                con.close()
+            except Exception:
+                pass
+
+
+def secret_sql(name, spec):
+    """CREATE SECRET text and its bound parameters. Names are quoted, values bound."""
+    parts = [f"TYPE {spec['type']}", f"PROVIDER {spec['provider']}"]
+    params = []
+    if spec.get("scope"):
+        parts.append("SCOPE ?")
+        params.append(spec["scope"] if len(spec["scope"]) > 1 else spec["scope"][0])
+    for key, value in spec["params"].items():
+        # Keys come from the catalogue; values (str, bool, int, list, dict) are bound.
+        assert key in catalog.ALL_OPTIONS
+        parts.append(f"{key} ?")
+        params.append(value)
+    return f"CREATE OR REPLACE TEMPORARY SECRET {quote_ident(name)} ({', '.join(parts)})", params
+
+
+def quote_ident(name):
+    return '"' + name.replace('"', '""') + '"'
+
+
+class Scratch:
+    """A private DuckDB used to dry-run secrets during DDL; never runs user SQL."""
+
+    def __init__(self):
+        duckdb = _duckdb()
+        self.con = duckdb.connect(":memory:", config={
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "allow_persistent_secrets": False,
+            "memory_limit": "64MB",
+            "threads": 1,
+        })
+        self.con.execute("SET enable_progress_bar = false")
+        self.extensions = set()
+
+    def dry_run(self, name, spec):
+        ext = catalog.TYPES[spec["type"]].extension
+        if ext not in self.extensions:
+            self.con.execute(f"LOAD '{extension_path(ext)}'")
+            self.extensions.add(ext)
+        sql, params = secret_sql(name, spec)
+        self.con.execute(sql, params)
+        self.con.execute(f"DROP TEMPORARY SECRET IF EXISTS {quote_ident(name)}")

@@ -1,0 +1,105 @@
+"""PostgreSQL-style errors, and keeping secret values out of them.
+
+PL/Python turns any exception into ``ERROR: plpy.Error: ...`` with a Python
+traceback as CONTEXT.  So the Python side never raises to PostgreSQL: entry
+points return an error array ``[sqlstate, message, detail, hint]`` and a thin
+PL/pgSQL wrapper raises it (duckdb._raise), which gives a native error.
+"""
+
+import re
+import urllib.parse
+
+# SQLSTATEs used by the extension.
+FDW_ERROR = "HV000"
+FDW_INVALID_OPTION_NAME = "HV00D"
+FDW_INVALID_ATTRIBUTE_VALUE = "HV024"
+FDW_OPTION_NAME_NOT_FOUND = "HV00J"
+FDW_DYNAMIC_PARAMETER_VALUE_NEEDED = "HV002"
+INVALID_PARAMETER_VALUE = "22023"
+NULL_VALUE_NOT_ALLOWED = "22004"
+INSUFFICIENT_PRIVILEGE = "42501"
+DUPLICATE_OBJECT = "42710"
+UNDEFINED_OBJECT = "42704"
+FEATURE_NOT_SUPPORTED = "0A000"
+INTERNAL_ERROR = "XX000"
+OBJECT_NOT_IN_PREREQUISITE_STATE = "55000"
+
+
+class PgError(Exception):
+    """An error meant for the user, raised by the PL/pgSQL wrapper."""
+
+    def __init__(self, sqlstate, message, detail=None, hint=None):
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.message = message
+        self.detail = detail
+        self.hint = hint
+
+    def as_array(self, scrub=None):
+        f = scrub or (lambda s: s)
+        return [self.sqlstate, f(self.message),
+                f(self.detail) if self.detail else None,
+                f(self.hint) if self.hint else None]
+
+
+# DuckDB exception class name -> SQLSTATE, so callers can handle DuckDB errors
+# the way they handle PostgreSQL's own.
+DUCKDB_SQLSTATE = {
+    "ParserException": "42601",            # syntax_error
+    "SyntaxException": "42601",
+    "CatalogException": "42P01",           # undefined_table (or object)
+    "BinderException": "42703",            # undefined_column
+    "PermissionException": "42501",        # insufficient_privilege
+    "ConversionException": "22000",        # data_exception
+    "InvalidInputException": "22023",      # invalid_parameter_value
+    "OutOfRangeException": "22003",        # numeric_value_out_of_range
+    "ConstraintException": "23000",        # integrity_constraint_violation
+    "NotImplementedException": "0A000",    # feature_not_supported
+    "OutOfMemoryException": "53200",       # out_of_memory
+    "InterruptException": "57014",         # query_canceled
+    "IOException": "58030",                # io_error
+    "HTTPException": "58030",
+    "TransactionException": "25000",       # invalid_transaction_state
+    "SequenceException": "22000",
+    "TypeMismatchException": "42804",      # datatype_mismatch
+    "DependencyException": "2BP01",        # dependent_objects_still_exist
+}
+
+
+def from_duckdb(exc, prefix=None):
+    """PgError for a DuckDB exception: first line is the message, the rest detail."""
+    text = str(exc).strip()
+    first, _, rest = text.partition("\n")
+    sqlstate = DUCKDB_SQLSTATE.get(type(exc).__name__, FDW_ERROR)
+    message = f"{prefix}: {first}" if prefix else first
+    return PgError(sqlstate, message, detail=rest.strip() or None)
+
+
+_MIN_SCRUB_LEN = 3
+MASK = "********"
+
+
+class Scrubber:
+    """Replaces known secret values (and their URL-encoded forms) in text."""
+
+    def __init__(self, values=()):
+        forms = set()
+        for v in values:
+            if v is None:
+                continue
+            v = str(v)
+            if len(v) < _MIN_SCRUB_LEN:
+                continue
+            forms.update({v, urllib.parse.quote(v, safe=""), urllib.parse.quote_plus(v)})
+            forms.update(p for p in v.splitlines() if len(p) >= _MIN_SCRUB_LEN)
+        # Longest first, so a value that contains another is masked whole.
+        self._pattern = (re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)))
+                         if forms else None)
+
+    def __call__(self, text):
+        if text is None or self._pattern is None:
+            return text
+        return self._pattern.sub(MASK, str(text))
+
+
+NO_SCRUB = Scrubber()

@@ -1,0 +1,187 @@
+"""Running SQL in the engine and handing results to PostgreSQL.
+
+duckdb.query() is a PL/pgSQL function (so errors are native PostgreSQL
+errors): it calls start() here, which runs the statement and returns the
+column list PostgreSQL should expect, then RETURN QUERY EXECUTEs rows().
+"""
+
+import datetime
+import json
+import re
+
+from .errors import PgError, from_duckdb, INSUFFICIENT_PRIVILEGE
+
+# Statement kinds a non-superuser may run. Everything else (SET/RESET/USE,
+# PRAGMA, CALL, LOAD/INSTALL, EXPORT/IMPORT, ...) could change the engine's
+# configuration or reach the server's file system.
+ALLOWED_FOR_ALL = {
+    "SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "EXPLAIN",
+    "COPY", "ATTACH", "DETACH", "TRANSACTION", "PREPARE", "EXECUTE", "ANALYZE",
+}
+
+_SECRET_DDL = re.compile(r"^(create(or replace)?(temp|temporary|persistent)?|drop(temp|temporary|persistent)?)secret")
+
+
+def _keywords(duckdb, text, n=6):
+    """The first n tokens of a statement, lowercased, comments skipped."""
+    words = []
+    toks = duckdb.tokenize(text)
+    for i, (pos, _kind) in enumerate(toks[:n]):
+        end = toks[i + 1][0] if i + 1 < len(toks) else len(text)
+        words.append(text[pos:end].strip().lower())
+    return words
+
+
+def check_statements(duckdb, sql, superuser):
+    """Parse sql and refuse what the current role may not run."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as e:
+        raise from_duckdb(e) from None
+    if not statements:
+        raise PgError("42601", "no statement to run")
+    if superuser:
+        return statements
+    for st in statements:
+        kind = str(st.type).rsplit(".", 1)[-1]
+        if kind not in ALLOWED_FOR_ALL:
+            raise PgError(INSUFFICIENT_PRIVILEGE,
+                          f"permission denied to run {kind} statements in the DuckDB engine",
+                          detail="Only superusers may change the engine's settings, load "
+                                 "extensions or run PRAGMA/CALL/SET statements.")
+        if kind in ("CREATE", "DROP"):
+            head = "".join(w.replace(" ", "") for w in _keywords(duckdb, st.query))
+            if _SECRET_DDL.match(head):
+                raise PgError(INSUFFICIENT_PRIVILEGE,
+                              "permission denied to create or drop secrets in the DuckDB engine",
+                              hint="Secrets come from duckdb foreign servers: ask an administrator "
+                                   "for a SERVER and USER MAPPING.")
+    return statements
+
+
+# DuckDB type -> PostgreSQL type for the result column list.
+_SCALAR = {
+    "BOOLEAN": "boolean",
+    "TINYINT": "smallint", "SMALLINT": "smallint", "UTINYINT": "smallint",
+    "INTEGER": "integer", "USMALLINT": "integer",
+    "BIGINT": "bigint", "UINTEGER": "bigint",
+    "UBIGINT": "numeric", "HUGEINT": "numeric", "UHUGEINT": "numeric", "VARINT": "numeric",
+    "BIGNUM": "numeric",
+    "FLOAT": "real", "DOUBLE": "double precision",
+    "VARCHAR": "text", "BLOB": "bytea", "UUID": "uuid", "JSON": "json",
+    "DATE": "date", "TIME": "time", "TIME WITH TIME ZONE": "timetz",
+    "TIMESTAMP": "timestamp", "TIMESTAMP_S": "timestamp", "TIMESTAMP_MS": "timestamp",
+    "TIMESTAMP_NS": "timestamp", "TIMESTAMP WITH TIME ZONE": "timestamptz",
+    "INTERVAL": "interval",
+}
+
+
+def _interval(td):
+    return f"{td.days} days {td.seconds} seconds {td.microseconds} microseconds"
+
+
+def _jsonable(v):
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, (bool, int, float, str)) or v is None:
+        return v
+    if isinstance(v, datetime.timedelta):
+        return _interval(v)
+    if isinstance(v, bytes):
+        return v.hex()
+    return str(v)
+
+
+def column_type(dtype):
+    """(PostgreSQL type, converter or None) for a DuckDB result type."""
+    name = str(dtype)
+    if name.startswith("DECIMAL"):
+        return "numeric", None
+    if name in _SCALAR:
+        pg = _SCALAR[name]
+        return pg, (_interval_conv if pg == "interval" else None)
+    if name.endswith("[]") and name[:-2] in _SCALAR and not name[:-2].endswith("]"):
+        pg = _SCALAR[name[:-2]]
+        if pg in ("json", "interval", "bytea"):
+            return "jsonb", _json_conv
+        return pg + "[]", None
+    if name.startswith(("STRUCT", "MAP", "UNION")) or name.endswith("]"):
+        return "jsonb", _json_conv
+    return "text", _text_conv     # ENUM, BIT, ...
+
+
+def _interval_conv(v):
+    return None if v is None else _interval(v)
+
+
+def _json_conv(v):
+    return None if v is None else json.dumps(_jsonable(v))
+
+
+def _text_conv(v):
+    return None if v is None else str(v)
+
+
+class Pending:
+    """A DuckDB result waiting to be fetched by duckdb._query_rows()."""
+
+    def __init__(self, result, converters, scrub):
+        self.result = result
+        self.converters = converters
+        self.scrub = scrub
+        self.error = None
+
+    def rows(self, batch=10000):
+        conv = [(i, c) for i, c in enumerate(self.converters) if c is not None]
+        try:
+            while True:
+                chunk = self.result.fetchmany(batch)
+                if not chunk:
+                    return
+                if conv:
+                    for row in chunk:
+                        row = list(row)
+                        for i, c in conv:
+                            row[i] = c(row[i])
+                        yield row
+                else:
+                    yield from chunk
+        except Exception as e:  # duckdb.Error while streaming; raised by _query_end
+            self.error = from_duckdb(e)
+
+
+def start(duckdb, con, sql, superuser, scrub):
+    """Run sql; return (coldef text or None, Pending or None)."""
+    check_statements(duckdb, sql, superuser)
+    try:
+        result = con.execute(sql)
+    except duckdb.Error as e:
+        raise from_duckdb(e) from None
+    desc = result.description
+    if not desc:
+        return None, None
+    cols, converters = [], []
+    for i, d in enumerate(desc):
+        pg, conv = column_type(d[1])
+        cols.append(f"c{i + 1} {pg}")
+        converters.append(conv)
+    return ", ".join(cols), Pending(result, converters, scrub)
+
+
+def render(con_result, limit=100):
+    """A small text table of a result, for duckdb.raw_query()'s NOTICE."""
+    desc = con_result.description
+    if not desc:
+        return "OK"
+    rows = con_result.fetchmany(limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    head = [d[0] for d in desc]
+    cells = [["NULL" if v is None else str(v) for v in r] for r in rows]
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(head)]
+    line = lambda vals: " | ".join(v.ljust(w) for v, w in zip(vals, widths)).rstrip()
+    out = [line(head), "-+-".join("-" * w for w in widths)] + [line(c) for c in cells]
+    out.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''}{', more not shown' if more else ''})")
+    return "\n".join(out)

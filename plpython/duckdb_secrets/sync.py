@@ -1,0 +1,182 @@
+"""Export: keep the engine's secrets in line with the catalog, for the current role.
+
+Before each engine use a cheap fingerprint is read (one prepared SPI call):
+the extension's generation row, which every DDL on duckdb servers, mappings and
+grants bumps inside its own transaction (so a rollback restores it, and its
+xmin tells transactions apart), plus the current role, its superuser and file
+privileges, role memberships and the engine settings. A different fingerprint
+means: re-read the secrets this role may use, and create, replace or drop
+only the ones that changed.
+"""
+
+import hashlib
+import secrets as _random
+
+from . import catalog, validation
+from .engine import Engine, Profile, secret_sql, quote_ident
+from .errors import PgError, Scrubber, NO_SCRUB, from_duckdb, INSUFFICIENT_PRIVILEGE
+
+FINGERPRINT_SQL = """
+SELECT g.n, g.xmin::text AS gx, r.oid AS role, r.rolsuper,
+       pg_catalog.pg_has_role(r.oid, 'pg_read_server_files', 'USAGE') AS rd,
+       pg_catalog.pg_has_role(r.oid, 'pg_write_server_files', 'USAGE') AS wr,
+       pg_catalog.current_setting('duckdb.memory_limit', true) AS mem,
+       pg_catalog.current_setting('duckdb.threads', true) AS thr,
+       (SELECT pg_catalog.md5(coalesce(pg_catalog.string_agg(m.roleid::text || ':' || m.member::text,
+                                                             ',' ORDER BY m.roleid, m.member), ''))
+          FROM pg_catalog.pg_auth_members m) AS am,
+       pg_catalog.has_function_privilege('duckdb.query(text)', 'EXECUTE') AS can_query,
+       pg_catalog.has_function_privilege('duckdb.raw_query(text)', 'EXECUTE') AS can_raw
+  FROM duckdb._generation g, pg_catalog.pg_roles r
+ WHERE r.rolname = pg_catalog.current_user()
+"""
+
+# Runs as the extension owner (duckdb._role_secrets is SECURITY DEFINER): only
+# there are PUBLIC user mappings readable for roles that merely have USAGE.
+ROLE_SECRETS_SQL = """
+SELECT s.oid, s.srvname::text AS srvname, s.srvtype, s.srvoptions,
+       CASE WHEN um.oid IS NOT NULL THEN um.umoptions ELSE pm.umoptions END AS umoptions
+  FROM pg_catalog.pg_foreign_server s
+  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'duckdb'
+  LEFT JOIN pg_catalog.pg_user_mapping um ON um.umserver = s.oid AND um.umuser = $1
+  LEFT JOIN pg_catalog.pg_user_mapping pm ON pm.umserver = s.oid AND pm.umuser = 0
+ WHERE (SELECT a.rolsuper FROM pg_catalog.pg_authid a WHERE a.oid = $1)
+    OR pg_catalog.has_server_privilege($1, s.oid, 'USAGE')
+ ORDER BY s.srvname
+"""
+
+CALLER_KEY = "duckdb_secrets.caller"
+
+
+class Session:
+    """Per-backend state, kept in GD."""
+
+    def __init__(self):
+        self.engine = None
+        self.fingerprint = None
+        self.loaded = {}          # engine secret name -> (digest, server name, spec)
+        self.scrub = NO_SCRUB
+        self.scratch = None
+        self.plans = {}
+        self.pending = None       # result of the running duckdb.query
+
+    def plan(self, plpy, key, sql, types=()):
+        p = self.plans.get(key)
+        if p is None:
+            p = self.plans[key] = plpy.prepare(sql, list(types))
+        return p
+
+    def recycle(self):
+        self.pending = None
+        if self.engine is not None:
+            self.engine.close()
+        self.engine = None
+        self.fingerprint = None
+        self.loaded = {}
+        self.scrub = NO_SCRUB
+
+
+def session(GD):
+    s = GD.get("duckdb_secrets.session")
+    if s is None:
+        s = GD["duckdb_secrets.session"] = Session()
+    return s
+
+
+def _digest(spec):
+    h = hashlib.sha256(repr((spec["type"], spec["provider"], spec["scope"],
+                             sorted(spec["params"].items()))).encode())
+    return h.hexdigest()
+
+
+def role_secrets(plpy, GD, nonce):
+    """Body of the SECURITY DEFINER duckdb._role_secrets(nonce).
+
+    Only answers a call made by this package's own code in this backend: the
+    caller's role comes from a one-time token that code left in GD, never
+    from an argument a user could choose.
+    """
+    token = GD.pop(CALLER_KEY, None)
+    if token is None or nonce is None or token[0] != nonce:
+        raise PgError(INSUFFICIENT_PRIVILEGE, "duckdb._role_secrets is internal to duckdb_secrets",
+                      hint="Use duckdb.secrets() to see the secrets of the current role.")
+    plan = session(GD).plan(plpy, "role_secrets", ROLE_SECRETS_SQL, ["oid"])
+    return [(r["oid"], r["srvname"], r["srvtype"], r["srvoptions"], r["umoptions"])
+            for r in plpy.execute(plan, [token[1]])]
+
+
+def _fetch_role_secrets(plpy, GD, sess, role):
+    nonce = _random.token_hex(16)
+    GD[CALLER_KEY] = (nonce, role)
+    try:
+        plan = sess.plan(plpy, "call_role_secrets",
+                         "SELECT * FROM duckdb._role_secrets($1)", ["text"])
+        return list(plpy.execute(plan, [nonce]))
+    finally:
+        GD.pop(CALLER_KEY, None)
+
+
+def ensure(plpy, GD, require=None):
+    """The engine for the current role, with its secrets in line. Returns the Session.
+
+    require: 'query' or 'raw_query': refuse first unless the role may EXECUTE
+    that function (its _impl helpers are reachable by PUBLIC).
+    """
+    sess = session(GD)
+    plan = sess.plan(plpy, "fingerprint", FINGERPRINT_SQL)
+    rows = plpy.execute(plan)
+    if not rows:
+        raise PgError("55000", "duckdb_secrets is not set up in this database",
+                      hint="CREATE EXTENSION duckdb_secrets CASCADE;")
+    r = rows[0]
+    may_run = {"query": r["can_query"], "raw_query": r["can_raw"]}
+    if require is not None and not may_run[require]:
+        raise PgError(INSUFFICIENT_PRIVILEGE, f"permission denied for function {require}",
+                      hint=f"An administrator can GRANT EXECUTE ON FUNCTION duckdb.{require}(text) TO the role.")
+    fp = (r["n"], r["gx"], r["role"], r["rolsuper"], r["rd"], r["wr"], r["mem"], r["thr"], r["am"])
+    if sess.engine is not None and fp == sess.fingerprint:
+        return sess
+
+    profile = Profile(r["role"], r["rolsuper"], r["rd"], r["wr"], r["mem"], r["thr"])
+    desired = {}
+    for row in _fetch_role_secrets(plpy, GD, sess, r["role"]):
+        name = validation.engine_name(row["srvname"])
+        try:
+            spec = validation.secret_spec(row["srvname"], row["srvtype"],
+                                          row["srvoptions"], row["umoptions"])
+        except PgError as e:
+            # Validated at DDL time; can only happen after a catalogue change
+            # (an upgrade) or a catalog edit behind our back. Skip it loudly.
+            plpy.warning(f'skipping DuckDB secret for server "{validation.shown(row["srvname"])}": '
+                         f"{e.message}")
+            continue
+        desired[name] = (_digest(spec), row["srvname"], spec)
+
+    needed = set(catalog.extensions_for(spec["type"] for _, _, spec in desired.values()))
+    if (sess.engine is None or sess.engine.profile.key() != profile.key()
+            or not needed <= sess.engine.extensions):
+        sess.recycle()
+        sess.engine = Engine(profile, needed)
+
+    values = [v for _, _, spec in desired.values() for v in validation.sensitive_values(spec)]
+    sess.scrub = Scrubber(values)
+    con = sess.engine.con
+    for name in [n for n in sess.loaded if n not in desired]:
+        con.execute(f"DROP TEMPORARY SECRET IF EXISTS {quote_ident(name)}")
+        del sess.loaded[name]
+    for name, (digest, srvname, spec) in desired.items():
+        if name in sess.loaded and sess.loaded[name][0] == digest:
+            continue
+        sql, params = secret_sql(name, spec)
+        try:
+            con.execute(sql, params)
+        except Exception as e:  # duckdb.Error; message scrubbed below
+            sess.loaded.pop(name, None)
+            con.execute(f"DROP TEMPORARY SECRET IF EXISTS {quote_ident(name)}")
+            err = from_duckdb(e)
+            plpy.warning(f'skipping DuckDB secret for server "{validation.shown(srvname)}": '
+                         f"{sess.scrub(err.message)}")
+            continue
+        sess.loaded[name] = (digest, srvname, spec)
+    sess.fingerprint = fp
+    return sess

@@ -1,0 +1,245 @@
+"""Validation of duckdb SERVERs and USER MAPPINGs, driven by catalog.TYPES.
+
+Stage 1 (validate_options) runs as the FDW validator, which PostgreSQL gives
+only the option list and the catalog it is for. Stage 2 (secret_spec) runs
+from the ddl_command_end event trigger, knows the server's TYPE and name, and
+turns a server + user mapping into the exact secret the engine will create.
+Nothing here ever puts an option *value* into a message.
+"""
+
+import re
+
+from . import catalog
+from .errors import (PgError, FDW_INVALID_OPTION_NAME, FDW_INVALID_ATTRIBUTE_VALUE,
+                     DUPLICATE_OBJECT, INSUFFICIENT_PRIVILEGE)
+
+# pg_catalog OIDs the validator receives as its second argument.
+FDW_CATALOG = 2328          # pg_foreign_data_wrapper
+SERVER_CATALOG = 1417       # pg_foreign_server
+MAPPING_CATALOG = 1418      # pg_user_mapping
+
+_SIMPLE_WORD = re.compile(r"^[a-z0-9_]{1,63}$")
+_TRUE = {"true", "t", "yes", "y", "on", "1"}
+_FALSE = {"false", "f", "no", "n", "off", "0"}
+
+
+def shown(name):
+    """An option or type name as it may appear in a message (never a value)."""
+    name = "".join(c if c.isprintable() else "?" for c in str(name))
+    return name if len(name) <= 63 else name[:60] + "..."
+
+
+def parse_options(options):
+    """PostgreSQL's "name=value" option array -> list of (name, value)."""
+    out = []
+    for item in options or ():
+        name, _, value = item.partition("=")
+        out.append((name, value))
+    return out
+
+
+def normalise(pairs, where):
+    """Lowercase option names; refuse the same option twice in any spelling."""
+    out = {}
+    for name, value in pairs:
+        key = name.lower()
+        if key in out:
+            raise PgError(DUPLICATE_OBJECT, f'option "{shown(key)}" provided more than once{where}',
+                          hint="Option names are case-insensitive: \"SECRET\" and secret are the same option.")
+        out[key] = value
+    return out
+
+
+def _hint_list(names):
+    return ", ".join(sorted(names)) if names else "<none>"
+
+
+def server_context_options():
+    return catalog.ALL_OPTIONS - catalog.SENSITIVE
+
+
+def mapping_context_options():
+    return catalog.ALL_OPTIONS - catalog.SERVER_ONLY
+
+
+def validate_options(options, catalog_oid):
+    """Stage 1: option names only, per context. Raises PgError."""
+    pairs = parse_options(options)
+    if catalog_oid == FDW_CATALOG:
+        if pairs:
+            raise PgError(FDW_INVALID_OPTION_NAME, f'invalid option "{shown(pairs[0][0])}"',
+                          hint="The duckdb foreign-data wrapper takes no options; "
+                               "set them on a SERVER or USER MAPPING.")
+        return
+    if catalog_oid == SERVER_CATALOG:
+        opts = normalise(pairs, "")
+        for name in opts:
+            if name in catalog.SENSITIVE:
+                raise_sensitive_on_server(name)
+            if name not in catalog.ALL_OPTIONS:
+                raise PgError(FDW_INVALID_OPTION_NAME, f'invalid option "{shown(name)}"',
+                              hint="Valid options in this context are: "
+                                   + _hint_list(server_context_options()))
+        return
+    if catalog_oid == MAPPING_CATALOG:
+        opts = normalise(pairs, "")
+        for name in opts:
+            if name in catalog.SERVER_ONLY:
+                raise PgError(FDW_INVALID_OPTION_NAME,
+                              f'option "{name}" cannot be set in a user mapping',
+                              hint=f'Set {name} on the server: ALTER SERVER ... OPTIONS (ADD {name} \'...\').')
+            if name not in catalog.ALL_OPTIONS:
+                raise PgError(FDW_INVALID_OPTION_NAME, f'invalid option "{shown(name)}"',
+                              hint="Valid options in this context are: "
+                                   + _hint_list(mapping_context_options()))
+        return
+    # Foreign tables and anything else: the duckdb wrapper has none.
+    if pairs:
+        raise PgError(FDW_INVALID_OPTION_NAME, f'invalid option "{shown(pairs[0][0])}"',
+                      hint="The duckdb foreign-data wrapper has no foreign tables.")
+
+
+def raise_sensitive_on_server(name):
+    raise PgError(INSUFFICIENT_PRIVILEGE,
+                  f'option "{name}" is sensitive and cannot be set on a server',
+                  detail="Server options are readable by every role.",
+                  hint=f"Put {name} in a USER MAPPING: CREATE USER MAPPING FOR ... SERVER ... "
+                       f"OPTIONS ({name} '...').")
+
+
+def _bool(name, value):
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, f'option "{name}" requires a Boolean value',
+                  hint="Use true or false.")
+
+
+def _int(name, value):
+    try:
+        return int(value.strip(), 10)
+    except ValueError:
+        raise PgError(FDW_INVALID_ATTRIBUTE_VALUE,
+                      f'option "{name}" requires an integer value') from None
+
+
+def _list(name, value):
+    items = [v.strip() for v in value.split(",")]
+    if not value.strip() or any(not v for v in items):
+        raise PgError(FDW_INVALID_ATTRIBUTE_VALUE,
+                      f'option "{name}" requires a comma-separated list of non-empty values')
+    return items
+
+
+def _map(name, value):
+    out = {}
+    for item in value.split(","):
+        k, sep, v = item.partition("=")
+        if not sep or not k.strip():
+            raise PgError(FDW_INVALID_ATTRIBUTE_VALUE,
+                          f'option "{name}" requires comma-separated key=value pairs')
+        out[k.strip()] = v.strip()
+    return out
+
+
+_CONVERT = {catalog.BOOL: _bool, catalog.INT: _int, catalog.LIST: _list, catalog.MAP: _map,
+            catalog.TEXT: lambda name, value: value}
+
+
+def secret_type_name(server_name, srvtype):
+    """The catalogue type for a server's TYPE string, or PgError."""
+    if srvtype is None or not srvtype.strip():
+        raise PgError(FDW_INVALID_ATTRIBUTE_VALUE,
+                      f'server "{shown(server_name)}" has no TYPE',
+                      hint="Name the DuckDB secret type: CREATE SERVER ... TYPE 's3' "
+                           "FOREIGN DATA WRAPPER duckdb. Valid types are: "
+                           + _hint_list(catalog.TYPES))
+    t = srvtype.strip().lower()
+    if t not in catalog.TYPES:
+        what = f' "{t}"' if _SIMPLE_WORD.match(t) else ""
+        raise PgError(FDW_INVALID_ATTRIBUTE_VALUE,
+                      f'invalid TYPE{what} for server "{shown(server_name)}"',
+                      detail=None if what else "The TYPE is not a plain type name; it is not shown.",
+                      hint="Valid types are: " + _hint_list(catalog.TYPES))
+    return t
+
+
+def secret_spec(server_name, srvtype, server_options, mapping_options=None):
+    """Stage 2: the secret the engine will create for this server + mapping.
+
+    server_options / mapping_options: PostgreSQL option arrays (or None).
+    Returns dict(type, provider, scope, params) with typed values.
+    """
+    type_name = secret_type_name(server_name, srvtype)
+    stype = catalog.TYPES[type_name]
+    server = normalise(parse_options(server_options), f' for server "{shown(server_name)}"')
+    mapping = normalise(parse_options(mapping_options), " in the user mapping")
+
+    for name in server:
+        if name in catalog.SENSITIVE:
+            raise_sensitive_on_server(name)
+    for name in mapping:
+        if name in catalog.SERVER_ONLY:
+            raise PgError(FDW_INVALID_OPTION_NAME, f'option "{name}" cannot be set in a user mapping')
+        if name in server:
+            raise PgError(DUPLICATE_OBJECT,
+                          f'option "{shown(name)}" is set on both server "{shown(server_name)}" '
+                          "and its user mapping",
+                          hint="Set each option in one place.")
+
+    provider_name = server.get(catalog.PROVIDER, stype.default_provider).strip().lower()
+    if provider_name not in stype.providers:
+        what = f' "{provider_name}"' if _SIMPLE_WORD.match(provider_name) else ""
+        raise PgError(FDW_INVALID_ATTRIBUTE_VALUE,
+                      f"invalid PROVIDER{what} for a server of TYPE '{type_name}'",
+                      hint="Valid providers are: " + _hint_list(stype.providers))
+    provider = stype.providers[provider_name]
+    valid = catalog.options_for(type_name, provider_name)
+
+    params = {}
+    scope = None
+    for source, opts in (("server", server), ("user mapping", mapping)):
+        for name, value in opts.items():
+            opt = valid.get(name)
+            if opt is None:
+                raise PgError(FDW_INVALID_OPTION_NAME, f'invalid option "{shown(name)}"',
+                              hint=f"Valid options for a server of TYPE '{type_name}' with PROVIDER "
+                                   f"'{provider_name}' are: "
+                                   + _hint_list(set(valid) - (catalog.SERVER_ONLY if source != "server" else set())))
+            if name == catalog.PROVIDER:
+                continue
+            converted = _CONVERT[opt.kind](name, value)
+            if name == catalog.SCOPE:
+                scope = converted
+            else:
+                params[name] = converted
+
+    missing = [r for r in provider.required if r not in params]
+    if missing:
+        raise PgError(FDW_INVALID_ATTRIBUTE_VALUE,
+                      f"a server of TYPE '{type_name}' with PROVIDER '{provider_name}' "
+                      f'requires option "{missing[0]}"')
+    return {"type": type_name, "provider": provider_name, "scope": scope, "params": params}
+
+
+def engine_name(server_name):
+    """DuckDB lowercases secret names, even quoted ones."""
+    return server_name.lower()
+
+
+def check_name_collision(server_name, other_server_names):
+    mine = engine_name(server_name)
+    for other in other_server_names:
+        if other != server_name and engine_name(other) == mine:
+            raise PgError(DUPLICATE_OBJECT,
+                          f'server name "{shown(server_name)}" collides with server "{shown(other)}" '
+                          "inside DuckDB",
+                          detail="DuckDB secret names are case-insensitive.",
+                          hint="Rename one of the servers.")
+
+
+def sensitive_values(spec):
+    """Every value of a sensitive option in a spec (for scrubbing messages)."""
+    return [v for k, v in spec["params"].items() if k in catalog.SENSITIVE and isinstance(v, str)]

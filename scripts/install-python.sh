@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the duckdb_secrets Python package and its pinned dependencies into
+# DEST (default: $(pg_config --pkglibdir)/duckdb_secrets) for the interpreter
+# that plpython3u runs. Idempotent: dependencies are reinstalled only when
+# requirements-server.txt changes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEST=${1:?usage: install-python.sh DEST}
+PY=${SERVER_PYTHON:-/usr/bin/python3}
+umask 022
+
+mkdir -p "$DEST/python"
+rm -rf "$DEST/python/duckdb_secrets"
+cp -R plpython/duckdb_secrets "$DEST/python/"
+cp plpython/duckdb_secrets_boot.py "$DEST/python/"
+find "$DEST/python" -name '__pycache__' -prune -exec rm -rf {} +
+
+if ! cmp -s requirements-server.txt "$DEST/deps/.requirements-server.txt" 2>/dev/null; then
+    rm -rf "$DEST/deps.new"
+    "$PY" -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+        --no-compile --target "$DEST/deps.new" -r requirements-server.txt
+    cp requirements-server.txt "$DEST/deps.new/.requirements-server.txt"
+    rm -rf "$DEST/deps"
+    mv "$DEST/deps.new" "$DEST/deps"
+fi
+chmod -R a+rX "$DEST"
+echo "duckdb_secrets Python package and dependencies installed in $DEST"
