@@ -70,6 +70,12 @@ def from_duckdb(exc, prefix=None):
     """PgError for a DuckDB exception: first line is the message, the rest detail."""
     text = str(exc).strip()
     first, _, rest = text.partition("\n")
+    # DuckDB sometimes repeats a paragraph of advice; keep each once.
+    paragraphs = []
+    for p in rest.strip().split("\n\n"):
+        if p.strip() and p not in paragraphs:
+            paragraphs.append(p)
+    rest = "\n\n".join(paragraphs)
     sqlstate = DUCKDB_SQLSTATE.get(type(exc).__name__, FDW_ERROR)
     message = f"{prefix}: {first}" if prefix else first
     return PgError(sqlstate, message, detail=rest.strip() or None)

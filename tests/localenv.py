@@ -1,0 +1,255 @@
+"""Real local services for the demo and the tests: a throwaway PostgreSQL
+cluster and a moto S3 server that checks request signatures.
+
+Everything listens on 127.0.0.1 only, and every process started here is
+stopped by its PID. Usable as a module or from the shell:
+
+    python tests/localenv.py pg-start DIR PORT      # prints nothing; cluster in DIR
+    python tests/localenv.py pg-stop DIR
+    python tests/localenv.py s3-start DIR PORT      # writes DIR/s3.env (endpoint, keys, pid)
+    python tests/localenv.py s3-stop DIR
+"""
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+PG_BIN = "/usr/lib/postgresql/15/bin"
+HERE = os.path.dirname(os.path.abspath(__file__))
+VENV_BIN = os.path.join(os.path.dirname(HERE), ".venv", "bin")
+
+# Never let any AWS code (boto3 here, DuckDB's aws code in the server) probe an
+# instance-metadata endpoint.
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+SAFE_ENV = {"AWS_EC2_METADATA_DISABLED": "true"}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _as_postgres(cmd):
+    """Run as the postgres OS user when we are root (initdb refuses root)."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", "env", *[f"{k}={v}" for k, v in SAFE_ENV.items()], *cmd]
+    return cmd
+
+
+def _chown_postgres(path):
+    if os.geteuid() == 0:
+        pw = pwd.getpwnam("postgres")
+        os.chown(path, pw.pw_uid, pw.pw_gid)
+
+
+class PgCluster:
+    """A PostgreSQL cluster in its own directory, socket and port."""
+
+    def __init__(self, base, port=None, settings=None):
+        self.base = base
+        self.data = os.path.join(base, "data")
+        self.log = os.path.join(base, "server.log")
+        self.port = port or free_port()
+        self.host = "127.0.0.1"
+        self.user = "postgres"
+        self.settings = {
+            "listen_addresses": "127.0.0.1",
+            "unix_socket_directories": base,
+            "port": str(self.port),
+            "fsync": "off",
+            "max_connections": "60",
+            "shared_buffers": "64MB",
+            "log_min_messages": "warning",
+            "log_line_prefix": "%m [%p] %u@%d ",
+            # Statements that fail are logged (PostgreSQL's default); with it on,
+            # a test can check that our own SQL never carries a secret.
+            "log_min_error_statement": "error",
+        }
+        self.settings.update(settings or {})
+
+    @property
+    def pid(self):
+        try:
+            with open(os.path.join(self.data, "postmaster.pid")) as f:
+                return int(f.readline())
+        except (OSError, ValueError):
+            return None
+
+    def dsn(self, dbname="postgres", user=None):
+        return f"host={self.host} port={self.port} user={user or self.user} dbname={dbname}"
+
+    def start(self):
+        os.makedirs(self.base, exist_ok=True)
+        os.chmod(self.base, 0o755)
+        _chown_postgres(self.base)
+        if not os.path.exists(os.path.join(self.data, "PG_VERSION")):
+            subprocess.run(_as_postgres([f"{PG_BIN}/initdb", "-D", self.data, "-A", "trust", "-U", "postgres",
+                                         "--no-sync", "-E", "UTF8", "--locale", "C.UTF-8"]),
+                           check=True, stdout=subprocess.DEVNULL)
+            with open(os.path.join(self.data, "postgresql.auto.conf"), "a") as f:
+                for k, v in self.settings.items():
+                    f.write(f"{k} = '{v}'\n")
+        subprocess.run(_as_postgres([f"{PG_BIN}/pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60",
+                                     "start"]), check=True, stdout=subprocess.DEVNULL)
+        return self
+
+    def stop(self):
+        pid = self.pid
+        if pid is None:
+            return
+        try:
+            os.kill(pid, signal.SIGINT)         # fast shutdown of the postmaster we started
+        except ProcessLookupError:
+            return
+        for _ in range(300):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)
+
+    def read_log(self):
+        try:
+            with open(self.log, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+
+class S3Server:
+    """moto's S3 on 127.0.0.1, with IAM auth on: bad signatures get 403."""
+
+    bucket = "bucket"
+    region = "us-east-1"
+
+    def __init__(self, base, port=None):
+        self.base = base
+        self.port = port or free_port()
+        self.proc = None
+        self.key_id = None
+        self.secret = None
+
+    @property
+    def endpoint(self):
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self):
+        return f"http://{self.endpoint}"
+
+    def start(self):
+        os.makedirs(self.base, exist_ok=True)
+        log = open(os.path.join(self.base, "moto.log"), "wb")
+        env = {**os.environ, **SAFE_ENV}
+        self.proc = subprocess.Popen([os.path.join(VENV_BIN, "moto_server"), "-H", "127.0.0.1",
+                                      "-p", str(self.port)], stdout=log, stderr=log, env=env,
+                                     start_new_session=True)
+        deadline = time.time() + 30
+        while True:
+            try:
+                urllib.request.urlopen(self.url + "/moto-api/", timeout=1).read()
+                break
+            except OSError:
+                if time.time() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("moto_server did not start; see " + log.name)
+                time.sleep(0.2)
+        self._set_up()
+        return self
+
+    def client(self, service, key_id=None, secret=None):
+        import boto3
+        return boto3.client(service, endpoint_url=self.url, region_name=self.region,
+                            aws_access_key_id=key_id or self.key_id or "setup",
+                            aws_secret_access_key=secret or self.secret or "setup")
+
+    def _set_up(self):
+        iam = self.client("iam")
+        iam.create_user(UserName="duckdb-secrets-test")
+        policy = iam.create_policy(PolicyName="s3-all", PolicyDocument=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": ["s3:*", "sts:*", "iam:*"], "Resource": "*"}]}))
+        iam.attach_user_policy(UserName="duckdb-secrets-test", PolicyArn=policy["Policy"]["Arn"])
+        key = iam.create_access_key(UserName="duckdb-secrets-test")["AccessKey"]
+        self.key_id, self.secret = key["AccessKeyId"], key["SecretAccessKey"]
+        s3 = self.client("s3")
+        s3.create_bucket(Bucket=self.bucket)
+        # From now on every request must carry a valid signature.
+        req = urllib.request.Request(self.url + "/moto-api/reset-auth", data=b"0",
+                                     headers={"Content-Type": "text/plain"}, method="POST")
+        urllib.request.urlopen(req, timeout=5).read()
+
+    def put(self, key, data):
+        self.client("s3").put_object(Bucket=self.bucket, Key=key, Body=data)
+
+    def put_parquet(self, key, sql):
+        """Upload the result of a DuckDB query as Parquet."""
+        import duckdb
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "data.parquet")
+            duckdb.connect().execute(f"COPY ({sql}) TO '{path}' (FORMAT parquet)")
+            with open(path, "rb") as f:
+                self.put(key, f.read())
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+    def write_env(self, path):
+        with open(path, "w") as f:
+            f.write(f"S3_ENDPOINT={self.endpoint}\nS3_KEY_ID={self.key_id}\nS3_SECRET={self.secret}\n"
+                    f"S3_BUCKET={self.bucket}\nS3_REGION={self.region}\nS3_PID={self.proc.pid}\n")
+
+
+def _pid_file_stop(pidfile):
+    try:
+        with open(pidfile) as f:
+            pid = int(f.read().strip())
+    except (OSError, ValueError):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    os.unlink(pidfile)
+
+
+def main(argv):
+    cmd, base = argv[0], argv[1]
+    if cmd == "pg-start":
+        PgCluster(base, int(argv[2])).start()
+    elif cmd == "pg-stop":
+        PgCluster(base).stop()
+    elif cmd == "s3-start":
+        s3 = S3Server(base, int(argv[2])).start()
+        s3.put_parquet("demo/cities.parquet",
+                       "SELECT * FROM (VALUES ('Lisbon', 545000), ('Oslo', 709000), ('Quito', 2800000)) "
+                       "AS t(city, population)")
+        s3.write_env(os.path.join(base, "s3.env"))
+        with open(os.path.join(base, "s3.pid"), "w") as f:
+            f.write(str(s3.proc.pid))
+    elif cmd == "s3-stop":
+        _pid_file_stop(os.path.join(base, "s3.pid"))
+    elif cmd == "rmtree":
+        shutil.rmtree(base, ignore_errors=True)
+    else:
+        raise SystemExit(f"unknown command {cmd}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
