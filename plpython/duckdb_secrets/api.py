@@ -131,7 +131,7 @@ def raw_query(plpy, GD, sql):
         text = query.render(result)
     except duckdb.Error as e:
         raise query.from_duckdb(e) from None
-    plpy.notice(sess.scrub(text))
+    plpy.notice("\n" + sess.scrub(text))
     return None
 
 
