@@ -25,7 +25,8 @@ PYDIR     = $(PYROOT)/python
 .PHONY: setup install-python demo test test-unit bench
 
 sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql.in Makefile
-	sed -e 's|@VERSION@|$(EXTVERSION)|g' -e 's|@PYDIR@|$(PYDIR)|g' $< > $@
+	sed -e 's|@API@|(GD.get("duckdb_secrets.api") or plpy.execute("SELECT duckdb._boot()") and GD["duckdb_secrets.api"])|g' \
+	    -e 's|@VERSION@|$(EXTVERSION)|g' -e 's|@PYDIR@|$(PYDIR)|g' $< > $@
 
 # The Python package and its pinned dependencies, for the server's interpreter,
 # in a private directory that the SQL functions put on sys.path.

@@ -19,16 +19,16 @@ ALLOWED_FOR_ALL = {
     "COPY", "ATTACH", "DETACH", "TRANSACTION", "PREPARE", "EXECUTE", "ANALYZE",
 }
 
-_SECRET_DDL = re.compile(r"^(create(or replace)?(temp|temporary|persistent)?|drop(temp|temporary|persistent)?)secret")
+_SECRET_DDL = re.compile(r"^(create(orreplace)?(temp|temporary|persistent)?|drop(temp|temporary|persistent)?)secret")
+_WORD = re.compile(r"\w+")
 
 
 def _keywords(duckdb, text, n=6):
-    """The first n tokens of a statement, lowercased, comments skipped."""
+    """The first n tokens of a statement, lowercased; comments are not tokens."""
     words = []
-    toks = duckdb.tokenize(text)
-    for i, (pos, _kind) in enumerate(toks[:n]):
-        end = toks[i + 1][0] if i + 1 < len(toks) else len(text)
-        words.append(text[pos:end].strip().lower())
+    for pos, _kind in duckdb.tokenize(text)[:n]:
+        m = _WORD.match(text, pos)
+        words.append(m.group(0).lower() if m else text[pos])
     return words
 
 
@@ -50,7 +50,7 @@ def check_statements(duckdb, sql, superuser):
                           detail="Only superusers may change the engine's settings, load "
                                  "extensions or run PRAGMA/CALL/SET statements.")
         if kind in ("CREATE", "DROP"):
-            head = "".join(w.replace(" ", "") for w in _keywords(duckdb, st.query))
+            head = "".join(_keywords(duckdb, st.query))
             if _SECRET_DDL.match(head):
                 raise PgError(INSUFFICIENT_PRIVILEGE,
                               "permission denied to create or drop secrets in the DuckDB engine",

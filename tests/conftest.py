@@ -1,0 +1,108 @@
+"""Fixtures: a real PostgreSQL 15 cluster (started as the postgres OS user),
+a fresh database per test with the extension (pytest-postgresql, from a
+template), and a moto S3 server on 127.0.0.1 that checks signatures."""
+
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+
+import psycopg
+import pytest
+from pytest_postgresql import factories
+
+sys.path.insert(0, os.path.dirname(__file__))
+import localenv  # noqa: E402
+
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
+_BASE = tempfile.mkdtemp(prefix="duckdb_secrets_pytest.")
+os.chmod(_BASE, 0o755)
+CLUSTER = localenv.PgCluster(os.path.join(_BASE, "pg"))
+
+
+def _load_extension(host, port, user, dbname, password=None, **_):
+    with psycopg.connect(host=host, port=port, user=user, dbname=dbname, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION duckdb_secrets CASCADE")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cluster():
+    CLUSTER.start()
+    yield CLUSTER
+    CLUSTER.stop()
+    shutil.rmtree(_BASE, ignore_errors=True)
+
+
+postgresql_noproc = factories.postgresql_noproc(
+    host=CLUSTER.host, port=CLUSTER.port, user="postgres", dbname="ds_test", load=[_load_extension])
+postgresql = factories.postgresql("postgresql_noproc")
+
+
+@pytest.fixture(scope="session")
+def s3(cluster):
+    server = localenv.S3Server(os.path.join(_BASE, "s3")).start()
+    server.put_parquet("data/numbers.parquet",
+                       "SELECT range AS n, 'row ' || range AS label FROM range(10)")
+    yield server
+    server.stop()
+
+
+class DB:
+    """The per-test database: new connections as any role, and checks."""
+
+    def __init__(self, conn, cluster):
+        self.conn = conn
+        self.cluster = cluster
+        self.dbname = conn.info.dbname
+        self._others = []
+
+    def connect(self, user="postgres"):
+        c = psycopg.connect(self.cluster.dsn(self.dbname, user), autocommit=True)
+        self._others.append(c)
+        return c
+
+    def role(self, prefix="r", *, login=True, superuser=False):
+        name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+        opts = ("LOGIN" if login else "NOLOGIN") + (" SUPERUSER" if superuser else "")
+        self.conn.execute(f'CREATE ROLE "{name}" {opts}')
+        return name
+
+    def close(self):
+        for c in self._others:
+            c.close()
+
+
+@pytest.fixture
+def db(postgresql, cluster):
+    postgresql.autocommit = True
+    d = DB(postgresql, cluster)
+    yield d
+    d.close()
+
+
+@pytest.fixture
+def log_since(cluster):
+    """Returns a function giving the server log written since the test began."""
+    start = len(cluster.read_log())
+    return lambda: cluster.read_log()[start:]
+
+
+def s3_server_sql(name, s3, **extra):
+    """CREATE SERVER for the local S3 (non-sensitive options only)."""
+    opts = {"region": s3.region, "endpoint": s3.endpoint, "url_style": "path", "use_ssl": "false", **extra}
+    body = ", ".join(f"{k} '{v}'" for k, v in opts.items())
+    return f"CREATE SERVER {name} TYPE 's3' FOREIGN DATA WRAPPER duckdb OPTIONS ({body})"
+
+
+def assert_clean_error(err, *secrets):
+    """A PostgreSQL-native error: no plpy prefix, no traceback, no secret."""
+    diag = err.diag
+    texts = [diag.message_primary, diag.message_detail, diag.message_hint, diag.context, str(err)]
+    for t in filter(None, texts):
+        assert "Traceback" not in t, t
+        assert "plpy." not in t, t
+        assert "spiexceptions" not in t, t
+        for s in secrets:
+            assert s not in t, f"secret value leaked into: {t!r}"
