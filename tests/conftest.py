@@ -40,9 +40,28 @@ postgresql_noproc = factories.postgresql_noproc(
 postgresql = factories.postgresql("postgresql_noproc")
 
 
+_SECRETS_TO_WATCH = ["CANARY"]
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_server_log(cluster):
+    """Every test: what the server logged meanwhile carries no secret value.
+
+    Lines that echo a statement the test itself sent (STATEMENT:, bind
+    parameters) are PostgreSQL's own and are left out."""
+    start = len(cluster.read_log())
+    yield
+    for line in cluster.read_log()[start:].splitlines():
+        if "STATEMENT:" in line or "parameters:" in line or line.startswith("\t"):
+            continue
+        for secret in _SECRETS_TO_WATCH:
+            assert secret not in line, f"secret value in the server log: {line!r}"
+
+
 @pytest.fixture(scope="session")
 def s3(cluster):
     server = localenv.S3Server(os.path.join(_BASE, "s3")).start()
+    _SECRETS_TO_WATCH.append(server.secret)
     server.put_parquet("data/numbers.parquet",
                        "SELECT range AS n, 'row ' || range AS label FROM range(10)")
     yield server

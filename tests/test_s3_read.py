@@ -139,3 +139,37 @@ def test_role_mapping_wins_over_public_mapping(db, s3):
     assert conn.execute(READ).fetchone() == (10, 45)
     shown = conn.execute("SELECT secret_string FROM duckdb.secrets()").fetchone()[0]
     assert s3.key_id in shown and "public-CANARY" not in shown and "secret=redacted" in shown
+
+
+def test_grant_and_revoke_usage_mid_session(db, s3):
+    alice = db.role("alice")
+    db.conn.execute(s3_server_sql("team_s3", s3))
+    db.conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER team_s3 "
+                    f"OPTIONS (key_id '{s3.key_id}', secret '{s3.secret}')")
+    db.conn.execute(f'GRANT EXECUTE ON FUNCTION duckdb.query(text) TO "{alice}"')
+    conn = db.connect(alice)
+    assert conn.execute("SELECT count(*) FROM duckdb.secrets()").fetchone() == (0,)
+
+    db.conn.execute(f'GRANT USAGE ON FOREIGN SERVER team_s3 TO "{alice}"')
+    assert conn.execute(READ).fetchone() == (10, 45)
+
+    db.conn.execute(f'REVOKE USAGE ON FOREIGN SERVER team_s3 FROM "{alice}"')
+    assert conn.execute("SELECT count(*) FROM duckdb.secrets()").fetchone() == (0,)
+    with pytest.raises(psycopg.Error) as e:
+        conn.execute(READ)
+    assert_clean_error(e.value, s3.secret)
+
+
+def test_usage_through_a_group_role_follows_membership(db, s3):
+    alice, team = db.role("alice"), db.role("team", login=False)
+    db.conn.execute(s3_server_sql("team_s3", s3))
+    db.conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER team_s3 "
+                    f"OPTIONS (key_id '{s3.key_id}', secret '{s3.secret}')")
+    db.conn.execute(f'GRANT USAGE ON FOREIGN SERVER team_s3 TO "{team}"')
+    db.conn.execute(f'GRANT EXECUTE ON FUNCTION duckdb.query(text) TO "{alice}"')
+    conn = db.connect(alice)
+    assert conn.execute("SELECT count(*) FROM duckdb.secrets()").fetchone() == (0,)
+    db.conn.execute(f'GRANT "{team}" TO "{alice}"')       # no event trigger sees this one
+    assert conn.execute(READ).fetchone() == (10, 45)
+    db.conn.execute(f'REVOKE "{team}" FROM "{alice}"')
+    assert conn.execute("SELECT count(*) FROM duckdb.secrets()").fetchone() == (0,)
