@@ -3,13 +3,9 @@
 # signatures; create the extension and a secret; read Parquet from S3 through
 # the embedded DuckDB; show what a wrong key gives; stop everything started.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export AWS_EC2_METADATA_DISABLED=true
-PY=.venv/bin/python
-BASE=$(mktemp -d /tmp/duckdb_secrets_demo.XXXXXX)
-chmod 755 "$BASE"
-PGPORT=$($PY -c 'import sys; sys.path.insert(0, "tests"); import localenv; print(localenv.free_port())')
-S3PORT=$($PY -c 'import sys; sys.path.insert(0, "tests"); import localenv; print(localenv.free_port())')
+. "$(dirname "$0")/lib.sh" demo
+PGPORT=$(free_port)
+S3PORT=$(free_port)
 
 cleanup() {
     $PY tests/localenv.py pg-stop "$BASE/pg" || true

@@ -2,12 +2,8 @@
 # make test: pg_regress (make installcheck) against a throwaway cluster, then
 # the pytest suites (which start their own cluster and S3 server).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export AWS_EC2_METADATA_DISABLED=true
-PY=.venv/bin/python
-BASE=$(mktemp -d /tmp/duckdb_secrets_regress.XXXXXX)
-chmod 755 "$BASE"
-PGPORT=$($PY -c 'import sys; sys.path.insert(0, "tests"); import localenv; print(localenv.free_port())')
+. "$(dirname "$0")/lib.sh" regress
+PGPORT=$(free_port)
 cleanup() {
     $PY tests/localenv.py pg-stop "$BASE/pg" || true
     rm -rf "$BASE"

@@ -90,15 +90,18 @@ def store_mapping_options(plpy, GD, nonce, server_name, options):
 
 # --- the engine --------------------------------------------------------------
 
+def _engine_for(plpy, GD, fn, sql):
+    if sql is None:
+        raise PgError("22004", f"the query passed to duckdb.{fn} must not be null")
+    return sync.ensure(plpy, GD, require=fn)
+
+
 @entry
 def query_start(plpy, GD, sql):
-    if sql is None:
-        raise PgError("22004", "query must not be null")
-    sess = sync.ensure(plpy, GD, require="query")
+    sess = _engine_for(plpy, GD, "query", sql)
     sess.pending = None
     import duckdb
-    coldef, pending = query.start(duckdb, sess.engine.con, sql, sess.engine.profile.superuser, sess.scrub)
-    sess.pending = pending
+    coldef, sess.pending = query.start(duckdb, sess.engine.con, sql, sess.engine.profile.superuser, sess.scrub)
     return _value(coldef)
 
 
@@ -121,13 +124,10 @@ def query_end(plpy, GD):
 
 @entry
 def raw_query(plpy, GD, sql):
-    if sql is None:
-        raise PgError("22004", "query must not be null")
-    sess = sync.ensure(plpy, GD, require="raw_query")
+    sess = _engine_for(plpy, GD, "raw_query", sql)
     import duckdb
-    query.check_statements(duckdb, sql, sess.engine.profile.superuser)
+    result = query.execute(duckdb, sess.engine.con, sql, sess.engine.profile.superuser)
     try:
-        result = sess.engine.con.execute(sql)
         text = query.render(result)
     except duckdb.Error as e:
         raise query.from_duckdb(e) from None

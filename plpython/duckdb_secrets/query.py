@@ -152,13 +152,18 @@ class Pending:
             self.error = from_duckdb(e)
 
 
-def start(duckdb, con, sql, superuser, scrub):
-    """Run sql; return (coldef text or None, Pending or None)."""
+def execute(duckdb, con, sql, superuser):
+    """Check what the role may run, then run it; DuckDB errors become PgErrors."""
     check_statements(duckdb, sql, superuser)
     try:
-        result = con.execute(sql)
+        return con.execute(sql)
     except duckdb.Error as e:
         raise from_duckdb(e) from None
+
+
+def start(duckdb, con, sql, superuser, scrub):
+    """Run sql; return (coldef text or None, Pending or None)."""
+    result = execute(duckdb, con, sql, superuser)
     desc = result.description
     if not desc:
         return None, None
