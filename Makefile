@@ -22,7 +22,7 @@ PKGLIBDIR := $(shell $(PG_CONFIG) --pkglibdir 2>/dev/null)
 PYROOT    = $(PKGLIBDIR)/$(EXTENSION)
 PYDIR     = $(PYROOT)/python
 
-.PHONY: setup install-python demo test test-unit bench
+.PHONY: setup install-python demo test bench docs
 
 sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql.in Makefile
 	sed -e 's|@API@|(GD.get("duckdb_secrets.api") or plpy.execute("SELECT duckdb._boot()") and GD["duckdb_secrets.api"])|g' \
@@ -48,3 +48,7 @@ test: setup
 bench: setup
 	$(MAKE) install
 	.venv/bin/python bench/run.py
+
+# docs/secret-types.md is generated from the catalogue.
+docs:
+	cd plpython && /usr/bin/python3 -m duckdb_secrets.docs > ../docs/secret-types.md

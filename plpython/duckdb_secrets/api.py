@@ -65,13 +65,22 @@ def check_ddl(plpy, GD, classid, objid):
 
 # --- helpers -----------------------------------------------------------------
 
+def _helper(fn, plpy, GD, args):
+    try:
+        return _value(fn(plpy, GD, args))
+    except Exception as e:
+        e.scrub = Scrubber([args.get(k) for k in ddl.HELPER_SENSITIVE_ARGS])
+        raise
+
+
 @entry
 def create_simple_secret(plpy, GD, args):
-    try:
-        return _value(ddl.create_simple_secret(plpy, GD, args))
-    except Exception as e:
-        e.scrub = Scrubber([args.get(k) for k in ddl.SIMPLE_MAPPING_OPTIONS])
-        raise
+    return _helper(ddl.create_simple_secret, plpy, GD, args)
+
+
+@entry
+def create_azure_secret(plpy, GD, args):
+    return _helper(ddl.create_azure_secret, plpy, GD, args)
 
 
 def role_secrets(plpy, GD, nonce):

@@ -1,20 +1,23 @@
 """The one table of truth: DuckDB secret types, their providers and options.
 
-Validation, export, redaction and the generated docs all read this module.
-Adding a secret type is one entry in TYPES (plus its options, if new).
-
-Facts are DuckDB 1.5.5 with the httpfs, aws, azure and postgres extensions.
+Validation, export, redaction and docs/secret-types.md all read this module;
+adding a secret type is one entry in TYPES. Facts are DuckDB 1.5.5 with the
+httpfs, aws, azure, postgres and mysql extensions, each option checked against
+DuckDB itself by tests/test_catalog.py.
 """
 
 from dataclasses import dataclass, field
 
-# Option value kinds. DuckDB receives text as VARCHAR, bool as BOOLEAN,
-# int as INTEGER, list as LIST(VARCHAR) (comma-separated in PostgreSQL),
-# map as MAP(VARCHAR, VARCHAR) ("k=v" pairs, comma-separated).
+# Option value kinds: how a PostgreSQL option string becomes a DuckDB value.
 TEXT, BOOL, INT, LIST, MAP = "text", "bool", "int", "list", "map"
+KIND_DOC = {
+    TEXT: "text", BOOL: "boolean (true/false, on/off, yes/no, 1/0)", INT: "integer",
+    LIST: "comma-separated list", MAP: "comma-separated key=value pairs",
+}
 
 # Options that must never be stored on a SERVER (whose options every role can
-# read) but only in a USER MAPPING. Stricter than DuckDB's own redaction.
+# read) but only in a USER MAPPING. Stricter than DuckDB's own redaction: DuckDB
+# shows http_proxy_password and scram_* keys in clear.
 SENSITIVE = frozenset({
     "secret", "session_token", "bearer_token", "token", "password",
     "sslpassword", "passfile", "connection_string", "client_secret",
@@ -23,18 +26,26 @@ SENSITIVE = frozenset({
     "scram_server_key", "uri",
 })
 
-# Options that describe the secret itself rather than a parameter; they live on
-# the SERVER only.
+# Options that describe the secret itself; they live on the SERVER only.
 PROVIDER = "provider"
 SCOPE = "scope"
 SERVER_ONLY = frozenset({PROVIDER, SCOPE})
+
+# Options DuckDB has that we deliberately do not offer: with REFRESH 'auto'
+# DuckDB copies every option, secrets included, into an unredacted
+# refresh_info field.
+WITHHELD = {"refresh": "copies secrets into an unredacted field; credentials are refreshed by the extension",
+            "refresh_info": "internal to DuckDB's refresh"}
 
 
 @dataclass(frozen=True)
 class Option:
     name: str
     kind: str = TEXT
-    doc: str = ""
+    choices: tuple = ()        # allowed values (lowercase); for "sep" options, per member
+    sep: str = ""              # members separated by this (chain: ';')
+    needs: tuple = ()          # options that must be set too
+    example: str = ""
 
     @property
     def sensitive(self):
@@ -42,85 +53,188 @@ class Option:
 
 
 def _opts(*specs):
-    """Build {name: Option} from names, or (name, kind) pairs."""
+    """{name: Option} from names or Option objects."""
     out = {}
     for spec in specs:
-        name, kind = (spec, TEXT) if isinstance(spec, str) else spec
-        out[name] = Option(name, kind)
+        o = Option(spec) if isinstance(spec, str) else spec
+        out[o.name] = o
     return out
-
-
-# --- option groups -----------------------------------------------------------
-
-_AWS_COMMON = _opts(
-    "key_id", "secret", "region", "session_token", "endpoint", "url_style",
-    "http_proxy", "http_proxy_username", "http_proxy_password",
-    ("use_ssl", BOOL), ("url_compatibility_mode", BOOL),
-)
-_AWS_CONFIG = {**_AWS_COMMON, **_opts(
-    "kms_key_id", ("verify_ssl", BOOL), ("requester_pays", BOOL),
-    ("extra_http_headers", MAP),
-)}
 
 
 @dataclass(frozen=True)
 class Provider:
     name: str
     options: dict
-    required: tuple = ()
+    required: tuple = ()       # each entry: an option name, or a tuple meaning "one of"
+    extension: str = ""        # DuckDB extension, if not the type's
+    dry_run: dict = field(default_factory=dict)   # extra params for the DDL-time dry run
 
 
 @dataclass(frozen=True)
 class SecretType:
     name: str
-    extension: str                      # DuckDB extension that defines it
+    extension: str
     default_provider: str
-    providers: dict                     # name -> Provider
+    providers: dict
     default_scope: tuple = ()
     doc: str = ""
+    aliases: dict = field(default_factory=dict)     # alias -> canonical option name
+    excludes: dict = field(default_factory=dict)    # option -> options it cannot go with ("*": all but these)
     example: dict = field(default_factory=dict)     # server options
     example_mapping: dict = field(default_factory=dict)
 
     def provider(self, name):
         return self.providers.get(name or self.default_provider)
 
+    def extension_for(self, provider):
+        p = self.provider(provider)
+        return (p.extension if p and p.extension else self.extension)
+
 
 def _type(name, extension, providers, default_provider="config", **kw):
-    return SecretType(name=name, extension=extension,
-                      default_provider=default_provider,
+    return SecretType(name=name, extension=extension, default_provider=default_provider,
                       providers={p.name: p for p in providers}, **kw)
 
 
+# --- option groups -----------------------------------------------------------
+
+AWS_CHAIN_MEMBERS = ("config", "sts", "sso", "env", "instance", "web_identity", "process")
+AZURE_CHAIN_MEMBERS = ("cli", "managed_identity", "workload_identity", "env", "default")
+
+_HTTP_PROXY = _opts("http_proxy", "http_proxy_username", "http_proxy_password")
+_AWS_BASE = {**_opts(
+    "key_id", "secret", "region", "session_token", "endpoint",
+    Option("url_style", choices=("vhost", "path")),
+    Option("use_ssl", BOOL), Option("url_compatibility_mode", BOOL),
+), **_HTTP_PROXY}
+_AWS_CONFIG = {**_AWS_BASE, **_opts(
+    "kms_key_id", Option("verify_ssl", BOOL), Option("requester_pays", BOOL),
+    Option("extra_http_headers", MAP, example="X-Header=value"),
+)}
+_AWS_CHAIN = {**_AWS_BASE, **_opts(
+    Option("assume_role_arn", needs=("chain",)), "external_id", "web_identity_token_file", "session_name",
+    "profile",
+    Option("chain", choices=AWS_CHAIN_MEMBERS, sep=";", example="env;config"),
+    Option("validation", choices=("exists", "none")),
+)}
+# DuckDB resolves a credential chain when the secret is created; the dry run
+# checks the options only (the chain itself is resolved at export).
+_CHAIN_DRY_RUN = {"validation": "none"}
+
+
+def _aws_family(extra_config=(), extra_chain=()):
+    return [Provider("config", {**_AWS_CONFIG, **_opts(*extra_config)}),
+            Provider("credential_chain", {**_AWS_CHAIN, **_opts(*extra_chain)},
+                     extension="aws", dry_run=_CHAIN_DRY_RUN)]
+
+
+_AZURE_BASE = _opts("account_name", "endpoint", "http_proxy", "proxy_user_name", "proxy_password")
+
+_LIBPQ = (
+    "host", "hostaddr", Option("port", INT), "dbname", "user", "password", "passfile",
+    "require_auth", "channel_binding", Option("connect_timeout", INT), "client_encoding", "options",
+    "application_name", "fallback_application_name", Option("keepalives", INT),
+    Option("keepalives_idle", INT), Option("keepalives_interval", INT), Option("keepalives_count", INT),
+    Option("tcp_user_timeout", INT), "replication", "gssencmode",
+    Option("sslmode", choices=("disable", "allow", "prefer", "require", "verify-ca", "verify-full")),
+    "requiressl", "sslnegotiation", "sslcompression", "sslcert", "sslkey", "sslkeylogfile", "sslpassword",
+    "sslcertmode", "sslrootcert", "sslcrl", "sslcrldir", "sslsni", "requirepeer",
+    "ssl_min_protocol_version", "ssl_max_protocol_version", "min_protocol_version", "max_protocol_version",
+    "krbsrvname", "gsslib", "gssdelegation", "scram_client_key", "scram_server_key", "service",
+    "target_session_attrs", "load_balance_hosts", "oauth_issuer", "oauth_client_id", "oauth_client_secret",
+    "oauth_scope",
+)
+LIBPQ_KEYWORDS = frozenset(o if isinstance(o, str) else o.name for o in _LIBPQ)
+
+
 TYPES = {t.name: t for t in (
-    _type("s3", "httpfs", [Provider("config", _AWS_CONFIG)],
+    _type("s3", "httpfs", _aws_family(),
           default_scope=("s3://", "s3n://", "s3a://"),
           doc="Amazon S3 and S3-compatible object stores (MinIO, Ceph, ...).",
-          example={"region": "us-east-1", "endpoint": "127.0.0.1:9000",
-                   "url_style": "path", "use_ssl": "false", "scope": "s3://bucket"},
+          example={"region": "us-east-1", "endpoint": "127.0.0.1:9000", "url_style": "path",
+                   "use_ssl": "false", "scope": "s3://bucket"},
           example_mapping={"key_id": "AKIA...", "secret": "..."}),
-    _type("r2", "httpfs",
-          [Provider("config", {**_AWS_CONFIG, **_opts("account_id")})],
+    _type("r2", "httpfs", _aws_family(extra_config=("account_id",), extra_chain=("account_id",)),
           default_scope=("r2://",),
           doc="Cloudflare R2. `account_id` sets the endpoint and path-style URLs.",
           example={"account_id": "my-account"},
           example_mapping={"key_id": "...", "secret": "..."}),
-    _type("gcs", "httpfs",
-          [Provider("config", {**_AWS_CONFIG, **_opts("bearer_token")})],
+    _type("gcs", "httpfs", _aws_family(extra_config=("bearer_token",)),
           default_scope=("gcs://", "gs://"),
-          doc="Google Cloud Storage through its S3-compatible (HMAC) interface, "
-              "or with an OAuth `bearer_token`.",
+          doc="Google Cloud Storage through its S3-compatible (HMAC) interface, or with an OAuth "
+              "`bearer_token`.",
           example={},
           example_mapping={"key_id": "GOOG...", "secret": "..."}),
-    _type("aws", "httpfs", [Provider("config", _AWS_CONFIG)],
-          doc="Plain AWS credentials, for extensions that look up a secret of type aws.",
+    _type("aws", "httpfs", _aws_family(),
+          doc="Plain AWS credentials, for extensions that look a secret of type aws up.",
           example={"region": "eu-west-1"},
           example_mapping={"key_id": "AKIA...", "secret": "..."}),
+    _type("azure", "azure", [
+        Provider("config", {**_AZURE_BASE, **_opts("connection_string")},
+                 required=(("connection_string", "account_name"),)),
+        Provider("credential_chain", {**_AZURE_BASE, **_opts(
+            Option("chain", choices=AZURE_CHAIN_MEMBERS, sep=";", example="cli;env"))},
+            required=("account_name",)),
+        Provider("managed_identity", {**_AZURE_BASE, **_opts("client_id", "object_id", "resource_id")},
+                 required=("account_name",)),
+        Provider("service_principal", {**_AZURE_BASE, **_opts(
+            "tenant_id", "client_id", "client_secret", "client_certificate_path")},
+            required=("tenant_id", "client_id", "account_name",
+                      ("client_secret", "client_certificate_path"))),
+        Provider("access_token", {**_AZURE_BASE, **_opts("access_token")},
+                 required=("account_name", "access_token")),
+    ], default_scope=("azure://", "az://", "abfss://", "abfs://"),
+        doc="Azure Blob Storage and ADLS Gen2.",
+        example={"account_name": "myaccount"},
+        example_mapping={"connection_string": "DefaultEndpointsProtocol=https;AccountName=..."}),
+    _type("huggingface", "httpfs", [
+        Provider("config", _opts("token"), required=("token",)),
+        Provider("credential_chain", {}),
+    ], default_scope=("hf://",),
+        doc="Hugging Face datasets (`hf://`).",
+        example={},
+        example_mapping={"token": "hf_..."}),
+    _type("http", "httpfs", [
+        Provider("config", {**_HTTP_PROXY, **_opts(
+            "bearer_token", Option("verify_ssl", BOOL),
+            Option("extra_http_headers", MAP, example="Authorization=Bearer x"))}),
+        Provider("env", {**_HTTP_PROXY, **_opts(
+            "bearer_token", Option("verify_ssl", BOOL),
+            Option("extra_http_headers", MAP, example="Authorization=Bearer x"))}),
+    ], doc="Plain HTTP(S): proxies, bearer tokens and extra headers for `http://` and `https://` reads.",
+        example={"scope": "https://example.com/data"},
+        example_mapping={"bearer_token": "..."}),
+    _type("mysql", "mysql_scanner", [
+        Provider("config", _opts(
+            "host", Option("port", INT), "password", "user", "database", "socket", "ssl_mode", "ssl_ca",
+            "ssl_capath", "ssl_cert", "ssl_cipher", "ssl_crl", "ssl_crlpath", "ssl_key")),
+    ], doc="MySQL, for `ATTACH '' AS m (TYPE mysql, SECRET <server>)`.",
+        example={"host": "127.0.0.1", "port": "3306", "database": "app", "user": "reader"},
+        example_mapping={"password": "..."}),
+    _type("postgres", "postgres_scanner", [
+        Provider("config", _opts(*_LIBPQ, "uri", "aws_rds_secret")),
+    ], doc="PostgreSQL, for `ATTACH '' AS p (TYPE postgres, SECRET <server>)`: every libpq keyword, "
+           "or a `uri`; `aws_rds_secret` names an `rds` server for IAM authentication. SCOPE is "
+           "accepted but ignored by DuckDB.",
+        aliases={"database": "dbname", "hostname": "host", "username": "user"},
+        excludes={"uri": ("*", "aws_rds_secret"), "aws_rds_secret": ("password",)},
+        example={"host": "127.0.0.1", "port": "5432", "dbname": "app", "user": "reader"},
+        example_mapping={"password": "..."}),
+    _type("rds", "aws", [
+        Provider("credential_chain", {**_AWS_CHAIN, **_opts("rds_user", "rds_host", Option("rds_port", INT))},
+                 required=("chain", "region", "rds_user", "rds_host", "rds_port"), dry_run=_CHAIN_DRY_RUN),
+    ], default_provider="credential_chain",
+        doc="AWS RDS IAM authentication tokens, referenced by a postgres server's `aws_rds_secret`.",
+        example={"chain": "env", "region": "eu-west-1", "rds_user": "app",
+                 "rds_host": "db.xxxx.eu-west-1.rds.amazonaws.com", "rds_port": "5432"},
+        example_mapping={}),
 )}
 
-# Every option name any type/provider knows, plus provider and scope: the
-# first validation stage (which does not know the server's TYPE) accepts these.
+# Every option name any type/provider knows, aliases, and provider and scope:
+# the first validation stage (which does not know the TYPE) accepts these.
 ALL_OPTIONS = frozenset(
     {o for t in TYPES.values() for p in t.providers.values() for o in p.options}
+    | {a for t in TYPES.values() for a in t.aliases}
     | SERVER_ONLY
 )
 
@@ -129,12 +243,16 @@ SIMPLE_TYPES = ("s3", "gcs", "r2")
 
 
 def options_for(type_name, provider_name):
-    """Options valid for TYPE/PROVIDER, including provider and scope."""
+    """Options valid for TYPE/PROVIDER, with aliases, provider and scope."""
     t = TYPES[type_name]
     p = t.provider(provider_name)
-    return {**p.options, **{n: Option(n, LIST if n == SCOPE else TEXT) for n in SERVER_ONLY}}
+    opts = dict(p.options)
+    opts.update({a: p.options[c] for a, c in t.aliases.items() if c in p.options})
+    opts[PROVIDER] = Option(PROVIDER)
+    opts[SCOPE] = Option(SCOPE, LIST)
+    return opts
 
 
-def extensions_for(type_names):
-    """DuckDB extensions needed to hold secrets of these types."""
-    return sorted({TYPES[t].extension for t in type_names if t in TYPES})
+def extensions_for(specs):
+    """DuckDB extensions needed to hold these secrets (specs from validation)."""
+    return sorted({TYPES[s["type"]].extension_for(s["provider"]) for s in specs})

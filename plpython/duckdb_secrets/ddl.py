@@ -4,8 +4,8 @@ that create servers and user mappings for the user.
 
 from . import catalog, validation
 from .engine import Scratch
-from .errors import (PgError, Scrubber, from_duckdb, FDW_ERROR, NULL_VALUE_NOT_ALLOWED,
-                     INVALID_PARAMETER_VALUE, INSUFFICIENT_PRIVILEGE, UNDEFINED_OBJECT)
+from .errors import (PgError, MissingMapping, Scrubber, from_duckdb, FDW_ERROR, NULL_VALUE_NOT_ALLOWED,
+                     INVALID_PARAMETER_VALUE, INSUFFICIENT_PRIVILEGE, UNDEFINED_OBJECT, DUPLICATE_OBJECT)
 from .sync import session, CALLER_KEY
 
 SERVER_CLASS = 1417     # pg_foreign_server
@@ -83,7 +83,12 @@ def check_server(plpy, sess, srv, umid=None):
         scrub_secrets = Scrubber(v for k, v in pairs if k.lower() in catalog.SENSITIVE)
         scrub_all = Scrubber(v for _, v in pairs)
         try:
-            spec = validation.secret_spec(name, srv["srvtype"], srv["srvoptions"], umoptions)
+            try:
+                spec = validation.secret_spec(name, srv["srvtype"], srv["srvoptions"], umoptions)
+            except MissingMapping:
+                if umoptions is None:
+                    continue        # the server alone; its mappings bring the rest
+                raise
             _dry_run(sess, validation.engine_name(name), spec, scrub_all)
         except PgError as e:
             e.message, e.detail, e.hint = (scrub_secrets(e.message), scrub_secrets(e.detail),
@@ -93,46 +98,86 @@ def check_server(plpy, sess, srv, umid=None):
 
 SIMPLE_SERVER_OPTIONS = ("provider", "region", "url_style", "endpoint", "scope", "validation", "use_ssl")
 SIMPLE_MAPPING_OPTIONS = ("key_id", "secret", "session_token")
+HELPER_SENSITIVE_ARGS = SIMPLE_MAPPING_OPTIONS + ("connection_string",)
+
+OTHER_DUCKDB_SERVERS_SQL = """
+SELECT s.srvname::text AS srvname, s.srvtype, s.srvoptions FROM pg_catalog.pg_foreign_server s
+  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'duckdb'
+"""
+
+
+def _no_nulls(fn, args):
+    for k, v in args.items():
+        if v is None:
+            raise PgError(NULL_VALUE_NOT_ALLOWED, f'argument "{k}" of duckdb.{fn} must not be null',
+                          hint="Pass '' for an option you do not want to set.")
 
 
 def create_simple_secret(plpy, GD, args):
-    """duckdb.create_simple_secret(): a SERVER + USER MAPPING FOR CURRENT_USER.
-
-    The sensitive values never appear in SQL text: the mapping is created
-    empty and its options are stored with bound parameters by the SECURITY
-    DEFINER duckdb._store_mapping_options().
-    """
-    for k, v in args.items():
-        if v is None:
-            raise PgError(NULL_VALUE_NOT_ALLOWED,
-                          f'argument "{k}" of duckdb.create_simple_secret must not be null',
-                          hint="Pass '' for an option you do not want to set.")
-    raw_type = args["type"].strip().lower()
-    if raw_type not in catalog.SIMPLE_TYPES:
-        what = f' "{raw_type}"' if validation._SIMPLE_WORD.match(raw_type) else ""
+    """duckdb.create_simple_secret(): an S3, GCS or R2 secret for the current user."""
+    _no_nulls("create_simple_secret", args)
+    type_name = args["type"].strip().lower()
+    if type_name not in catalog.SIMPLE_TYPES:
+        what = f' "{type_name}"' if validation._SIMPLE_WORD.match(type_name) else ""
         raise PgError(INVALID_PARAMETER_VALUE, f"unsupported secret type{what} for a simple secret",
                       hint="duckdb.create_simple_secret() takes S3, GCS or R2; for other types use "
                            "CREATE SERVER ... TYPE '...' FOREIGN DATA WRAPPER duckdb.")
-    server_opts = [f"{k}={args[k]}" for k in SIMPLE_SERVER_OPTIONS if args[k] != ""]
-    mapping_opts = [f"{k}={args[k]}" for k in SIMPLE_MAPPING_OPTIONS if args[k] != ""]
-    scrub = Scrubber([args[k] for k in SIMPLE_MAPPING_OPTIONS])
-    # Validate everything before any DDL, so a bad call changes nothing.
-    try:
-        validation.secret_spec(f"simple_{raw_type}_secret", raw_type, server_opts, mapping_opts)
-    except PgError as e:
-        e.message, e.detail, e.hint = (scrub(e.message), scrub(e.detail), scrub(e.hint))
-        raise
+    return _create_helper_secret(plpy, GD, type_name,
+                                 {k: args[k] for k in SIMPLE_SERVER_OPTIONS},
+                                 {k: args[k] for k in SIMPLE_MAPPING_OPTIONS})
 
-    existing = {r["srvname"] for r in plpy.execute(
+
+def create_azure_secret(plpy, GD, args):
+    """duckdb.create_azure_secret(connection_string, scope)."""
+    _no_nulls("create_azure_secret", args)
+    return _create_helper_secret(plpy, GD, "azure", {"scope": args["scope"]},
+                                 {"connection_string": args["connection_string"]})
+
+
+def _effective_scope(type_name, spec_scope):
+    return set(spec_scope or catalog.TYPES[type_name].default_scope)
+
+
+def _create_helper_secret(plpy, GD, type_name, server_args, mapping_args):
+    """A SERVER simple_<type>_secret[_N] + USER MAPPING FOR CURRENT_USER.
+
+    Everything is validated before any DDL, so a bad call changes nothing.
+    The sensitive values never appear in SQL text: the mapping is created
+    empty and its options are stored with bound parameters by the SECURITY
+    DEFINER duckdb._store_mapping_options(). A second secret of the same type
+    for the same scope is refused: DuckDB would pick between the two by name.
+    """
+    server_opts = [f"{k}={v}" for k, v in server_args.items() if v != ""]
+    mapping_opts = [f"{k}={v}" for k, v in mapping_args.items() if v != ""]
+    base = f"simple_{type_name}_secret"
+    spec = validation.secret_spec(base, type_name, server_opts, mapping_opts)
+
+    scope = _effective_scope(type_name, spec["scope"])
+    existing = set()
+    for r in plpy.execute(OTHER_DUCKDB_SERVERS_SQL):
+        existing.add(r["srvname"])
+        if (r["srvtype"] or "").strip().lower() != type_name:
+            continue
+        opts = validation.normalise(validation.parse_options(r["srvoptions"]), "")
+        theirs = set(v.strip() for v in opts.get(catalog.SCOPE, "").split(",") if v.strip())
+        common = scope & (theirs or set(catalog.TYPES[type_name].default_scope))
+        if common:
+            raise PgError(DUPLICATE_OBJECT,
+                          f"a secret of TYPE '{type_name}' for scope "
+                          f'"{sorted(common)[0]}" already exists: server "{r["srvname"]}"',
+                          detail="Two secrets for one scope would leave DuckDB to choose between them by name.",
+                          hint=f"To rotate its key: ALTER USER MAPPING FOR CURRENT_USER SERVER {r['srvname']} "
+                               f"OPTIONS (SET ...). To replace it: SELECT duckdb.drop_secret('{r['srvname']}') "
+                               "first. Or pass a different scope.")
+    existing |= {r["srvname"] for r in plpy.execute(
         "SELECT srvname::text AS srvname FROM pg_catalog.pg_foreign_server")}
-    base = f"simple_{raw_type}_secret"
     name, i = base, 0
     while name in existing:
         i += 1
         name = f"{base}_{i}"
 
-    opts = ", ".join(f"{k} {plpy.quote_literal(args[k])}" for k in SIMPLE_SERVER_OPTIONS if args[k] != "")
-    plpy.execute(f"CREATE SERVER {plpy.quote_ident(name)} TYPE {plpy.quote_literal(raw_type)} "
+    opts = ", ".join(f"{k} {plpy.quote_literal(v)}" for k, v in server_args.items() if v != "")
+    plpy.execute(f"CREATE SERVER {plpy.quote_ident(name)} TYPE {plpy.quote_literal(type_name)} "
                  f"FOREIGN DATA WRAPPER duckdb" + (f" OPTIONS ({opts})" if opts else ""))
     plpy.execute(f"CREATE USER MAPPING FOR CURRENT_USER SERVER {plpy.quote_ident(name)}")
     if mapping_opts:

@@ -22,6 +22,7 @@ EXTENSION_PACKAGES = {
     "aws": "duckdb_extension_aws",
     "azure": "duckdb_extension_azure",
     "postgres_scanner": "duckdb_extension_postgres_scanner",
+    "mysql_scanner": "duckdb_extension_mysql_scanner",
 }
 
 DEFAULT_MEMORY_LIMIT = "1GB"
@@ -164,10 +165,12 @@ class Scratch:
         self.extensions = set()
 
     def dry_run(self, name, spec):
-        ext = catalog.TYPES[spec["type"]].extension
+        stype = catalog.TYPES[spec["type"]]
+        ext = stype.extension_for(spec["provider"])
         if ext not in self.extensions:
             self.con.execute(f"LOAD '{extension_path(ext)}'")
             self.extensions.add(ext)
-        sql, params = secret_sql(name, spec)
+        extra = stype.provider(spec["provider"]).dry_run
+        sql, params = secret_sql(name, {**spec, "params": {**spec["params"], **extra}})
         self.con.execute(sql, params)
         self.con.execute(f"DROP TEMPORARY SECRET IF EXISTS {quote_ident(name)}")

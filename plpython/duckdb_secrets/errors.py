@@ -42,6 +42,11 @@ class PgError(Exception):
                 f(self.hint) if self.hint else None]
 
 
+class MissingMapping(PgError):
+    """A required sensitive option is absent: it belongs in a user mapping the
+    role does not have. Not an error for the server itself."""
+
+
 # DuckDB exception class name -> SQLSTATE, so callers can handle DuckDB errors
 # the way they handle PostgreSQL's own.
 DUCKDB_SQLSTATE = {

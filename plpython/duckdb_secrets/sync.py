@@ -14,7 +14,7 @@ import secrets as _random
 
 from . import catalog, validation
 from .engine import Engine, Profile, secret_sql, quote_ident
-from .errors import PgError, Scrubber, NO_SCRUB, from_duckdb, INSUFFICIENT_PRIVILEGE
+from .errors import PgError, MissingMapping, Scrubber, NO_SCRUB, from_duckdb, INSUFFICIENT_PRIVILEGE
 
 FINGERPRINT_SQL = """
 SELECT g.n, g.xmin::text AS gx, r.oid AS role, r.rolsuper,
@@ -144,6 +144,8 @@ def ensure(plpy, GD, require=None):
         try:
             spec = validation.secret_spec(row["srvname"], row["srvtype"],
                                           row["srvoptions"], row["umoptions"])
+        except MissingMapping:
+            continue            # this role has no mapping that completes the secret
         except PgError as e:
             # Validated at DDL time; can only happen after a catalogue change
             # (an upgrade) or a catalog edit behind our back. Skip it loudly.
@@ -152,7 +154,7 @@ def ensure(plpy, GD, require=None):
             continue
         desired[name] = (_digest(spec), row["srvname"], spec)
 
-    needed = set(catalog.extensions_for(spec["type"] for _, _, spec in desired.values()))
+    needed = set(catalog.extensions_for(spec for _, _, spec in desired.values()))
     if (sess.engine is None or sess.engine.profile.key() != profile.key()
             or not needed <= sess.engine.extensions):
         sess.recycle()

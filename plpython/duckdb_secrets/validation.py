@@ -10,7 +10,7 @@ Nothing here ever puts an option *value* into a message.
 import re
 
 from . import catalog
-from .errors import (PgError, FDW_INVALID_OPTION_NAME, FDW_INVALID_ATTRIBUTE_VALUE,
+from .errors import (PgError, MissingMapping, FDW_INVALID_OPTION_NAME, FDW_INVALID_ATTRIBUTE_VALUE,
                      DUPLICATE_OBJECT, INSUFFICIENT_PRIVILEGE)
 
 # pg_catalog OIDs the validator receives as its second argument.
@@ -211,17 +211,63 @@ def secret_spec(server_name, srvtype, server_options, mapping_options=None):
             if name == catalog.PROVIDER:
                 continue
             converted = _CONVERT[opt.kind](name, value)
+            if opt.choices:
+                converted = _check_choices(opt, converted)
             if name == catalog.SCOPE:
                 scope = converted
-            else:
-                params[name] = converted
+                continue
+            canonical = stype.aliases.get(name, name)
+            if canonical in params:
+                raise PgError(DUPLICATE_OBJECT,
+                              f'option "{name}" is another name for "{canonical}"; give only one of them')
+            params[canonical] = converted
 
-    missing = [r for r in provider.required if r not in params]
-    if missing:
-        raise PgError(FDW_INVALID_ATTRIBUTE_VALUE,
-                      f"a server of TYPE '{type_name}' with PROVIDER '{provider_name}' "
-                      f'requires option "{missing[0]}"')
+    _check_rules(stype, provider, params)
     return {"type": type_name, "provider": provider_name, "scope": scope, "params": params}
+
+
+def _check_choices(opt, value):
+    members = [m.strip().lower() for m in value.split(opt.sep)] if opt.sep else [value.strip().lower()]
+    for m in members:
+        if m not in opt.choices:
+            what = f' "{m}"' if _SIMPLE_WORD.match(m) else ""
+            raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, f'invalid value{what} for option "{opt.name}"',
+                          hint="Valid values are: " + ", ".join(opt.choices)
+                               + (f" (several separated by '{opt.sep}')" if opt.sep else ""))
+    return opt.sep.join(members) if opt.sep else members[0]
+
+
+def _check_rules(stype, provider, params):
+    where = f"a server of TYPE '{stype.name}'"
+    for option, excluded in stype.excludes.items():
+        if option not in params:
+            continue
+        if excluded and excluded[0] == "*":
+            others = sorted(k for k in params if k != option and k not in excluded[1:])
+        else:
+            others = sorted(k for k in params if k in excluded)
+        if others:
+            raise PgError(FDW_INVALID_ATTRIBUTE_VALUE,
+                          f'option "{option}" cannot be combined with "{others[0]}" in {where}',
+                          hint=("A uri carries the whole connection; put the other settings into it."
+                                if option == "uri" else
+                                "The IAM token from the rds server is the password."
+                                if option == "aws_rds_secret" else None))
+    for name in params:
+        opt = provider.options.get(name)
+        for needed in (opt.needs if opt else ()):
+            if needed not in params:
+                raise PgError(FDW_INVALID_ATTRIBUTE_VALUE,
+                              f'option "{name}" requires option "{needed}" in {where}')
+    for req in provider.required:
+        group = req if isinstance(req, tuple) else (req,)
+        if not any(r in params for r in group):
+            names = " or ".join(f'"{r}"' for r in group)
+            # A sensitive option can only come from a user mapping.
+            cls = MissingMapping if any(r in catalog.SENSITIVE for r in group) else PgError
+            raise cls(FDW_INVALID_ATTRIBUTE_VALUE,
+                      f"{where} with PROVIDER '{provider.name}' requires option {names}",
+                      hint="Set it in the user mapping." if cls is MissingMapping else None)
 
 
 def engine_name(server_name):

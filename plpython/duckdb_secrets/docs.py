@@ -1,0 +1,84 @@
+"""Renders docs/secret-types.md from the catalogue (make docs; a test keeps it current)."""
+
+import sys
+
+from . import catalog
+
+
+def _example(t, p):
+    server = dict(t.example) if p.name == t.default_provider else {}
+    mapping = dict(t.example_mapping) if p.name == t.default_provider else {}
+    if p.name != t.default_provider:
+        server = {"provider": p.name}
+        for req in p.required:
+            name = req[0] if isinstance(req, tuple) else req
+            target = mapping if name in catalog.SENSITIVE else server
+            target[name] = p.options[name].example or "..."
+    server_sql = ", ".join(f"{k} '{v}'" for k, v in server.items())
+    lines = [f"CREATE SERVER my_{t.name} TYPE '{t.name}' FOREIGN DATA WRAPPER duckdb"
+             + (f"\n  OPTIONS ({server_sql})" if server_sql else "") + ";"]
+    if mapping:
+        lines.append(f"CREATE USER MAPPING FOR CURRENT_USER SERVER my_{t.name}\n  OPTIONS ("
+                     + ", ".join(f"{k} '{v}'" for k, v in mapping.items()) + ");")
+    return "\n".join(lines)
+
+
+def _option_rows(t, p):
+    rows = []
+    aliases = {c: a for a, c in t.aliases.items()}
+    for name in sorted(p.options):
+        o = p.options[name]
+        kind = catalog.KIND_DOC[o.kind]
+        if o.choices:
+            kind = ("one or more of " if o.sep else "one of ") + ", ".join(f"`{c}`" for c in o.choices) \
+                   + (f" (separated by `{o.sep}`)" if o.sep else "")
+        notes = []
+        if name in aliases:
+            notes.append(f"alias `{aliases[name]}`")
+        if o.needs:
+            notes.append("needs " + ", ".join(f"`{n}`" for n in o.needs))
+        if name in t.excludes:
+            ex = t.excludes[name]
+            notes.append("not with any other option" + (f" but `{'`, `'.join(ex[1:])}`" if ex[1:] else "")
+                         if ex and ex[0] == "*" else "not with " + ", ".join(f"`{x}`" for x in ex))
+        where = "USER MAPPING (sensitive)" if o.sensitive else "SERVER or USER MAPPING"
+        rows.append(f"| `{name}` | {kind} | {where} | {'; '.join(notes)} |")
+    return rows
+
+
+def render():
+    out = ["# Secret types", "",
+           "Generated from `plpython/duckdb_secrets/catalog.py` by `make docs`; a test checks that it is "
+           "current. Every option below is accepted by DuckDB 1.5.5 (checked by the test suite).", "",
+           "Every server takes `provider` (default below) and `scope` (a comma-separated list of URL "
+           "prefixes; DuckDB uses the secret with the longest matching prefix, on a tie the one whose "
+           "name sorts first). Option names are case-insensitive. Sensitive options are refused on a "
+           "SERVER, whose options every role can read: put them in a USER MAPPING. `duckdb.secrets()` "
+           "shows them as `redacted`.", "",
+           "Not offered: " + "; ".join(f"`{k}` ({v})" for k, v in catalog.WITHHELD.items()) + ".", "",
+           "Sensitive options, everywhere: " + ", ".join(f"`{s}`" for s in sorted(catalog.SENSITIVE)) + ".", ""]
+    out += ["| type | providers (default first) | default scope | DuckDB extension |", "| --- | --- | --- | --- |"]
+    for t in catalog.TYPES.values():
+        providers = [t.default_provider] + sorted(set(t.providers) - {t.default_provider})
+        out.append(f"| [`{t.name}`](#{t.name}) | {', '.join(providers)} | "
+                   f"{', '.join(f'`{s}`' for s in t.default_scope) or 'none'} | {t.extension} |")
+    for t in catalog.TYPES.values():
+        out += ["", f"## {t.name}", "", t.doc]
+        for pname in [t.default_provider] + sorted(set(t.providers) - {t.default_provider}):
+            p = t.providers[pname]
+            out += ["", f"### {t.name} / {pname}" + (" (default)" if pname == t.default_provider else ""), ""]
+            if p.extension and p.extension != t.extension:
+                out += [f"Needs DuckDB's `{p.extension}` extension (shipped).", ""]
+            if p.required:
+                req = [" or ".join(f"`{r}`" for r in (g if isinstance(g, tuple) else (g,))) for g in p.required]
+                out += ["Required: " + "; ".join(req) + ".", ""]
+            if p.options:
+                out += ["| option | value | where | notes |", "| --- | --- | --- | --- |"] + _option_rows(t, p)
+            else:
+                out.append("No options besides `provider` and `scope`.")
+            out += ["", "```sql", _example(t, p), "```"]
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())
