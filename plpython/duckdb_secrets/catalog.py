@@ -86,9 +86,10 @@ class SecretType:
     def provider(self, name):
         return self.providers.get(name or self.default_provider)
 
-    def extension_for(self, provider):
+    def extensions_for(self, provider):
+        """The DuckDB extensions that register this type and this provider."""
         p = self.provider(provider)
-        return (p.extension if p and p.extension else self.extension)
+        return {self.extension} | ({p.extension} if p and p.extension else set())
 
 
 def _type(name, extension, providers, default_provider="config", **kw):
@@ -117,9 +118,12 @@ _AWS_CHAIN = {**_AWS_BASE, **_opts(
     Option("chain", choices=AWS_CHAIN_MEMBERS, sep=";", example="env;config"),
     Option("validation", choices=("exists", "none")),
 )}
-# DuckDB resolves a credential chain when the secret is created; the dry run
-# checks the options only (the chain itself is resolved at export).
-_CHAIN_DRY_RUN = {"validation": "none"}
+# DuckDB resolves a credential chain when the secret is created, and some
+# members (sts, sso, assume-role) call AWS. The DDL-time dry run must never
+# reach the network: it checks the options' names and types with a local-only
+# chain and without role assumption (None = left out of the dry run).
+_CHAIN_DRY_RUN = {"validation": "none", "chain": "env", "assume_role_arn": None,
+                  "external_id": None, "session_name": None, "web_identity_token_file": None}
 
 
 def _aws_family(extra_config=(), extra_chain=()):
@@ -220,9 +224,10 @@ TYPES = {t.name: t for t in (
         excludes={"uri": ("*", "aws_rds_secret"), "aws_rds_secret": ("password",)},
         example={"host": "127.0.0.1", "port": "5432", "dbname": "app", "user": "reader"},
         example_mapping={"password": "..."}),
-    _type("rds", "aws", [
+    _type("rds", "postgres_scanner", [
         Provider("credential_chain", {**_AWS_CHAIN, **_opts("rds_user", "rds_host", Option("rds_port", INT))},
-                 required=("chain", "region", "rds_user", "rds_host", "rds_port"), dry_run=_CHAIN_DRY_RUN),
+                 required=("chain", "region", "rds_user", "rds_host", "rds_port"), extension="aws",
+                 dry_run=_CHAIN_DRY_RUN),
     ], default_provider="credential_chain",
         doc="AWS RDS IAM authentication tokens, referenced by a postgres server's `aws_rds_secret`.",
         example={"chain": "env", "region": "eu-west-1", "rds_user": "app",
@@ -255,4 +260,4 @@ def options_for(type_name, provider_name):
 
 def extensions_for(specs):
     """DuckDB extensions needed to hold these secrets (specs from validation)."""
-    return sorted({TYPES[s["type"]].extension_for(s["provider"]) for s in specs})
+    return sorted(set().union(*(TYPES[s["type"]].extensions_for(s["provider"]) for s in specs)))

@@ -166,11 +166,11 @@ class Scratch:
 
     def dry_run(self, name, spec):
         stype = catalog.TYPES[spec["type"]]
-        ext = stype.extension_for(spec["provider"])
-        if ext not in self.extensions:
+        for ext in sorted(stype.extensions_for(spec["provider"]) - self.extensions):
             self.con.execute(f"LOAD '{extension_path(ext)}'")
             self.extensions.add(ext)
-        extra = stype.provider(spec["provider"]).dry_run
-        sql, params = secret_sql(name, {**spec, "params": {**spec["params"], **extra}})
+        params = {**spec["params"], **stype.provider(spec["provider"]).dry_run}
+        params = {k: v for k, v in params.items() if v is not None}
+        sql, params = secret_sql(name, {**spec, "params": params})
         self.con.execute(sql, params)
         self.con.execute(f"DROP TEMPORARY SECRET IF EXISTS {quote_ident(name)}")

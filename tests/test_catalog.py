@@ -1,0 +1,129 @@
+"""The catalogue against DuckDB 1.5.5: every option of every type/provider is
+accepted by the engine, every type/provider exports with the right type,
+provider, scope and redaction, and the docs are generated from it."""
+
+import os
+import sys
+
+import psycopg
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "plpython"))
+from duckdb_secrets import catalog, docs  # noqa: E402
+
+CANARY = "CANARY-cat-4b2e"
+PAIRS = [(t, p) for t in catalog.TYPES.values() for p in t.providers.values()]
+
+
+# Credential chains in these tests stay local: "env" only, and no role to
+# assume (DuckDB would call AWS STS for it). Nothing here may leave 127.0.0.1.
+NETWORK_OPTIONS = {"assume_role_arn", "external_id", "session_name", "web_identity_token_file"}
+
+
+def sample(o):
+    if o.name == "chain":
+        return "env"
+    if o.choices:
+        return "none" if o.name == "validation" else o.choices[0]
+    if o.sensitive:
+        return f"{CANARY}-{o.name}"
+    return {catalog.BOOL: "true", catalog.INT: "5432", catalog.MAP: "X-A=1"}.get(o.kind, f"v-{o.name}")
+
+
+def lit(v):
+    return "'" + v.replace("'", "''") + "'"
+
+
+def required_options(t, p):
+    opts = {}
+    for r in p.required:
+        name = r[0] if isinstance(r, tuple) else r
+        opts[name] = sample(p.options[name])
+    if p.name != t.default_provider:
+        opts["provider"] = p.name
+    if "validation" in p.options:       # credential chains: do not resolve at export
+        opts["validation"] = "none"
+    return opts
+
+
+def create(conn, name, type_name, opts):
+    srv = {k: v for k, v in opts.items() if k not in catalog.SENSITIVE}
+    um = {k: v for k, v in opts.items() if k in catalog.SENSITIVE}
+    conn.execute(f"CREATE SERVER {name} TYPE '{type_name}' FOREIGN DATA WRAPPER duckdb"
+                 + (f" OPTIONS ({', '.join(f'{k} {lit(v)}' for k, v in srv.items())})" if srv else ""))
+    if um:
+        conn.execute(f"CREATE USER MAPPING FOR CURRENT_USER SERVER {name} "
+                     f"OPTIONS ({', '.join(f'{k} {lit(v)}' for k, v in um.items())})")
+
+
+def test_docs_are_generated_from_the_catalogue():
+    path = os.path.join(os.path.dirname(__file__), "..", "docs", "secret-types.md")
+    with open(path, encoding="utf-8") as f:
+        assert f.read() == docs.render(), "docs/secret-types.md is stale: run make docs"
+
+
+def test_every_option_of_every_type_is_accepted_by_duckdb(db):
+    """One server per option (plus what the provider requires): the DDL's dry
+    run creates each secret in a real DuckDB 1.5.5 with its extensions."""
+    n = dropped = 0
+    for t, p in PAIRS:
+        for name, o in p.options.items():
+            opts = {**required_options(t, p), name: sample(o)}
+            for needed in o.needs:
+                opts.setdefault(needed, sample(p.options[needed]))
+            if name == "uri":
+                opts = {k: v for k, v in opts.items() if k not in catalog.LIBPQ_KEYWORDS}
+            n += 1
+            try:
+                create(db.conn, f"opt_{n}", t.name, opts)
+            except psycopg.Error as e:
+                pytest.fail(f"{t.name}/{p.name} option {name}: {e}")
+            if name in NETWORK_OPTIONS:
+                # Accepted (the dry run is local); never exported here, where
+                # DuckDB would try to assume the role at AWS.
+                db.conn.execute(f"DROP SERVER opt_{n} CASCADE")
+                dropped += 1
+    assert n > 250
+    exported = db.conn.execute("SELECT count(*) FROM duckdb.secrets()").fetchone()[0]
+    assert exported == n - dropped
+
+
+@pytest.mark.parametrize("t,p", PAIRS, ids=[f"{t.name}-{p.name}" for t, p in PAIRS])
+def test_each_type_and_provider_exports_with_type_provider_scope_and_redaction(db, t, p):
+    opts = required_options(t, p)
+    # Add every option that goes with the others (uri goes alone).
+    for name, o in p.options.items():
+        if name in ("uri",) or name in t.aliases or name in NETWORK_OPTIONS:
+            continue
+        if name == "aws_rds_secret" and "password" in opts or name == "password" and "aws_rds_secret" in opts:
+            continue
+        opts.setdefault(name, sample(o))
+        for needed in o.needs:
+            opts.setdefault(needed, sample(p.options[needed]))
+    scoped = bool(t.default_scope)
+    if scoped:
+        opts["scope"] = f"{t.default_scope[0]}my-bucket"
+    create(db.conn, "full_secret", t.name, opts)
+    row = db.conn.execute("SELECT name, server, type, provider, scope, secret_string FROM duckdb.secrets()").fetchone()
+    name, server, typ, provider, scope, shown = row
+    assert (name, server, typ, provider) == ("full_secret", "full_secret", t.name, p.name)
+    if scoped:
+        assert scope == [f"{t.default_scope[0]}my-bucket"]
+    assert CANARY not in shown
+    for k in opts:
+        if k in catalog.SENSITIVE:
+            assert f"{k}=redacted" in shown
+    # What DuckDB itself holds agrees (its own listing, where sensitive values are ours to hide too).
+    duck = db.conn.execute(
+        "SELECT * FROM duckdb.query($$ SELECT type, provider FROM duckdb_secrets() $$) AS t(a text, b text)"
+    ).fetchone()
+    assert duck == (t.name, p.name)
+
+
+def test_secret_types_known_to_duckdb_are_all_in_the_catalogue(db):
+    # Every type DuckDB's shipped extensions register is in the table of truth.
+    for t in ("azure", "mysql", "postgres", "rds"):
+        create(db.conn, f"load_{t}", t, required_options(catalog.TYPES[t], catalog.TYPES[t].provider(None)))
+    types = {r[0] for r in db.conn.execute(
+        "SELECT * FROM duckdb.query($$ SELECT type FROM duckdb_secret_types() $$) AS t(type text)")}
+    assert types <= set(catalog.TYPES), types - set(catalog.TYPES)
