@@ -180,7 +180,8 @@ def secrets(plpy, GD):
                 server, shown = managed[1], _redacted_string(managed[2])
             else:
                 server, shown = None, _REDACT_KV.sub(r"\1\2=redacted", secret_string or "")
-            out.append((None, name, server, typ, provider, list(scope or []), storage, sess.scrub(shown)))
+            out.append((None, name, server, typ, provider, [x for x in scope or [] if x], storage,
+                        sess.scrub(shown)))
         return out
     except Exception as e:  # noqa: BLE001
         return [(_error(plpy, GD, e), None, None, None, None, None, None, None)]

@@ -7,6 +7,7 @@ turns a server + user mapping into the exact secret the engine will create.
 Nothing here ever puts an option *value* into a message.
 """
 
+import difflib
 import re
 
 from . import catalog
@@ -77,9 +78,7 @@ def validate_options(options, catalog_oid):
             if name in catalog.SENSITIVE:
                 raise_sensitive_on_server(name)
             if name not in catalog.ALL_OPTIONS:
-                raise PgError(FDW_INVALID_OPTION_NAME, f'invalid option "{shown(name)}"',
-                              hint="Valid options in this context are: "
-                                   + _hint_list(server_context_options()))
+                raise_unknown(name, server_context_options())
         return
     if catalog_oid == MAPPING_CATALOG:
         opts = normalise(pairs, "")
@@ -89,14 +88,23 @@ def validate_options(options, catalog_oid):
                               f'option "{name}" cannot be set in a user mapping',
                               hint=f'Set {name} on the server: ALTER SERVER ... OPTIONS (ADD {name} \'...\').')
             if name not in catalog.ALL_OPTIONS:
-                raise PgError(FDW_INVALID_OPTION_NAME, f'invalid option "{shown(name)}"',
-                              hint="Valid options in this context are: "
-                                   + _hint_list(mapping_context_options()))
+                raise_unknown(name, mapping_context_options())
         return
     # Foreign tables and anything else: the duckdb wrapper has none.
     if pairs:
         raise PgError(FDW_INVALID_OPTION_NAME, f'invalid option "{shown(pairs[0][0])}"',
                       hint="The duckdb foreign-data wrapper has no foreign tables.")
+
+
+def raise_unknown(name, candidates):
+    """Stage 1 does not know the TYPE yet: suggest a near name rather than list ~100."""
+    if name in catalog.WITHHELD:
+        hint = f"DuckDB's {name} option is not offered: it {catalog.WITHHELD[name]}."
+    else:
+        close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.75)
+        hint = (f'Perhaps you meant the option "{close[0]}".' if close else
+                "Valid options depend on the server's TYPE; docs/secret-types.md lists them.")
+    raise PgError(FDW_INVALID_OPTION_NAME, f'invalid option "{shown(name)}"', hint=hint)
 
 
 def raise_sensitive_on_server(name):
@@ -204,10 +212,12 @@ def secret_spec(server_name, srvtype, server_options, mapping_options=None):
         for name, value in opts.items():
             opt = valid.get(name)
             if opt is None:
+                here = set(valid) - (catalog.SERVER_ONLY if source != "server" else set())
+                close = difflib.get_close_matches(name, sorted(here), n=1, cutoff=0.75)
                 raise PgError(FDW_INVALID_OPTION_NAME, f'invalid option "{shown(name)}"',
-                              hint=f"Valid options for a server of TYPE '{type_name}' with PROVIDER "
-                                   f"'{provider_name}' are: "
-                                   + _hint_list(set(valid) - (catalog.SERVER_ONLY if source != "server" else set())))
+                              hint=(f'Perhaps you meant the option "{close[0]}". ' if close else "")
+                                   + f"Valid options for a server of TYPE '{type_name}' with PROVIDER "
+                                   f"'{provider_name}' are: " + _hint_list(here))
             if name == catalog.PROVIDER:
                 continue
             converted = _CONVERT[opt.kind](name, value)
