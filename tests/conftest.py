@@ -101,6 +101,16 @@ def db(postgresql, cluster):
     d.close()
 
 
+def fresh_database(cluster, name):
+    """A new database with the extension, for a module's worth of tests."""
+    with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        admin.execute(f"CREATE DATABASE {name}")
+    conn = psycopg.connect(cluster.dsn(name), autocommit=True)
+    conn.execute("CREATE EXTENSION duckdb_secrets CASCADE")
+    return conn
+
+
 @pytest.fixture
 def log_since(cluster):
     """Returns a function giving the server log written since the test began."""

@@ -8,7 +8,7 @@ import sys
 import psycopg
 import pytest
 
-from conftest import assert_clean_error
+from conftest import assert_clean_error, fresh_database
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "plpython"))
 from duckdb_secrets import catalog  # noqa: E402
@@ -226,12 +226,8 @@ SELECT (SELECT array_agg(row(srvname, srvtype, srvoptions)::text ORDER BY srvnam
 
 @pytest.fixture(scope="module")
 def conn(cluster):
-    with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {DB}")
-        admin.execute(f"CREATE DATABASE {DB}")
-    c = psycopg.connect(cluster.dsn(DB), autocommit=True)
+    c = fresh_database(cluster, DB)
     for sql in [
-        "CREATE EXTENSION duckdb_secrets CASCADE",
         "CREATE SERVER base_s3 TYPE 's3' FOREIGN DATA WRAPPER duckdb OPTIONS (region 'us-east-1')",
         "CREATE SERVER base_s3_mapped TYPE 's3' FOREIGN DATA WRAPPER duckdb OPTIONS (scope 's3://mapped')",
         "CREATE USER MAPPING FOR PUBLIC SERVER base_s3_mapped OPTIONS (key_id 'k', secret 's')",

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 from psycopg import sql
 
-from conftest import assert_clean_error
+from conftest import assert_clean_error, fresh_database
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "plpython"))
 from duckdb_secrets import catalog, validation  # noqa: E402
@@ -54,11 +54,7 @@ ALLOWED_STATES = {"HV00D", "HV024", "HV000", "42501", "42710", "42602", "42622"}
 
 @pytest.fixture(scope="module")
 def conn(cluster):
-    with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {DB}")
-        admin.execute(f"CREATE DATABASE {DB}")
-    c = psycopg.connect(cluster.dsn(DB), autocommit=True)
-    c.execute("CREATE EXTENSION duckdb_secrets CASCADE")
+    c = fresh_database(cluster, DB)
     yield c
     c.close()
 
