@@ -110,7 +110,8 @@ def query_start(plpy, GD, sql):
     sess = _engine_for(plpy, GD, "query", sql)
     sess.pending = None
     import duckdb
-    coldef, sess.pending = query.start(duckdb, sess.engine.con, sql, sess.engine.profile.superuser, sess.scrub)
+    coldef, sess.pending = query.start(duckdb, sess.engine.con, sql, sess.engine.profile.superuser,
+                                       sess.cell_scrub)
     return _value(coldef)
 
 

@@ -26,6 +26,15 @@ SENSITIVE = frozenset({
     "scram_server_key", "uri",
 })
 
+# Sensitive options that DuckDB's own duckdb_secrets() shows in clear: result
+# cells of non-superusers' queries are scrubbed of their values.
+DUCKDB_SHOWS = frozenset({"http_proxy_password", "scram_client_key", "scram_server_key"})
+
+# Types whose secrets open database connections from the server process: a
+# non-superuser could point them at this very cluster and authenticate as the
+# server's OS user. Exported to superusers' engines only.
+SUPERUSER_ONLY_TYPES = frozenset({"postgres", "mysql", "rds"})
+
 # Options that describe the secret itself; they live on the SERVER only.
 PROVIDER = "provider"
 SCOPE = "scope"

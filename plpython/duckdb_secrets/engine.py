@@ -53,22 +53,38 @@ def extension_path(name):
     return path
 
 
+# URL prefixes a non-superuser's engine may read and write: the object stores
+# the secret types serve. Plain http(s) only under the scope of an http secret
+# the role holds, or a prefix an administrator lists in duckdb.allowed_url_prefixes
+# (postgresql.conf / ALTER SYSTEM only): no reaching arbitrary URLs from the
+# server (instance metadata, internal services).
+OBJECT_STORE_PREFIXES = ("s3://", "s3a://", "s3n://", "r2://", "gcs://", "gs://",
+                         "az://", "azure://", "abfs://", "abfss://", "hf://")
+
+
 class Profile:
     """What decides an engine's configuration; a change means a new engine."""
 
-    __slots__ = ("role", "superuser", "read_files", "write_files", "memory_limit", "threads")
+    __slots__ = ("role", "superuser", "read_files", "write_files", "memory_limit", "threads", "prefixes")
 
-    def __init__(self, role, superuser, read_files, write_files, memory_limit, threads):
+    def __init__(self, role, superuser, read_files, write_files, memory_limit, threads, prefixes=()):
         self.role = role
         self.superuser = bool(superuser)
         self.read_files = bool(read_files)
         self.write_files = bool(write_files)
         self.memory_limit = memory_limit or DEFAULT_MEMORY_LIMIT
         self.threads = threads or DEFAULT_THREADS
+        self.prefixes = tuple(sorted(set(prefixes)))
 
     @property
     def local_files(self):
+        """Local files: superusers, and members of both pg_read_server_files and
+        pg_write_server_files (DuckDB cannot tell reading from writing a path)."""
         return self.superuser or (self.read_files and self.write_files)
+
+    def allowed(self):
+        """Prefixes for DuckDB's allowed_directories (non-superusers only)."""
+        return sorted(set(OBJECT_STORE_PREFIXES) | set(self.prefixes) | ({"/"} if self.local_files else set()))
 
     def key(self):
         return tuple(getattr(self, s) for s in self.__slots__)
@@ -107,8 +123,12 @@ class Engine:
             self.con.execute("SET enable_progress_bar = false")
             for ext in sorted({"httpfs", *extensions}):
                 self.load(ext)
-            if not profile.local_files:
-                self.con.execute("SET disabled_filesystems = 'LocalFileSystem'")
+            if not profile.superuser:
+                listed = ", ".join("'" + p.replace("'", "''") + "'" for p in profile.allowed())
+                self.con.execute(f"SET allowed_directories = [{listed}]")
+                self.con.execute("SET enable_external_access = false")
+                if not profile.local_files:
+                    self.con.execute("SET disabled_filesystems = 'LocalFileSystem'")
             self.con.execute("SET lock_configuration = true")
         except BaseException:
             self.close()

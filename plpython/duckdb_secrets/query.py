@@ -124,14 +124,23 @@ def _text_conv(v):
     return None if v is None else str(v)
 
 
+def _chain(conv, scrub):
+    if conv is None:
+        return lambda v: None if v is None else scrub(v)
+    return lambda v: None if v is None else scrub(conv(v))
+
+
 class Pending:
     """A DuckDB result waiting to be fetched by duckdb._query_rows()."""
 
-    def __init__(self, result, converters, scrub):
+    def __init__(self, result, converters, pg_types, cell_scrub=None):
         self.result = result
         self.converters = converters
-        self.scrub = scrub
         self.error = None
+        if cell_scrub is not None:
+            # Text cells may carry a secret DuckDB shows in clear (duckdb_secrets()).
+            self.converters = [_chain(c, cell_scrub) if pg in ("text", "json", "jsonb") else c
+                               for c, pg in zip(converters, pg_types)]
 
     def rows(self, batch=10000):
         conv = [(i, c) for i, c in enumerate(self.converters) if c is not None]
@@ -161,18 +170,19 @@ def execute(duckdb, con, sql, superuser):
         raise from_duckdb(e) from None
 
 
-def start(duckdb, con, sql, superuser, scrub):
+def start(duckdb, con, sql, superuser, cell_scrub=None):
     """Run sql; return (coldef text or None, Pending or None)."""
     result = execute(duckdb, con, sql, superuser)
     desc = result.description
     if not desc:
         return None, None
-    cols, converters = [], []
+    cols, converters, pg_types = [], [], []
     for i, d in enumerate(desc):
         pg, conv = column_type(d[1])
         cols.append(f"c{i + 1} {pg}")
         converters.append(conv)
-    return ", ".join(cols), Pending(result, converters, scrub)
+        pg_types.append(pg)
+    return ", ".join(cols), Pending(result, converters, pg_types, cell_scrub)
 
 
 def render(con_result, limit=100):

@@ -26,7 +26,9 @@ SELECT g.n, g.xmin::text AS gx, r.oid AS role, r.rolsuper,
                                                              ',' ORDER BY m.roleid, m.member), ''))
           FROM pg_catalog.pg_auth_members m) AS am,
        pg_catalog.has_function_privilege('duckdb.query(text)', 'EXECUTE') AS can_query,
-       pg_catalog.has_function_privilege('duckdb.raw_query(text)', 'EXECUTE') AS can_raw
+       pg_catalog.has_function_privilege('duckdb.raw_query(text)', 'EXECUTE') AS can_raw,
+       (SELECT s.setting FROM pg_catalog.pg_settings s WHERE s.name = 'duckdb.allowed_url_prefixes'
+           AND s.source IN ('configuration file', 'default')) AS ap
   FROM duckdb._generation g, pg_catalog.pg_roles r
  WHERE r.rolname = pg_catalog.current_user()
 """
@@ -56,6 +58,7 @@ class Session:
         self.fingerprint = None
         self.loaded = {}          # engine secret name -> (digest, server name, spec)
         self.scrub = NO_SCRUB
+        self.cell_scrub = None    # for result cells (values DuckDB itself shows)
         self.scratch = None
         self.plans = {}
         self.pending = None       # result of the running duckdb.query
@@ -74,6 +77,7 @@ class Session:
         self.fingerprint = None
         self.loaded = {}
         self.scrub = NO_SCRUB
+        self.cell_scrub = None
 
 
 def session(GD):
@@ -133,11 +137,10 @@ def ensure(plpy, GD, require=None):
     if require is not None and not may_run[require]:
         raise PgError(INSUFFICIENT_PRIVILEGE, f"permission denied for function {require}",
                       hint=f"An administrator can GRANT EXECUTE ON FUNCTION duckdb.{require}(text) TO the role.")
-    fp = (r["n"], r["gx"], r["role"], r["rolsuper"], r["rd"], r["wr"], r["mem"], r["thr"], r["am"])
+    fp = (r["n"], r["gx"], r["role"], r["rolsuper"], r["rd"], r["wr"], r["mem"], r["thr"], r["am"], r["ap"])
     if sess.engine is not None and fp == sess.fingerprint:
         return sess
 
-    profile = Profile(r["role"], r["rolsuper"], r["rd"], r["wr"], r["mem"], r["thr"])
     desired = {}
     for row in _fetch_role_secrets(plpy, GD, sess, r["role"]):
         name = validation.engine_name(row["srvname"])
@@ -152,8 +155,14 @@ def ensure(plpy, GD, require=None):
             plpy.warning(f'skipping DuckDB secret for server "{validation.shown(row["srvname"])}": '
                          f"{e.message}")
             continue
+        if spec["type"] in catalog.SUPERUSER_ONLY_TYPES and not r["rolsuper"]:
+            continue            # database connections from the server: superusers only
         desired[name] = (_digest(spec), row["srvname"], spec)
 
+    prefixes = [p.strip() for p in (r["ap"] or "").split(",") if p.strip()]
+    prefixes += [p for _, _, spec in desired.values() if spec["type"] == "http"
+                 for p in spec["scope"] or () if p.startswith(("http://", "https://"))]
+    profile = Profile(r["role"], r["rolsuper"], r["rd"], r["wr"], r["mem"], r["thr"], prefixes)
     needed = set(catalog.extensions_for(spec for _, _, spec in desired.values()))
     if (sess.engine is None or sess.engine.profile.key() != profile.key()
             or not needed <= sess.engine.extensions):
@@ -162,6 +171,9 @@ def ensure(plpy, GD, require=None):
 
     values = [v for _, _, spec in desired.values() for v in validation.sensitive_values(spec)]
     sess.scrub = Scrubber(values)
+    shown_by_duckdb = [v for _, _, spec in desired.values() for k, v in spec["params"].items()
+                       if k in catalog.DUCKDB_SHOWS]
+    sess.cell_scrub = Scrubber(shown_by_duckdb) if shown_by_duckdb and not profile.superuser else None
     con = sess.engine.con
     for name in [n for n in sess.loaded if n not in desired]:
         con.execute(f"DROP TEMPORARY SECRET IF EXISTS {quote_ident(name)}")
