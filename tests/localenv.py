@@ -73,6 +73,9 @@ class PgCluster:
             # Statements that fail are logged (PostgreSQL's default); with it on,
             # a test can check that our own SQL never carries a secret.
             "log_min_error_statement": "error",
+            # Tracks nested statements too: tests check no secret reaches it.
+            "shared_preload_libraries": "pg_stat_statements",
+            "pg_stat_statements.track": "all",
         }
         self.settings.update(settings or {})
 
