@@ -32,6 +32,13 @@ def cluster():
     CLUSTER.start()
     yield CLUSTER
     CLUSTER.stop()
+    log = CLUSTER.read_log()
+    crashes = [line for line in log.splitlines() if "terminated by signal" in line or "was terminated" in line]
+    if crashes:
+        keep = os.path.join(tempfile.gettempdir(), "duckdb_secrets_crash.log")
+        with open(keep, "w") as f:
+            f.write(log)
+        pytest.fail(f"a backend crashed during the tests (log kept in {keep}): {crashes[0]}", pytrace=False)
     shutil.rmtree(_BASE, ignore_errors=True)
 
 
