@@ -19,8 +19,13 @@ SELECT name, type, secret_string FROM duckdb.secrets() ORDER BY name;
 
 -- uri goes alone; aws_rds_secret replaces the password; an alias and its name are one option.
 CREATE USER MAPPING FOR PUBLIC SERVER pg_app OPTIONS (uri 'postgresql://x@h/db');
+CREATE SERVER my_rds TYPE 'rds' FOREIGN DATA WRAPPER duckdb
+  OPTIONS (chain 'env', validation 'none', region 'eu-west-1', rds_user 'app', rds_host 'db.example', rds_port '5432');
 CREATE SERVER bad TYPE 'postgres' FOREIGN DATA WRAPPER duckdb OPTIONS (aws_rds_secret 'my_rds', host 'h');
 CREATE USER MAPPING FOR CURRENT_USER SERVER bad OPTIONS (password 'x');
+-- aws_rds_secret must name an rds server.
+CREATE SERVER bad3 TYPE 'postgres' FOREIGN DATA WRAPPER duckdb OPTIONS (aws_rds_secret 'pg_app');
+CREATE SERVER bad3 TYPE 'postgres' FOREIGN DATA WRAPPER duckdb OPTIONS (aws_rds_secret 'nowhere');
 CREATE SERVER bad2 TYPE 'postgres' FOREIGN DATA WRAPPER duckdb OPTIONS (dbname 'a', database 'b');
 CREATE SERVER bad2 TYPE 'postgres' FOREIGN DATA WRAPPER duckdb OPTIONS (port 'fifty');
 CREATE SERVER bad2 TYPE 'postgres' FOREIGN DATA WRAPPER duckdb OPTIONS (sslmode 'sometimes');
@@ -28,4 +33,4 @@ CREATE SERVER bad2 TYPE 'postgres' FOREIGN DATA WRAPPER duckdb OPTIONS (sslmode 
 CREATE SERVER bad2 TYPE 'postgres' FOREIGN DATA WRAPPER duckdb OPTIONS (scram_client_key 'k');
 CREATE SERVER bad2 TYPE 'mysql' FOREIGN DATA WRAPPER duckdb OPTIONS (sslmode 'require');
 
-DROP SERVER pg_app, pg_uri, my_app, bad CASCADE;
+DROP SERVER pg_app, pg_uri, my_app, bad, my_rds CASCADE;

@@ -49,7 +49,7 @@ case = secret_type.flatmap(lambda t: st.tuples(
     st.dictionaries(_names_for(t.strip().lower()), value, max_size=5),
     st.dictionaries(_names_for(t.strip().lower()), value, max_size=3)))
 
-ALLOWED_STATES = {"HV00D", "HV024", "HV000", "42501", "42710", "42602", "42622"}
+ALLOWED_STATES = {"HV00D", "HV024", "HV000", "42501", "42710", "42602", "42622", "28000"}
 
 
 @pytest.fixture(scope="module")

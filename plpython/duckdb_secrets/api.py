@@ -178,11 +178,17 @@ def secrets(plpy, GD):
         for name, typ, provider, scope, storage, secret_string in rows:
             managed = sess.loaded.get(name)
             if managed is not None:
+                # As the server defines it (a credential chain reaches DuckDB as resolved keys).
                 server, shown = managed[1], _redacted_string(managed[2])
+                typ, provider = managed[2]["type"], managed[2]["provider"]
             else:
                 server, shown = None, _REDACT_KV.sub(r"\1\2=redacted", secret_string or "")
             out.append((None, name, server, typ, provider, [x for x in scope or [] if x], storage,
                         sess.scrub(shown)))
+        # Token sources (rds) that DuckDB holds no copy of.
+        for name, (server, spec) in sorted(sess.not_in_engine.items()):
+            out.append((None, name, server, spec["type"], spec["provider"], list(spec["scope"] or []), "none",
+                        _redacted_string(spec)))
         return out
     except Exception as e:  # noqa: BLE001
         return [(_error(plpy, GD, e), None, None, None, None, None, None, None)]

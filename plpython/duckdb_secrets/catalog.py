@@ -35,6 +35,10 @@ DUCKDB_SHOWS = frozenset({"http_proxy_password", "scram_client_key", "scram_serv
 # server's OS user. Exported to superusers' engines only.
 SUPERUSER_ONLY_TYPES = frozenset({"postgres", "mysql", "rds"})
 
+# Types whose credential_chain the extension resolves with boto3 (exported to
+# DuckDB as provider config with concrete keys).
+AWS_FAMILY = frozenset({"s3", "r2", "gcs", "aws"})
+
 # Options that describe the secret itself; they live on the SERVER only.
 PROVIDER = "provider"
 SCOPE = "scope"

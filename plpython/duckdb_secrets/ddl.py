@@ -2,11 +2,12 @@
 that create servers and user mappings for the user.
 """
 
-from . import catalog, validation
+from . import aws, catalog, validation
 from .engine import Scratch
 from .errors import (PgError, MissingMapping, Scrubber, from_duckdb, FDW_ERROR, NULL_VALUE_NOT_ALLOWED,
-                     INVALID_PARAMETER_VALUE, INSUFFICIENT_PRIVILEGE, UNDEFINED_OBJECT, DUPLICATE_OBJECT)
-from .sync import session, CALLER_KEY
+                     INVALID_PARAMETER_VALUE, INSUFFICIENT_PRIVILEGE, UNDEFINED_OBJECT, DUPLICATE_OBJECT,
+                     FDW_INVALID_ATTRIBUTE_VALUE)
+from .sync import session, CALLER_KEY, CONF_SQL, CONF_SETTINGS
 
 SERVER_CLASS = 1417     # pg_foreign_server
 MAPPING_CLASS = 1418    # pg_user_mapping
@@ -90,10 +91,42 @@ def check_server(plpy, sess, srv, umid=None):
                     continue        # the server alone; its mappings bring the rest
                 raise
             _dry_run(sess, validation.engine_name(name), spec, scrub_all)
+            _check_aws(plpy, sess, name, spec)
         except PgError as e:
             e.message, e.detail, e.hint = (scrub_secrets(e.message), scrub_secrets(e.detail),
                                            scrub_secrets(e.hint))
             raise
+
+
+RDS_SERVER_SQL = """
+SELECT s.srvname::text AS srvname, s.srvtype FROM pg_catalog.pg_foreign_server s
+  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'duckdb'
+ WHERE lower(s.srvname) = lower($1)
+"""
+
+
+def _check_aws(plpy, sess, name, spec):
+    """A credential chain must find credentials unless validation is 'none'
+    (as DuckDB's 'exists'); an aws_rds_secret must name an rds server."""
+    params = spec["params"]
+    if (spec["provider"] == "credential_chain" and spec["type"] in catalog.AWS_FAMILY | {"rds"}
+            and params.get("validation", "exists") != "none"):
+        conf = {r["name"]: r["setting"] for r in plpy.execute(
+            sess.plan(plpy, "conf", CONF_SQL, ["text[]"]), [CONF_SETTINGS])}
+        if aws.resolve(params, name, aws.Settings.from_conf(conf)) is None:
+            raise PgError(aws.NO_CREDENTIALS, f'no AWS credentials found for server "{validation.shown(name)}"',
+                          detail="Chain tried: " + ";".join(aws._chain(params)) + ".",
+                          hint="Give the server process credentials (docs/aws.md), or set validation 'none' "
+                               "to accept the server anyway.")
+    if spec["type"] == "postgres" and "aws_rds_secret" in params:
+        rows = plpy.execute(sess.plan(plpy, "rds_server", RDS_SERVER_SQL, ["text"]), [params["aws_rds_secret"]])
+        if not rows or (rows[0]["srvtype"] or "").strip().lower() != "rds":
+            raise PgError(FDW_INVALID_ATTRIBUTE_VALUE,
+                          f'aws_rds_secret of server "{validation.shown(name)}" must name a duckdb server of TYPE '
+                          "'rds'",
+                          detail=None if rows else "There is no such server.",
+                          hint="CREATE SERVER ... TYPE 'rds' FOREIGN DATA WRAPPER duckdb OPTIONS (chain ..., "
+                               "region ..., rds_user ..., rds_host ..., rds_port ...) first.")
 
 
 SIMPLE_SERVER_OPTIONS = ("provider", "region", "url_style", "endpoint", "scope", "validation", "use_ssl")

@@ -12,7 +12,9 @@ only the ones that changed.
 import hashlib
 import secrets as _random
 
-from . import catalog, validation
+import datetime
+
+from . import aws, catalog, validation
 from .engine import Engine, Profile, secret_sql, quote_ident
 from .errors import PgError, MissingMapping, Scrubber, NO_SCRUB, from_duckdb, INSUFFICIENT_PRIVILEGE
 
@@ -27,8 +29,7 @@ SELECT g.n, g.xmin::text AS gx, r.oid AS role, r.rolsuper,
           FROM pg_catalog.pg_auth_members m) AS am,
        pg_catalog.has_function_privilege('duckdb.query(text)', 'EXECUTE') AS can_query,
        pg_catalog.has_function_privilege('duckdb.raw_query(text)', 'EXECUTE') AS can_raw,
-       (SELECT s.setting FROM pg_catalog.pg_settings s WHERE s.name = 'duckdb.allowed_url_prefixes'
-           AND s.source IN ('configuration file', 'default')) AS ap
+       concat_ws(';', pg_catalog.current_setting('duckdb.allowed_url_prefixes', true), pg_catalog.current_setting('duckdb.aws_config_file', true), pg_catalog.current_setting('duckdb.aws_shared_credentials_file', true), pg_catalog.current_setting('duckdb.aws_assume_role_duration', true), pg_catalog.current_setting('duckdb.aws_refresh_margin', true), pg_catalog.current_setting('duckdb.rds_token_max_age', true)) AS conf
   FROM duckdb._generation g, pg_catalog.pg_roles r
  WHERE r.rolname = pg_catalog.current_user()
 """
@@ -47,6 +48,15 @@ SELECT s.oid, s.srvname::text AS srvname, s.srvtype, s.srvoptions,
  ORDER BY s.srvname
 """
 
+CONF_SETTINGS = ["duckdb.allowed_url_prefixes", "duckdb.aws_config_file", "duckdb.aws_shared_credentials_file",
+                 "duckdb.aws_assume_role_duration", "duckdb.aws_refresh_margin", "duckdb.rds_token_max_age"]
+# Only what an administrator configured counts: a value a role SETs for itself
+# is ignored (a file path could make boto3 run a credential_process).
+CONF_SQL = """
+SELECT s.name, s.setting FROM pg_catalog.pg_settings s
+ WHERE s.name = ANY($1) AND s.source IN ('configuration file', 'default')
+"""
+
 CALLER_KEY = "duckdb_secrets.caller"
 
 
@@ -62,6 +72,10 @@ class Session:
         self.scratch = None
         self.plans = {}
         self.pending = None       # result of the running duckdb.query
+        self.resolved = {}        # server -> (spec digest, aws.Resolved)
+        self.tokens = {}          # postgres server -> (rds spec digest, token, generated at)
+        self.not_in_engine = {}   # managed secrets DuckDB does not hold (rds): name -> (server, spec)
+        self.refresh_at = None    # when credentials or tokens need renewing
 
     def plan(self, plpy, key, sql, types=()):
         p = self.plans.get(key)
@@ -78,6 +92,10 @@ class Session:
         self.loaded = {}
         self.scrub = NO_SCRUB
         self.cell_scrub = None
+        self.resolved = {}
+        self.tokens = {}
+        self.not_in_engine = {}
+        self.refresh_at = None
 
 
 def session(GD):
@@ -120,6 +138,55 @@ def _fetch_role_secrets(plpy, GD, sess, role):
         GD.pop(CALLER_KEY, None)
 
 
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _credentials(sess, srvname, spec, settings, now):
+    """Resolved AWS credentials for a credential_chain spec, cached until due."""
+    key = _digest(spec)
+    cached = sess.resolved.get(srvname)
+    if cached is not None and cached[0] == key:
+        due = settings.due(cached[1])
+        if due is None or now < due:
+            return cached[1]
+    creds = aws.resolve(spec["params"], srvname, settings)
+    sess.resolved[srvname] = (key, creds)
+    return creds
+
+
+def _exported(sess, srvname, spec, desired, settings, now):
+    """(the spec DuckDB gets or None, when it must be renewed or None)."""
+    t, p = spec["type"], spec["provider"]
+    if t == "rds":
+        return None, None           # a token source for postgres servers; DuckDB needs no copy
+    if p == "credential_chain" and t in catalog.AWS_FAMILY:
+        creds = _credentials(sess, srvname, spec, settings, now)
+        config = catalog.TYPES[t].providers["config"].options
+        params = {k: v for k, v in spec["params"].items() if k in config}
+        if creds is not None:
+            params.update(creds.params())
+        return {"type": t, "provider": "config", "scope": spec["scope"], "params": params}, settings.due(creds)
+    if t == "postgres" and "aws_rds_secret" in spec["params"]:
+        rds_name = validation.engine_name(spec["params"]["aws_rds_secret"])
+        if rds_name not in desired or desired[rds_name][1]["type"] != "rds":
+            raise PgError("HV024", f'server "{validation.shown(spec["params"]["aws_rds_secret"])}" named by '
+                                   "aws_rds_secret is not an rds secret this role may use")
+        rds_server, rds_spec = desired[rds_name]
+        key = _digest(rds_spec)
+        cached = sess.tokens.get(srvname)
+        if cached is not None and cached[0] == key and now < cached[2] + settings.rds_token_max_age:
+            token, generated = cached[1], cached[2]
+        else:
+            creds = _credentials(sess, rds_server, rds_spec, settings, now)
+            token, generated = aws.rds_token(rds_spec["params"], creds, rds_server), now
+            sess.tokens[srvname] = (key, token, generated)
+        params = {k: v for k, v in spec["params"].items() if k != "aws_rds_secret"}
+        params["password"] = token
+        return {**spec, "params": params}, generated + settings.rds_token_max_age
+    return spec, None
+
+
 def ensure(plpy, GD, require=None):
     """The engine for the current role, with its secrets in line. Returns the Session.
 
@@ -137,13 +204,16 @@ def ensure(plpy, GD, require=None):
     if require is not None and not may_run[require]:
         raise PgError(INSUFFICIENT_PRIVILEGE, f"permission denied for function {require}",
                       hint=f"An administrator can GRANT EXECUTE ON FUNCTION duckdb.{require}(text) TO the role.")
-    fp = (r["n"], r["gx"], r["role"], r["rolsuper"], r["rd"], r["wr"], r["mem"], r["thr"], r["am"], r["ap"])
-    if sess.engine is not None and fp == sess.fingerprint:
+    fp = (r["n"], r["gx"], r["role"], r["rolsuper"], r["rd"], r["wr"], r["mem"], r["thr"], r["am"], r["conf"])
+    now = _now()
+    if sess.engine is not None and fp == sess.fingerprint and (sess.refresh_at is None or now < sess.refresh_at):
         return sess
 
+    conf = {row["name"]: row["setting"] for row in plpy.execute(
+        sess.plan(plpy, "conf", CONF_SQL, ["text[]"]), [CONF_SETTINGS])}
+    settings = aws.Settings.from_conf(conf)
     desired = {}
     for row in _fetch_role_secrets(plpy, GD, sess, r["role"]):
-        name = validation.engine_name(row["srvname"])
         try:
             spec = validation.secret_spec(row["srvname"], row["srvtype"],
                                           row["srvoptions"], row["umoptions"])
@@ -157,31 +227,45 @@ def ensure(plpy, GD, require=None):
             continue
         if spec["type"] in catalog.SUPERUSER_ONLY_TYPES and not r["rolsuper"]:
             continue            # database connections from the server: superusers only
-        desired[name] = (_digest(spec), row["srvname"], spec)
+        desired[validation.engine_name(row["srvname"])] = (row["srvname"], spec)
 
-    prefixes = [p.strip() for p in (r["ap"] or "").split(",") if p.strip()]
-    prefixes += [p for _, _, spec in desired.values() if spec["type"] == "http"
+    exported, refresh_at, not_in_engine = {}, None, {}
+    for name, (srvname, spec) in desired.items():
+        try:
+            out, due = _exported(sess, srvname, spec, desired, settings, now)
+        except PgError as e:
+            plpy.warning(f'skipping DuckDB secret for server "{validation.shown(srvname)}": {e.message}')
+            continue
+        if due is not None:
+            refresh_at = due if refresh_at is None else min(refresh_at, due)
+        if out is None:
+            not_in_engine[name] = (srvname, spec)
+        else:
+            exported[name] = (_digest(out), srvname, spec, out)
+
+    prefixes = [p.strip() for p in (conf.get("duckdb.allowed_url_prefixes") or "").split(",") if p.strip()]
+    prefixes += [p for _, _, spec, _ in exported.values() if spec["type"] == "http"
                  for p in spec["scope"] or () if p.startswith(("http://", "https://"))]
     profile = Profile(r["role"], r["rolsuper"], r["rd"], r["wr"], r["mem"], r["thr"], prefixes)
-    needed = set(catalog.extensions_for(spec for _, _, spec in desired.values()))
+    needed = set(catalog.extensions_for(out for _, _, _, out in exported.values()))
     if (sess.engine is None or sess.engine.profile.key() != profile.key()
             or not needed <= sess.engine.extensions):
         sess.recycle()
         sess.engine = Engine(profile, needed)
 
-    values = [v for _, _, spec in desired.values() for v in validation.sensitive_values(spec)]
+    values = [v for _, _, _, out in exported.values() for v in validation.sensitive_values(out)]
     sess.scrub = Scrubber(values)
-    shown_by_duckdb = [v for _, _, spec in desired.values() for k, v in spec["params"].items()
+    shown_by_duckdb = [v for _, _, _, out in exported.values() for k, v in out["params"].items()
                        if k in catalog.DUCKDB_SHOWS]
     sess.cell_scrub = Scrubber(shown_by_duckdb) if shown_by_duckdb and not profile.superuser else None
     con = sess.engine.con
-    for name in [n for n in sess.loaded if n not in desired]:
+    for name in [n for n in sess.loaded if n not in exported]:
         con.execute(f"DROP TEMPORARY SECRET IF EXISTS {quote_ident(name)}")
         del sess.loaded[name]
-    for name, (digest, srvname, spec) in desired.items():
+    for name, (digest, srvname, spec, out) in exported.items():
         if name in sess.loaded and sess.loaded[name][0] == digest:
             continue
-        sql, params = secret_sql(name, spec)
+        sql, params = secret_sql(name, out)
         try:
             con.execute(sql, params)
         except Exception as e:  # duckdb.Error; message scrubbed below
@@ -192,5 +276,7 @@ def ensure(plpy, GD, require=None):
                          f"{sess.scrub(err.message)}")
             continue
         sess.loaded[name] = (digest, srvname, spec)
+    sess.not_in_engine = not_in_engine
+    sess.refresh_at = refresh_at
     sess.fingerprint = fp
     return sess
