@@ -29,7 +29,9 @@ VENV_BIN = os.path.join(os.path.dirname(HERE), ".venv", "bin")
 # Never let any AWS code (boto3 here, DuckDB's aws code in the server) probe an
 # instance-metadata endpoint.
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
-SAFE_ENV = {"AWS_EC2_METADATA_DISABLED": "true"}
+# Any AWS SDK call that is not pointed anywhere else goes to a closed port on
+# 127.0.0.1, never to AWS (tests that use moto point it at moto).
+SAFE_ENV = {"AWS_EC2_METADATA_DISABLED": "true", "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
 
 
 def free_port():
@@ -38,11 +40,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def _as_postgres(cmd):
+def _as_postgres(cmd, env=None):
     """Run as the postgres OS user when we are root (initdb refuses root)."""
+    env = {**SAFE_ENV, **(env or {})}
     if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--", "env", *[f"{k}={v}" for k, v in SAFE_ENV.items()], *cmd]
-    return cmd
+        return ["runuser", "-u", "postgres", "--", "env", *[f"{k}={v}" for k, v in env.items()], *cmd]
+    return ["env", *[f"{k}={v}" for k, v in env.items()], *cmd]
 
 
 def _chown_postgres(path):
@@ -54,8 +57,9 @@ def _chown_postgres(path):
 class PgCluster:
     """A PostgreSQL cluster in its own directory, socket and port."""
 
-    def __init__(self, base, port=None, settings=None):
+    def __init__(self, base, port=None, settings=None, env=None):
         self.base = base
+        self.env = env or {}        # the postmaster's environment (e.g. AWS credentials)
         self.data = os.path.join(base, "data")
         self.log = os.path.join(base, "server.log")
         self.port = port or free_port()
@@ -102,7 +106,7 @@ class PgCluster:
                 for k, v in self.settings.items():
                     f.write(f"{k} = '{v}'\n")
         subprocess.run(_as_postgres([f"{PG_BIN}/pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60",
-                                     "start"]), check=True, stdout=subprocess.DEVNULL)
+                                     "start"], self.env), check=True, stdout=subprocess.DEVNULL)
         return self
 
     def stop(self):

@@ -152,6 +152,9 @@ def resolve(params, server, settings):
         err = e.response.get("Error", {})
         raise PgError(NO_CREDENTIALS, f'could not assume role for server "{server}": {err.get("Code", "error")}',
                       detail=err.get("Message")) from None
+    except botocore.exceptions.ParamValidationError as e:
+        raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, f'invalid role to assume for server "{server}"',
+                      detail=str(e)) from None
     except botocore.exceptions.BotoCoreError as e:
         raise PgError("08001", f'could not reach AWS STS for server "{server}"', detail=str(e)) from None
     return Resolved(out["AccessKeyId"], out["SecretAccessKey"], out.get("SessionToken"), out.get("Expiration"))

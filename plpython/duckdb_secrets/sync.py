@@ -50,12 +50,10 @@ SELECT s.oid, s.srvname::text AS srvname, s.srvtype, s.srvoptions,
 
 CONF_SETTINGS = ["duckdb.allowed_url_prefixes", "duckdb.aws_config_file", "duckdb.aws_shared_credentials_file",
                  "duckdb.aws_assume_role_duration", "duckdb.aws_refresh_margin", "duckdb.rds_token_max_age"]
-# Only what an administrator configured counts: a value a role SETs for itself
-# is ignored (a file path could make boto3 run a credential_process).
-CONF_SQL = """
-SELECT s.name, s.setting FROM pg_catalog.pg_settings s
- WHERE s.name = ANY($1) AND s.source IN ('configuration file', 'default')
-"""
+# Only what an administrator wrote in the configuration files counts (see
+# duckdb._admin_settings): a file path a role could SET would let it run a
+# credential_process as the server.
+CONF_SQL = "SELECT name, setting FROM duckdb._admin_settings() WHERE name = ANY($1)"
 
 CALLER_KEY = "duckdb_secrets.caller"
 
