@@ -33,15 +33,17 @@ def _keywords(duckdb, text, n=6):
 
 
 def check_statements(duckdb, sql, superuser):
-    """Parse sql and refuse what the current role may not run."""
+    """Parse sql and refuse what the current role may not run (superusers run anything)."""
+    if superuser:
+        if not sql.strip():
+            raise PgError("42601", "no statement to run")
+        return None
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as e:
         raise from_duckdb(e) from None
     if not statements:
         raise PgError("42601", "no statement to run")
-    if superuser:
-        return statements
     for st in statements:
         kind = str(st.type).rsplit(".", 1)[-1]
         if kind not in ALLOWED_FOR_ALL:

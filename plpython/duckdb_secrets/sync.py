@@ -74,6 +74,7 @@ class Session:
         self.tokens = {}          # postgres server -> (rds spec digest, token, generated at)
         self.not_in_engine = {}   # managed secrets DuckDB does not hold (rds): name -> (server, spec)
         self.refresh_at = None    # when credentials or tokens need renewing
+        self.specs = {}           # (server, type, options, mapping) -> validated spec
 
     def plan(self, plpy, key, sql, types=()):
         p = self.plans.get(key)
@@ -210,11 +211,15 @@ def ensure(plpy, GD, require=None):
     conf = {row["name"]: row["setting"] for row in plpy.execute(
         sess.plan(plpy, "conf", CONF_SQL, ["text[]"]), [CONF_SETTINGS])}
     settings = aws.Settings.from_conf(conf)
-    desired = {}
+    desired, specs = {}, {}
     for row in _fetch_role_secrets(plpy, GD, sess, r["role"]):
+        key = (row["srvname"], row["srvtype"], tuple(row["srvoptions"] or ()), tuple(row["umoptions"] or ()))
         try:
-            spec = validation.secret_spec(row["srvname"], row["srvtype"],
-                                          row["srvoptions"], row["umoptions"])
+            spec = sess.specs.get(key)          # validated before, unchanged since
+            if spec is None:
+                spec = validation.secret_spec(row["srvname"], row["srvtype"],
+                                              row["srvoptions"], row["umoptions"])
+            specs[key] = spec
         except MissingMapping:
             continue            # this role has no mapping that completes the secret
         except PgError as e:
@@ -226,6 +231,7 @@ def ensure(plpy, GD, require=None):
         if spec["type"] in catalog.SUPERUSER_ONLY_TYPES and not r["rolsuper"]:
             continue            # database connections from the server: superusers only
         desired[validation.engine_name(row["srvname"])] = (row["srvname"], spec)
+    sess.specs = specs
 
     exported, refresh_at, not_in_engine = {}, None, {}
     for name, (srvname, spec) in desired.items():

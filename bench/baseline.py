@@ -1,0 +1,87 @@
+"""Baselines for make bench: DuckDB alone, in a bare /usr/bin/python3 process,
+with the same pinned DuckDB and extension wheels the server uses.
+
+    /usr/bin/python3 bench/baseline.py DEPS_DIR cold ENDPOINT KEY SECRET
+    /usr/bin/python3 bench/baseline.py DEPS_DIR secrets N
+    /usr/bin/python3 bench/baseline.py DEPS_DIR rows N
+    /usr/bin/python3 bench/baseline.py DEPS_DIR rss
+
+Prints one JSON object with the measured seconds (or bytes).
+"""
+
+import json
+import os
+import sys
+import time
+
+DEPS = sys.argv[1]
+sys.path.insert(0, DEPS)
+
+
+def ext(name):
+    import duckdb
+    return os.path.join(DEPS, f"duckdb_extension_{name}", "extensions", f"v{duckdb.__version__}",
+                        f"{name}.duckdb_extension")
+
+
+def connect():
+    import duckdb
+    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
+                                             "autoload_known_extensions": False,
+                                             "allow_persistent_secrets": False,
+                                             "memory_limit": "1GB", "threads": 1})
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
+def create_secrets(con, n, endpoint="127.0.0.1:9", key="k", secret="s"):
+    for i in range(n):
+        con.execute(f'CREATE OR REPLACE TEMPORARY SECRET "b{i}" (TYPE s3, PROVIDER config, SCOPE ?, '
+                    "region ?, endpoint ?, url_style ?, use_ssl ?, key_id ?, secret ?)",
+                    [f"s3://b{i}", "us-east-1", endpoint, "path", False, key, secret])
+
+
+def rss():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def main():
+    what = sys.argv[2]
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    if what == "cold":
+        t0 = time.perf_counter()
+        import duckdb  # noqa: F401
+        con = connect()
+        con.execute(f"LOAD '{ext('httpfs')}'")
+        create_secrets(con, 10, sys.argv[3], sys.argv[4], sys.argv[5])
+        con.execute("SELECT 1").fetchall()
+        print(json.dumps({"seconds": time.perf_counter() - t0}))
+    elif what == "secrets":
+        n = int(sys.argv[3])
+        con = connect()
+        con.execute(f"LOAD '{ext('httpfs')}'")
+        t0 = time.perf_counter()
+        create_secrets(con, n)
+        print(json.dumps({"seconds": time.perf_counter() - t0}))
+    elif what == "rows":
+        n = int(sys.argv[3])
+        con = connect()
+        t0 = time.perf_counter()
+        rows = con.execute(f"SELECT range::BIGINT AS a, (range * 2)::BIGINT AS b, 'row ' || range AS c "
+                           f"FROM range({n})").fetchall()
+        assert len(rows) == n
+        print(json.dumps({"seconds": time.perf_counter() - t0}))
+    elif what == "rss":
+        con = connect()
+        con.execute(f"LOAD '{ext('httpfs')}'")
+        create_secrets(con, 10)
+        con.execute("SELECT 1").fetchall()
+        print(json.dumps({"bytes": rss()}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,374 @@
+"""make bench: measure duckdb_secrets against baselines taken in the same run.
+
+Starts a throwaway PostgreSQL and a local S3 server (moto, signatures checked),
+runs each measurement several times (median), and writes bench/results.md and
+bench/results.png. Every goal is a ratio against a baseline from this run.
+"""
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import psycopg
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+import localenv  # noqa: E402
+
+DEPS = subprocess.run(["pg_config", "--pkglibdir"], capture_output=True, text=True,
+                      check=True).stdout.strip() + "/duckdb_secrets/deps"
+REPS = int(os.environ.get("BENCH_REPS", "5"))
+SYNC_SIZES = [1, 10, 100, 1000, 10000]
+ROWS = 1_000_000
+PARQUET = "s3://bucket/bench/numbers.parquet"
+S3_READ = (f"SELECT * FROM duckdb.query($$ SELECT count(*) FROM read_parquet('{PARQUET}') $$) AS t(n bigint)")
+SELECT_1 = "SELECT * FROM duckdb.query('SELECT 1') AS t(x integer)"
+
+
+def median(values):
+    return statistics.median(values)
+
+
+def baseline(*args):
+    out = subprocess.run(["/usr/bin/python3", os.path.join(HERE, "baseline.py"), DEPS, *map(str, args)],
+                         capture_output=True, text=True, check=True,
+                         env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def rss_of(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class Bench:
+    def __init__(self):
+        self.base = tempfile.mkdtemp(prefix="duckdb_secrets_bench.")
+        os.chmod(self.base, 0o755)
+        self.cluster = localenv.PgCluster(os.path.join(self.base, "pg"), settings={"max_connections": "80"})
+        self.s3 = localenv.S3Server(os.path.join(self.base, "s3"))
+        self.rows = []        # (metric, ours, baseline, ratio, goal, met)
+        self.curves = {}
+
+    def connect(self, db="bench"):
+        return psycopg.connect(self.cluster.dsn(db), autocommit=True)
+
+    def record(self, metric, ours, base, unit, goal=None, higher_is_better=False):
+        ratio = ours / base if base else float("nan")
+        met = None
+        if goal is not None:
+            met = ratio >= goal if higher_is_better else ratio <= goal
+        goal_text = "" if goal is None else (f"≥ {goal}×" if higher_is_better else f"≤ {goal}×")
+        self.rows.append((metric, f"{ours:.4g} {unit}", f"{base:.4g} {unit}", f"{ratio:.2f}×", goal_text,
+                          "" if met is None else ("yes" if met else "**no**")))
+        print(f"{metric}: ours {ours:.4g} {unit}, baseline {base:.4g} {unit}, ratio {ratio:.2f}", flush=True)
+
+    # --- set-up ---------------------------------------------------------------
+
+    def start(self):
+        self.cluster.start()
+        self.s3.start()
+        self.s3.put_parquet("bench/numbers.parquet", "SELECT range AS n FROM range(1000)")
+        with psycopg.connect(self.cluster.dsn("postgres"), autocommit=True) as c:
+            c.execute("CREATE DATABASE bench")
+        with self.connect() as c:
+            c.execute("CREATE EXTENSION duckdb_secrets CASCADE")
+            c.execute("CREATE FUNCTION bench_trivial_srf() RETURNS SETOF integer LANGUAGE plpython3u "
+                      "AS 'return [1]'")
+
+    def set_secrets(self, conn, n, valid=False):
+        """Exactly n S3 servers with PUBLIC mappings (bulk: the event trigger is
+        switched off and the generation bumped once, as a restore would)."""
+        key, secret = (self.s3.key_id, self.s3.secret) if valid else ("k", "s")
+        conn.execute("ALTER EVENT TRIGGER duckdb_secrets_ddl DISABLE")
+        names = [r[0] for r in conn.execute("SELECT quote_ident(srvname) FROM pg_foreign_server")]
+        for i in range(0, len(names), 500):             # in batches: each DROP locks every object
+            conn.execute(f"DROP SERVER {', '.join(names[i:i + 500])} CASCADE")
+        conn.execute("""
+            DO $$ BEGIN FOR i IN 1..%s LOOP
+              EXECUTE format('CREATE SERVER b%%s TYPE ''s3'' FOREIGN DATA WRAPPER duckdb OPTIONS (region ''us-east-1'', '
+                             'endpoint %%L, url_style ''path'', use_ssl ''false'', scope %%L)', i, %s, 's3://b' || i);
+              EXECUTE format('CREATE USER MAPPING FOR PUBLIC SERVER b%%s OPTIONS (key_id %%L, secret %%L)', i, %s, %s);
+            END LOOP; END $$""" % (n, psycopg.sql.Literal(self.s3.endpoint).as_string(conn),
+                                   psycopg.sql.Literal(key).as_string(conn),
+                                   psycopg.sql.Literal(secret).as_string(conn)))
+        conn.execute("SELECT duckdb._bump()")
+        conn.execute("ALTER EVENT TRIGGER duckdb_secrets_ddl ENABLE")
+
+    # --- 1. cold start ---------------------------------------------------------
+
+    def cold_start(self):
+        with self.connect() as c:
+            self.set_secrets(c, 10, valid=True)
+        ours = []
+        for _ in range(REPS):
+            with self.connect() as c:
+                t0 = time.perf_counter()
+                c.execute(SELECT_1).fetchall()
+                ours.append(time.perf_counter() - t0)
+        base = [baseline("cold", self.s3.endpoint, self.s3.key_id, self.s3.secret)["seconds"] for _ in range(REPS)]
+        self.record("1. cold start, 10 S3 secrets (first query in a new connection)",
+                    median(ours) * 1000, median(base) * 1000, "ms", 1.3)
+
+    # --- 2. warm overhead ------------------------------------------------------
+
+    def warm(self, c, sql, calls=300):
+        c.execute(sql).fetchall()
+        times = []
+        for _ in range(REPS):
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                c.execute(sql).fetchall()
+            times.append((time.perf_counter() - t0) / calls)
+        return median(times)
+
+    def warm_overhead(self):
+        with self.connect() as admin:
+            self.set_secrets(admin, 0)
+            with self.connect() as c:
+                zero = self.warm(c, SELECT_1)
+                trivial = self.warm(c, "SELECT * FROM bench_trivial_srf()")
+            self.set_secrets(admin, 1000)
+            with self.connect() as c:
+                thousand = self.warm(c, SELECT_1)
+        self.record("2a. warm duckdb.query('SELECT 1'): 1,000 secrets vs 0", thousand * 1e6, zero * 1e6, "µs", 1.1)
+        self.record("2b. warm duckdb.query('SELECT 1') vs a trivial PL/Python SRF", zero * 1e6, trivial * 1e6, "µs")
+
+    # --- 3. secret sync ----------------------------------------------------------
+
+    def sync(self):
+        ours_per, base_per = [], []
+        with self.connect() as admin:
+            self.set_secrets(admin, 0)
+            with self.connect() as c:
+                c.execute(SELECT_1).fetchall()
+                empty = []
+                for _ in range(REPS):
+                    c.execute("SELECT duckdb.recycle_ddb()")
+                    t0 = time.perf_counter()
+                    c.execute(SELECT_1).fetchall()
+                    empty.append(time.perf_counter() - t0)
+                engine_only = median(empty)
+            for n in SYNC_SIZES:
+                self.set_secrets(admin, n)
+                reps = REPS if n <= 1000 else 2
+                with self.connect() as c:
+                    c.execute(SELECT_1).fetchall()
+                    times = []
+                    for _ in range(reps):
+                        c.execute("SELECT duckdb.recycle_ddb()")
+                        t0 = time.perf_counter()
+                        c.execute(SELECT_1).fetchall()
+                        times.append(time.perf_counter() - t0)
+                ours = max(median(times) - engine_only, 1e-9) / n
+                base = median([baseline("secrets", n)["seconds"] for _ in range(reps)]) / n
+                ours_per.append(ours)
+                base_per.append(base)
+                self.record(f"3. sync {n:,} secrets into a fresh engine, per secret", ours * 1e6, base * 1e6, "µs", 1.5)
+                if n in (1, 10000):
+                    setattr(self, f"one_of_{n}", self.change_one(admin, n))
+        self.curves["sync"] = (SYNC_SIZES, ours_per, base_per)
+        self.record("3b. change 1 secret of 10,000 and sync, vs 1 of 1", self.one_of_10000 * 1e3,
+                    self.one_of_1 * 1e3, "ms", 3)
+
+    def change_one(self, admin, n):
+        with self.connect() as c:
+            c.execute(SELECT_1).fetchall()
+            times = []
+            for i in range(REPS):
+                admin.execute(f"ALTER USER MAPPING FOR PUBLIC SERVER b1 OPTIONS (SET key_id 'k{i}')")
+                t0 = time.perf_counter()
+                c.execute(SELECT_1).fetchall()
+                times.append(time.perf_counter() - t0)
+        return median(times)
+
+    # --- 4. memory -------------------------------------------------------------
+
+    def memory(self):
+        with self.connect() as admin:
+            self.set_secrets(admin, 10, valid=True)
+        with self.connect() as c:
+            c.execute(S3_READ).fetchall()
+            pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+            ours = rss_of(pid)
+        base = median([baseline("rss")["bytes"] for _ in range(3)])
+        self.record("4. backend RSS after first use (S3) vs bare python with DuckDB + httpfs",
+                    ours / 2**20, base / 2**20, "MiB", 1.2)
+        totals = []
+        for k in (1, 8, 32):
+            conns = [self.connect() for _ in range(k)]
+            try:
+                threads = [threading.Thread(target=lambda c=c: c.execute(S3_READ).fetchall()) for c in conns]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                pids = [c.execute("SELECT pg_backend_pid()").fetchone()[0] for c in conns]
+                totals.append(sum(rss_of(p) for p in pids) / 2**20)
+            finally:
+                for c in conns:
+                    c.close()
+            print(f"   {k} backends: {totals[-1]:.0f} MiB in all", flush=True)
+        self.curves["rss"] = ([1, 8, 32], totals)
+        self.rss_note = ", ".join(f"{k} backends: {t:.0f} MiB" for k, t in zip((1, 8, 32), totals))
+
+    # --- 5. throughput ---------------------------------------------------------
+
+    def throughput(self):
+        q = (f"SELECT count(*) FROM duckdb.query($$ SELECT range::BIGINT AS a, (range * 2)::BIGINT AS b, "
+             f"'row ' || range AS c FROM range({ROWS}) $$) AS t(a bigint, b bigint, c text)")
+        pg = f"SELECT count(*) FROM (SELECT g, g * 2, 'row ' || g FROM generate_series(0, {ROWS - 1}) g) s"
+        with self.connect() as admin:
+            self.set_secrets(admin, 0)
+        with self.connect() as c:
+            c.execute(SELECT_1).fetchall()
+            ours = median([self.timed(c, q) for _ in range(3)])
+            pgs = median([self.timed(c, pg) for _ in range(3)])
+        duck = median([baseline("rows", ROWS)["seconds"] for _ in range(3)])
+        self.record("5a. rows/s of duckdb.query, 1M (bigint, bigint, text), vs DuckDB fetchall",
+                    ROWS / ours, ROWS / duck, "rows/s", 0.25, higher_is_better=True)
+        self.record("5b. rows/s of duckdb.query vs PostgreSQL generate_series, same shape",
+                    ROWS / ours, ROWS / pgs, "rows/s")
+        self.curves["throughput"] = (["duckdb.query", "DuckDB fetchall", "generate_series"],
+                                     [ROWS / ours, ROWS / duck, ROWS / pgs])
+
+    def timed(self, c, sql):
+        t0 = time.perf_counter()
+        c.execute(sql).fetchall()
+        return time.perf_counter() - t0
+
+    # --- 6. concurrency ----------------------------------------------------------
+
+    def concurrency(self, seconds=20, clients=16):
+        iam = self.s3.client("iam")
+        keys = [self.s3.key_id and {"id": self.s3.key_id, "secret": self.s3.secret}]
+        iam.create_user(UserName="bench-second")
+        iam.attach_user_policy(UserName="bench-second",
+                               PolicyArn=iam.list_attached_user_policies(UserName="duckdb-secrets-test")
+                               ["AttachedPolicies"][0]["PolicyArn"])
+        k2 = iam.create_access_key(UserName="bench-second")["AccessKey"]
+        keys.append({"id": k2["AccessKeyId"], "secret": k2["SecretAccessKey"], "user": "bench-second"})
+        keys[0]["user"] = "duckdb-secrets-test"
+        with self.connect() as admin:
+            self.set_secrets(admin, 1, valid=True)
+            admin.execute(f"ALTER SERVER b1 OPTIONS (SET scope 's3://bucket')")
+        script = os.path.join(self.base, "read.sql")
+        with open(script, "w") as f:
+            f.write(S3_READ + ";\n")
+
+        def pgbench():
+            out = subprocess.run(["pgbench", "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), "-f", script,
+                                  "-h", "127.0.0.1", "-p", str(self.cluster.port), "-U", "postgres", "bench"],
+                                 capture_output=True, text=True)
+            tps = next((float(line.split("=")[1].split()[0]) for line in out.stdout.splitlines()
+                        if line.startswith("tps")), 0.0)
+            failed = out.stdout.count("ERROR") + out.stderr.count("ERROR")
+            for line in out.stdout.splitlines():
+                if "number of failed transactions" in line:
+                    failed += int(line.split(":")[1].split()[0])
+            if out.returncode != 0 and failed == 0:
+                failed = 1
+            return tps, failed, out.stderr.strip().splitlines()[-3:]
+
+        still, still_failed, _ = pgbench()
+        stop = threading.Event()
+        rotations = [0]
+
+        def rotate():
+            current = 0
+            with self.connect() as admin:
+                while not stop.is_set():
+                    nxt = 1 - current
+                    iam.update_access_key(UserName=keys[nxt]["user"], AccessKeyId=keys[nxt]["id"], Status="Active")
+                    admin.execute(psycopg.sql.SQL("ALTER USER MAPPING FOR PUBLIC SERVER b1 OPTIONS "
+                                                  "(SET key_id {}, SET secret {})").format(
+                        psycopg.sql.Literal(keys[nxt]["id"]), psycopg.sql.Literal(keys[nxt]["secret"])))
+                    # After the commit, give reads that began before it time to finish,
+                    # then retire the old key: a read that still used it would fail.
+                    time.sleep(0.5)
+                    iam.update_access_key(UserName=keys[current]["user"], AccessKeyId=keys[current]["id"],
+                                          Status="Inactive")
+                    rotations[0] += 1
+                    current = nxt
+                    stop.wait(0.5)
+                iam.update_access_key(UserName=keys[0]["user"], AccessKeyId=keys[0]["id"], Status="Active")
+
+        t = threading.Thread(target=rotate)
+        t.start()
+        try:
+            moving, moving_failed, tail = pgbench()
+        finally:
+            stop.set()
+            t.join()
+        print(f"   {rotations[0]} rotations; failed reads {still_failed} without, {moving_failed} with rotation",
+              flush=True)
+        self.record(f"6. 16 clients' S3 reads/s while a secret rotates every second ({rotations[0]} rotations) "
+                    f"vs none; failed reads: {moving_failed}", moving, still, "reads/s", 0.9, higher_is_better=True)
+        self.concurrency_errors = (still_failed, moving_failed, rotations[0], tail)
+
+    # --- output ----------------------------------------------------------------
+
+    def write(self, elapsed):
+        lines = ["# Benchmark results", "",
+                 f"`make bench` on this machine (2 cores), {time.strftime('%Y-%m-%d')}, {elapsed:.0f} s in all. "
+                 f"Medians of {REPS} runs unless noted; every ratio is ours / a baseline measured in the same run. "
+                 "Baselines: a bare `/usr/bin/python3` with the same DuckDB 1.5.5 and extension wheels "
+                 "(`bench/baseline.py`), PostgreSQL itself, or the same query in another configuration.", "",
+                 "| metric | ours | baseline | ratio | goal | met? |", "| --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {' | '.join(r)} |" for r in self.rows]
+        lines += ["", f"Memory with concurrent backends (RSS summed): {self.rss_note}.", "",
+                  "![curves](results.png)", ""]
+        with open(os.path.join(HERE, "results.md"), "w") as f:
+            f.write("\n".join(lines))
+        self.plot()
+
+    def plot(self):
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+        n, ours, base = self.curves["sync"]
+        axes[0].loglog(n, [x * 1e6 for x in ours], "o-", label="duckdb_secrets sync")
+        axes[0].loglog(n, [x * 1e6 for x in base], "s--", label="DuckDB alone")
+        axes[0].set(title="Secret sync, per secret", xlabel="secrets", ylabel="µs per secret")
+        axes[0].legend()
+        k, rss = self.curves["rss"]
+        axes[1].plot(k, rss, "o-")
+        axes[1].set(title="RSS of concurrent backends (sum)", xlabel="backends", ylabel="MiB")
+        names, rates = self.curves["throughput"]
+        axes[2].bar(names, [r / 1e6 for r in rates])
+        axes[2].set(title="1M rows (bigint, bigint, text)", ylabel="million rows/s")
+        fig.tight_layout()
+        fig.savefig(os.path.join(HERE, "results.png"), dpi=90)
+
+    def stop(self):
+        self.s3.stop()
+        self.cluster.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def main():
+    started = time.time()
+    b = Bench()
+    try:
+        b.start()
+        for step in (b.cold_start, b.warm_overhead, b.sync, b.memory, b.throughput, b.concurrency):
+            print(f"== {step.__name__}", flush=True)
+            step()
+        b.write(time.time() - started)
+    finally:
+        b.stop()
+    print(open(os.path.join(HERE, "results.md")).read())
+
+
+if __name__ == "__main__":
+    main()
