@@ -96,7 +96,8 @@ class Bench:
         conn.execute("""
             DO $$ BEGIN FOR i IN 1..%s LOOP
               EXECUTE format('CREATE SERVER b%%s TYPE ''s3'' FOREIGN DATA WRAPPER duckdb OPTIONS (region ''us-east-1'', '
-                             'endpoint %%L, url_style ''path'', use_ssl ''false'', scope %%L)', i, %s, 's3://b' || i);
+                             'endpoint %%L, url_style ''path'', use_ssl ''false'', scope %%L)', i, %s,
+                             CASE WHEN i = 1 THEN 's3://bucket' ELSE 's3://b' || i END);
               EXECUTE format('CREATE USER MAPPING FOR PUBLIC SERVER b%%s OPTIONS (key_id %%L, secret %%L)', i, %s, %s);
             END LOOP; END $$""" % (n, psycopg.sql.Literal(self.s3.endpoint).as_string(conn),
                                    psycopg.sql.Literal(key).as_string(conn),
@@ -260,7 +261,6 @@ class Bench:
         keys[0]["user"] = "duckdb-secrets-test"
         with self.connect() as admin:
             self.set_secrets(admin, 1, valid=True)
-            admin.execute(f"ALTER SERVER b1 OPTIONS (SET scope 's3://bucket')")
         script = os.path.join(self.base, "read.sql")
         with open(script, "w") as f:
             f.write(S3_READ + ";\n")

@@ -150,5 +150,6 @@ def assert_clean_error(err, *secrets):
         assert "Traceback" not in t, t
         assert "plpy." not in t, t
         assert "spiexceptions" not in t, t
+        assert "amazonaws.com" not in t, f"a request went for AWS: {t}"     # only 127.0.0.1, ever
         for s in secrets:
             assert s not in t, f"secret value leaked into: {t!r}"

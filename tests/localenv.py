@@ -77,6 +77,9 @@ class PgCluster:
             # Statements that fail are logged (PostgreSQL's default); with it on,
             # a test can check that our own SQL never carries a secret.
             "log_min_error_statement": "error",
+            # An S3 read that no secret covers goes to a closed port on 127.0.0.1,
+            # never to AWS's default endpoint.
+            "duckdb.engine_settings": "s3_endpoint=127.0.0.1:9; s3_use_ssl=false; s3_url_style=path",
             # Tracks nested statements too: tests check no secret reaches it.
             "shared_preload_libraries": "pg_stat_statements",
             "pg_stat_statements.track": "all",

@@ -12,6 +12,7 @@ file system at all.
 
 import importlib.util
 import os
+import re
 
 from . import catalog
 from .errors import PgError, from_duckdb, OBJECT_NOT_IN_PREREQUISITE_STATE
@@ -65,9 +66,11 @@ OBJECT_STORE_PREFIXES = ("s3://", "s3a://", "s3n://", "r2://", "gcs://", "gs://"
 class Profile:
     """What decides an engine's configuration; a change means a new engine."""
 
-    __slots__ = ("role", "superuser", "read_files", "write_files", "memory_limit", "threads", "prefixes")
+    __slots__ = ("role", "superuser", "read_files", "write_files", "memory_limit", "threads", "prefixes",
+                 "engine_settings")
 
-    def __init__(self, role, superuser, read_files, write_files, memory_limit, threads, prefixes=()):
+    def __init__(self, role, superuser, read_files, write_files, memory_limit, threads, prefixes=(),
+                 engine_settings=""):
         self.role = role
         self.superuser = bool(superuser)
         self.read_files = bool(read_files)
@@ -75,6 +78,7 @@ class Profile:
         self.memory_limit = memory_limit or DEFAULT_MEMORY_LIMIT
         self.threads = threads or DEFAULT_THREADS
         self.prefixes = tuple(sorted(set(prefixes)))
+        self.engine_settings = engine_settings or ""
 
     @property
     def local_files(self):
@@ -88,6 +92,24 @@ class Profile:
 
     def key(self):
         return tuple(getattr(self, s) for s in self.__slots__)
+
+
+_SETTING_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def parse_engine_settings(text):
+    """duckdb.engine_settings: 'name=value; name=value' -> [(name, value)]."""
+    out = []
+    for item in (text or "").split(";"):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        name = name.strip().lower()
+        if not sep or not _SETTING_NAME.match(name):
+            raise PgError("22023", 'invalid value for parameter "duckdb.engine_settings"',
+                          detail="Each item must be name=value, separated by semicolons.")
+        out.append((name, value.strip()))
+    return out
 
 
 def _threads(value):
@@ -123,6 +145,13 @@ class Engine:
             self.con.execute("SET enable_progress_bar = false")
             for ext in sorted({"httpfs", *extensions}):
                 self.load(ext)
+            # The administrator's settings (from the configuration files only),
+            # e.g. s3_endpoint for reads that no secret covers.
+            for name, value in parse_engine_settings(profile.engine_settings):
+                try:
+                    self.con.execute(f"SET {name} = '{value.replace(chr(39), chr(39) * 2)}'")
+                except _duckdb().Error as e:
+                    raise from_duckdb(e, "duckdb.engine_settings") from None
             if not profile.superuser:
                 listed = ", ".join("'" + p.replace("'", "''") + "'" for p in profile.allowed())
                 self.con.execute(f"SET allowed_directories = [{listed}]")

@@ -29,7 +29,13 @@ SELECT g.n, g.xmin::text AS gx, r.oid AS role, r.rolsuper,
           FROM pg_catalog.pg_auth_members m) AS am,
        pg_catalog.has_function_privilege('duckdb.query(text)', 'EXECUTE') AS can_query,
        pg_catalog.has_function_privilege('duckdb.raw_query(text)', 'EXECUTE') AS can_raw,
-       concat_ws(';', pg_catalog.current_setting('duckdb.allowed_url_prefixes', true), pg_catalog.current_setting('duckdb.aws_config_file', true), pg_catalog.current_setting('duckdb.aws_shared_credentials_file', true), pg_catalog.current_setting('duckdb.aws_assume_role_duration', true), pg_catalog.current_setting('duckdb.aws_refresh_margin', true), pg_catalog.current_setting('duckdb.rds_token_max_age', true)) AS conf
+       concat_ws(';', pg_catalog.current_setting('duckdb.allowed_url_prefixes', true),
+                 pg_catalog.current_setting('duckdb.engine_settings', true),
+                 pg_catalog.current_setting('duckdb.aws_config_file', true),
+                 pg_catalog.current_setting('duckdb.aws_shared_credentials_file', true),
+                 pg_catalog.current_setting('duckdb.aws_assume_role_duration', true),
+                 pg_catalog.current_setting('duckdb.aws_refresh_margin', true),
+                 pg_catalog.current_setting('duckdb.rds_token_max_age', true)) AS conf
   FROM duckdb._generation g, pg_catalog.pg_roles r
  WHERE r.rolname = pg_catalog.current_user()
 """
@@ -48,8 +54,8 @@ SELECT s.oid, s.srvname::text AS srvname, s.srvtype, s.srvoptions,
  ORDER BY s.srvname
 """
 
-CONF_SETTINGS = ["duckdb.allowed_url_prefixes", "duckdb.aws_config_file", "duckdb.aws_shared_credentials_file",
-                 "duckdb.aws_assume_role_duration", "duckdb.aws_refresh_margin", "duckdb.rds_token_max_age"]
+CONF_SETTINGS = ["duckdb.allowed_url_prefixes", "duckdb.engine_settings", "duckdb.aws_config_file",
+                 "duckdb.aws_shared_credentials_file", "duckdb.aws_assume_role_duration", "duckdb.aws_refresh_margin", "duckdb.rds_token_max_age"]
 # Only what an administrator wrote in the configuration files counts (see
 # duckdb._admin_settings): a file path a role could SET would let it run a
 # credential_process as the server.
@@ -250,7 +256,8 @@ def ensure(plpy, GD, require=None):
     prefixes = [p.strip() for p in (conf.get("duckdb.allowed_url_prefixes") or "").split(",") if p.strip()]
     prefixes += [p for _, _, spec, _ in exported.values() if spec["type"] == "http"
                  for p in spec["scope"] or () if p.startswith(("http://", "https://"))]
-    profile = Profile(r["role"], r["rolsuper"], r["rd"], r["wr"], r["mem"], r["thr"], prefixes)
+    profile = Profile(r["role"], r["rolsuper"], r["rd"], r["wr"], r["mem"], r["thr"], prefixes,
+                      conf.get("duckdb.engine_settings"))
     needed = set(catalog.extensions_for(out for _, _, _, out in exported.values()))
     if (sess.engine is None or sess.engine.profile.key() != profile.key()
             or not needed <= sess.engine.extensions):
