@@ -112,15 +112,19 @@ def query_start(plpy, GD, sql):
     import duckdb
     coldef, sess.pending = query.start(duckdb, sess.engine.con, sql, sess.engine.profile.superuser,
                                        sess.cell_scrub)
-    return _value(coldef)
+    if coldef is None:
+        return _value(None)
+    return _value(coldef) + [query.fetch_sql(sess.pending.pg_types)]
 
 
 def query_rows(plpy, GD):
-    sess = sync.session(GD)
-    pending = sess.pending
-    if pending is None:
-        return []
-    return pending.rows()
+    pending = sync.session(GD).pending
+    return [] if pending is None else pending.rows()
+
+
+def query_chunks(plpy, GD):
+    pending = sync.session(GD).pending
+    return [] if pending is None else pending.chunks()
 
 
 @entry

