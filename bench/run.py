@@ -146,31 +146,28 @@ class Bench:
 
     # --- 3. secret sync ----------------------------------------------------------
 
+    def fresh_engine(self, reps):
+        """Median time of the first query after recycle_ddb(): engine start + full sync."""
+        with self.connect() as c:
+            c.execute(SELECT_1).fetchall()
+            times = []
+            for _ in range(reps):
+                c.execute("SELECT duckdb.recycle_ddb()")
+                t0 = time.perf_counter()
+                c.execute(SELECT_1).fetchall()
+                times.append(time.perf_counter() - t0)
+        return median(times)
+
     def sync(self):
         ours_per, base_per = [], []
         with self.connect() as admin:
             self.set_secrets(admin, 0)
-            with self.connect() as c:
-                c.execute(SELECT_1).fetchall()
-                empty = []
-                for _ in range(REPS):
-                    c.execute("SELECT duckdb.recycle_ddb()")
-                    t0 = time.perf_counter()
-                    c.execute(SELECT_1).fetchall()
-                    empty.append(time.perf_counter() - t0)
-                engine_only = median(empty)
+            engine_only = self.fresh_engine(REPS)
             for n in SYNC_SIZES:
                 self.set_secrets(admin, n)
                 reps = REPS if n <= 1000 else 2
-                with self.connect() as c:
-                    c.execute(SELECT_1).fetchall()
-                    times = []
-                    for _ in range(reps):
-                        c.execute("SELECT duckdb.recycle_ddb()")
-                        t0 = time.perf_counter()
-                        c.execute(SELECT_1).fetchall()
-                        times.append(time.perf_counter() - t0)
-                ours = max(median(times) - engine_only, 1e-9) / n
+                total = self.fresh_engine(reps)
+                ours = max(total - engine_only, 1e-9) / n
                 base = median([baseline("secrets", n)["seconds"] for _ in range(reps)]) / n
                 ours_per.append(ours)
                 base_per.append(base)
