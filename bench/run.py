@@ -161,17 +161,16 @@ class Bench:
     def sync(self):
         ours_per, base_per = [], []
         with self.connect() as admin:
-            self.set_secrets(admin, 0)
-            engine_only = self.fresh_engine(REPS)
             for n in SYNC_SIZES:
                 self.set_secrets(admin, n)
                 reps = REPS if n <= 1000 else 2
                 total = self.fresh_engine(reps)
-                ours = max(total - engine_only, 1e-9) / n
+                ours = total / n        # engine start + sync, as DuckDB alone: connect + load + create
                 base = median([baseline("secrets", n)["seconds"] for _ in range(reps)]) / n
                 ours_per.append(ours)
                 base_per.append(base)
-                self.record(f"3. sync {n:,} secrets into a fresh engine, per secret", ours * 1e6, base * 1e6, "µs", 1.5)
+                self.record(f"3. fresh engine with {n:,} secrets (start + sync), per secret", ours * 1e6, base * 1e6,
+                            "µs", 1.5)
                 if n in (1, 10000):
                     setattr(self, f"one_of_{n}", self.change_one(admin, n))
         self.curves["sync"] = (SYNC_SIZES, ours_per, base_per)
