@@ -6,8 +6,6 @@ httpfs, aws, azure, postgres and mysql extensions, each option checked against
 DuckDB itself by tests/test_catalog.py.
 """
 
-from dataclasses import dataclass, field
-
 # Option value kinds: how a PostgreSQL option string becomes a DuckDB value.
 TEXT, BOOL, INT, LIST, MAP = "text", "bool", "int", "list", "map"
 KIND_DOC = {
@@ -51,14 +49,19 @@ WITHHELD = {"refresh": "copies secrets into an unredacted field; credentials are
             "refresh_info": "internal to DuckDB's refresh"}
 
 
-@dataclass(frozen=True)
 class Option:
-    name: str
-    kind: str = TEXT
-    choices: tuple = ()        # allowed values (lowercase); for "sep" options, per member
-    sep: str = ""              # members separated by this (chain: ';')
-    needs: tuple = ()          # options that must be set too
-    example: str = ""
+    """One option of a secret type/provider. (Plain classes: dataclasses would
+    add ~10 ms to every backend's first use.)"""
+
+    __slots__ = ("name", "kind", "choices", "sep", "needs", "example")
+
+    def __init__(self, name, kind=TEXT, choices=(), sep="", needs=(), example=""):
+        self.name = name
+        self.kind = kind
+        self.choices = choices    # allowed values (lowercase); for "sep" options, per member
+        self.sep = sep            # members separated by this (chain: ';')
+        self.needs = needs        # options that must be set too
+        self.example = example
 
     @property
     def sensitive(self):
@@ -74,27 +77,33 @@ def _opts(*specs):
     return out
 
 
-@dataclass(frozen=True)
 class Provider:
-    name: str
-    options: dict
-    required: tuple = ()       # each entry: an option name, or a tuple meaning "one of"
-    extension: str = ""        # DuckDB extension, if not the type's
-    dry_run: dict = field(default_factory=dict)   # extra params for the DDL-time dry run
+    __slots__ = ("name", "options", "required", "extension", "dry_run")
+
+    def __init__(self, name, options, required=(), extension="", dry_run=None):
+        self.name = name
+        self.options = options
+        self.required = required      # each entry: an option name, or a tuple meaning "one of"
+        self.extension = extension    # DuckDB extension, if not the type's
+        self.dry_run = dry_run or {}  # extra params for the DDL-time dry run (None: left out)
 
 
-@dataclass(frozen=True)
 class SecretType:
-    name: str
-    extension: str
-    default_provider: str
-    providers: dict
-    default_scope: tuple = ()
-    doc: str = ""
-    aliases: dict = field(default_factory=dict)     # alias -> canonical option name
-    excludes: dict = field(default_factory=dict)    # option -> options it cannot go with ("*": all but these)
-    example: dict = field(default_factory=dict)     # server options
-    example_mapping: dict = field(default_factory=dict)
+    __slots__ = ("name", "extension", "default_provider", "providers", "default_scope", "doc", "aliases",
+                 "excludes", "example", "example_mapping")
+
+    def __init__(self, name, extension, default_provider, providers, default_scope=(), doc="", aliases=None,
+                 excludes=None, example=None, example_mapping=None):
+        self.name = name
+        self.extension = extension
+        self.default_provider = default_provider
+        self.providers = providers
+        self.default_scope = default_scope
+        self.doc = doc
+        self.aliases = aliases or {}        # alias -> canonical option name
+        self.excludes = excludes or {}      # option -> options it cannot go with ("*": all but these)
+        self.example = example or {}        # server options
+        self.example_mapping = example_mapping or {}
 
     def provider(self, name):
         return self.providers.get(name or self.default_provider)

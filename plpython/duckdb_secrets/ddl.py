@@ -2,6 +2,7 @@
 that create servers and user mappings for the user.
 """
 
+import os
 from . import aws, catalog, validation
 from .engine import Scratch
 from .errors import (PgError, MissingMapping, Scrubber, from_duckdb, FDW_ERROR, NULL_VALUE_NOT_ALLOWED,
@@ -226,8 +227,7 @@ def _create_helper_secret(plpy, GD, type_name, server_args, mapping_args):
 
 
 def _store_as_caller(plpy, GD, server_name, options):
-    import secrets as _random
-    nonce = _random.token_hex(16)
+    nonce = os.urandom(16).hex()
     role = plpy.execute("SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user")[0]["oid"]
     GD[CALLER_KEY] = (nonce, role)
     try:

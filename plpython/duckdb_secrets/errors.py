@@ -7,7 +7,6 @@ PL/pgSQL wrapper raises it (duckdb._raise), which gives a native error.
 """
 
 import re
-import urllib.parse
 
 # SQLSTATEs used by the extension.
 FDW_ERROR = "HV000"
@@ -95,6 +94,9 @@ class Scrubber:
 
     def __init__(self, values=()):
         forms = set()
+        values = [v for v in values if v is not None and len(str(v)) >= _MIN_SCRUB_LEN]
+        if values:
+            import urllib.parse     # only when there is something to mask
         for v in values:
             if v is None:
                 continue

@@ -9,8 +9,7 @@ means: re-read the secrets this role may use, and create, replace or drop
 only the ones that changed.
 """
 
-import hashlib
-import secrets as _random
+import os
 
 import datetime
 
@@ -111,9 +110,8 @@ def session(GD):
 
 
 def _digest(spec):
-    h = hashlib.sha256(repr((spec["type"], spec["provider"], spec["scope"],
-                             sorted(spec["params"].items()))).encode())
-    return h.hexdigest()
+    """Identifies a secret's content within this backend (never stored or shown)."""
+    return hash(repr((spec["type"], spec["provider"], spec["scope"], sorted(spec["params"].items()))))
 
 
 def role_secrets(plpy, GD, nonce):
@@ -133,7 +131,7 @@ def role_secrets(plpy, GD, nonce):
 
 
 def _fetch_role_secrets(plpy, GD, sess, role):
-    nonce = _random.token_hex(16)
+    nonce = os.urandom(16).hex()
     GD[CALLER_KEY] = (nonce, role)
     try:
         plan = sess.plan(plpy, "call_role_secrets",
