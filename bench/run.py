@@ -349,6 +349,12 @@ class Bench:
     def stop(self):
         self.s3.stop()
         self.cluster.stop()
+        log = self.cluster.read_log()
+        if "terminated by signal" in log:
+            keep = os.path.join(tempfile.gettempdir(), "duckdb_secrets_bench_crash.log")
+            with open(keep, "w") as f:
+                f.write(log)
+            print(f"a backend crashed during the benchmark; server log kept in {keep}", flush=True)
         shutil.rmtree(self.base, ignore_errors=True)
 
 
