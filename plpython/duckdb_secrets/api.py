@@ -9,7 +9,7 @@ scrubbed of every secret value the session knows before they leave.
 import functools
 import re
 
-from . import catalog, ddl, query, sync, validation
+from . import catalog, ddl, query, storage, sync, validation
 from .errors import PgError, Scrubber, INTERNAL_ERROR
 
 OK = "00000"
@@ -180,22 +180,48 @@ def secrets(plpy, GD):
         ).fetchall()
         out = []
         for name, typ, provider, scope, storage, secret_string in rows:
-            managed = sess.loaded.get(name)
+            managed = sess.loaded.get(name) if storage == "memory" else None
             if managed is not None:
-                # As the server defines it (a credential chain reaches DuckDB as resolved keys).
-                server, shown = managed[1], _redacted_string(managed[2])
+                # As the server or table row defines it (a credential chain reaches
+                # DuckDB as resolved keys).
+                origin = sess.origins.get(name, "server")
+                server = managed[1] if origin == "server" else None
+                shown = _redacted_string(managed[2])
                 typ, provider = managed[2]["type"], managed[2]["provider"]
             else:
+                # Created inside the engine (superusers), or DuckDB's own view of
+                # a database a superuser attached.
                 server, shown = None, _REDACT_KV.sub(r"\1\2=redacted", secret_string or "")
+                origin = "duckdb"
             out.append((None, name, server, typ, provider, [x for x in scope or [] if x], storage,
-                        sess.scrub(shown)))
+                        sess.scrub(shown), origin))
         # Token sources (rds) that DuckDB holds no copy of.
         for name, (server, spec) in sorted(sess.not_in_engine.items()):
             out.append((None, name, server, spec["type"], spec["provider"], list(spec["scope"] or []), "none",
-                        _redacted_string(spec)))
+                        _redacted_string(spec), sess.origins.get(name, "server")))
         return out
     except Exception as e:  # noqa: BLE001
-        return [(_error(plpy, GD, e), None, None, None, None, None, None, None)]
+        return [(_error(plpy, GD, e), None, None, None, None, None, None, None, None)]
+
+
+@entry
+def store_table_secret(plpy, GD, server_name, table_name, include_sensitive):
+    """duckdb.store_table_secret(): a server's secret, as the current role uses it, into a table."""
+    if server_name is None:
+        raise PgError("22004", "the server name must not be null")
+    sess = sync.ensure(plpy, GD)
+    found = [(n, v) for n, v in sess.loaded.items()
+             if sess.origins.get(n) == "server" and v[1] == server_name]
+    found += [(n, v) for n, v in sess.not_in_engine.items()
+              if sess.origins.get(n) == "server" and v[0] == server_name]
+    if not found:
+        raise PgError("42704", f'no DuckDB secret for server "{validation.shown(server_name)}"',
+                      hint="duckdb.secrets() lists the secrets the current role can use; the server needs "
+                           "a user mapping for this role (or PUBLIC) if it has sensitive options.")
+    name, entry = found[0]
+    spec = entry[2] if len(entry) == 3 else entry[1]
+    role = plpy.execute("SELECT current_user::text AS u")[0]["u"]
+    return _value(storage.store(plpy, sess, server_name, table_name, bool(include_sensitive), role, spec))
 
 
 def which_secret(plpy, GD, path, typ):

@@ -37,6 +37,16 @@ SUPERUSER_ONLY_TYPES = frozenset({"postgres", "mysql", "rds"})
 # DuckDB as provider config with concrete keys).
 AWS_FAMILY = frozenset({"s3", "r2", "gcs", "aws"})
 
+# What a secret read from a duckdb_secrets table (written by whoever may INSERT
+# there) may not use in a non-superuser's engine: providers that take the
+# server's own identity or environment, and options naming files on the server.
+SERVER_ENVIRONMENT_PROVIDERS = frozenset({"credential_chain", "managed_identity", "env"})
+SERVER_FILE_OPTIONS = frozenset({
+    "client_certificate_path", "web_identity_token_file", "passfile", "sslcert", "sslkey",
+    "sslrootcert", "sslcrl", "sslcrldir", "sslkeylogfile", "socket", "ssl_ca", "ssl_capath",
+    "ssl_cert", "ssl_key", "ssl_crl", "ssl_crlpath",
+})
+
 # Options that describe the secret itself; they live on the SERVER only.
 PROVIDER = "provider"
 SCOPE = "scope"

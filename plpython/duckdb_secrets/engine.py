@@ -26,6 +26,14 @@ EXTENSION_PACKAGES = {
     "mysql_scanner": "duckdb_extension_mysql_scanner",
 }
 
+# DuckDB's postgres extension refuses to ATTACH a database that has a
+# duckdb_secrets table unless persistent secrets are allowed. Superusers'
+# engines (the only ones that may ATTACH postgres) allow them, with a secret
+# directory that does not exist and that the server cannot create (inside the
+# root-owned install directory): nothing is read from or written to disk.
+NO_SECRET_DIRECTORY = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                                   "no-persistent-secrets")
+
 DEFAULT_MEMORY_LIMIT = "1GB"
 DEFAULT_THREADS = 1
 
@@ -133,10 +141,12 @@ class Engine:
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
             "allow_community_extensions": False,
-            "allow_persistent_secrets": False,
+            "allow_persistent_secrets": profile.superuser,
             "memory_limit": profile.memory_limit,
             "threads": _threads(profile.threads),
         }
+        if profile.superuser:
+            config["secret_directory"] = NO_SECRET_DIRECTORY
         try:
             self.con = duckdb.connect(":memory:", config=config)
         except duckdb.Error as e:

@@ -70,9 +70,25 @@ DUCKDB_SQLSTATE = {
 }
 
 
+# DuckDB's postgres and mysql extensions print the whole connection string
+# when a connection fails, including a password given in ATTACH itself.
+_CONNINFO_SECRET = re.compile(
+    r"\b(password|sslpassword|oauth_client_secret|scram_client_key|scram_server_key)(\s*=\s*)"
+    r"('(?:[^'\\]|\\.)*'|[^\s\"]*)", re.IGNORECASE)
+_URI_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s\"]*:)([^@\s\"]*)(@)", re.IGNORECASE)
+
+
+def scrub_conninfo(text):
+    """Masks passwords in libpq-style connection strings and URIs inside text."""
+    if not text:
+        return text
+    text = _CONNINFO_SECRET.sub(lambda m: m.group(1) + m.group(2) + MASK, text)
+    return _URI_PASSWORD.sub(lambda m: m.group(1) + MASK + m.group(3), text)
+
+
 def from_duckdb(exc, prefix=None):
     """PgError for a DuckDB exception: first line is the message, the rest detail."""
-    text = str(exc).strip()
+    text = scrub_conninfo(str(exc).strip())
     first, _, rest = text.partition("\n")
     # DuckDB sometimes repeats a paragraph of advice; keep each once.
     paragraphs = []
@@ -81,8 +97,16 @@ def from_duckdb(exc, prefix=None):
             paragraphs.append(p)
     rest = "\n\n".join(paragraphs)
     sqlstate = DUCKDB_SQLSTATE.get(type(exc).__name__, FDW_ERROR)
+    hint = None
+    if "due to lock timeout" in text:
+        # A postgres ATTACH is its own session: it waits for this backend's locks.
+        sqlstate = "55P03"      # lock_not_available
+        first = "DuckDB's connection to PostgreSQL could not get a lock: " + first
+        hint = ("DuckDB's connection to PostgreSQL is a separate session: it waits for locks this "
+                "transaction holds and does not see its uncommitted rows. duckdb.attach_lock_timeout "
+                "bounds the wait.")
     message = f"{prefix}: {first}" if prefix else first
-    return PgError(sqlstate, message, detail=rest.strip() or None)
+    return PgError(sqlstate, message, detail=rest.strip() or None, hint=hint)
 
 
 _MIN_SCRUB_LEN = 3

@@ -10,19 +10,22 @@ only the ones that changed.
 """
 
 import os
+import re
 
 import datetime
 
-from . import aws, catalog, validation
+from . import aws, catalog, storage, validation
 from .engine import Engine, Profile, secret_sql, quote_ident
 from .errors import PgError, MissingMapping, Scrubber, NO_SCRUB, from_duckdb, INSUFFICIENT_PRIVILEGE
 
 FINGERPRINT_SQL = """
-SELECT g.n, g.xmin::text AS gx, r.oid AS role, r.rolsuper,
+SELECT g.n, g.xmin::text AS gx, r.oid AS role, r.rolname::text AS rolname, r.rolsuper,
        pg_catalog.pg_has_role(r.oid, 'pg_read_server_files', 'USAGE') AS rd,
        pg_catalog.pg_has_role(r.oid, 'pg_write_server_files', 'USAGE') AS wr,
        pg_catalog.current_setting('duckdb.memory_limit', true) AS mem,
        pg_catalog.current_setting('duckdb.threads', true) AS thr,
+       pg_catalog.current_setting('duckdb.secret_storage_table', true) AS tbl,
+       pg_catalog.current_setting('duckdb.attach_lock_timeout', true) AS alt,
        (SELECT pg_catalog.md5(coalesce(pg_catalog.string_agg(m.roleid::text || ':' || m.member::text,
                                                              ',' ORDER BY m.roleid, m.member), ''))
           FROM pg_catalog.pg_auth_members m) AS am,
@@ -80,6 +83,7 @@ class Session:
         self.not_in_engine = {}   # managed secrets DuckDB does not hold (rds): name -> (server, spec)
         self.refresh_at = None    # when credentials or tokens need renewing
         self.specs = {}           # (server, type, options, mapping) -> validated spec
+        self.origins = {}         # engine secret name -> 'server', a table's name, or 'default'
 
     def plan(self, plpy, key, sql, types=()):
         p = self.plans.get(key)
@@ -100,6 +104,7 @@ class Session:
         self.tokens = {}
         self.not_in_engine = {}
         self.refresh_at = None
+        self.origins = {}
 
 
 def session(GD):
@@ -158,6 +163,40 @@ def _credentials(sess, srvname, spec, settings, now):
     return creds
 
 
+DEFAULT_LOCK_TIMEOUT = "5s"
+_TIMEOUT = re.compile(r"^\s*(\d{1,9})\s*(ms|s|min)?\s*$")
+
+
+def lock_timeout(value):
+    """duckdb.attach_lock_timeout -> a PostgreSQL lock_timeout value ('0' turns it off)."""
+    m = _TIMEOUT.match(DEFAULT_LOCK_TIMEOUT if value is None or not value.strip() else value)
+    if not m:
+        raise PgError("22023", 'invalid value for parameter "duckdb.attach_lock_timeout"',
+                      hint="Use a duration such as 5s, 500ms or 1min; 0 turns the limit off.")
+    return m.group(1) + (m.group(2) or "ms")
+
+
+def with_lock_timeout(params, timeout):
+    """A postgres secret's params with lock_timeout added to the connection's options.
+
+    DuckDB's connection is another session: if this backend holds a lock the
+    query needs (or has uncommitted rows it would update), it would wait
+    forever. An explicit lock_timeout already in options is kept."""
+    if int(re.match(r"\d+", timeout).group()) == 0:
+        return params
+    setting = f"-c lock_timeout={timeout}"
+    params = dict(params)
+    if "uri" in params:
+        uri = params["uri"]
+        if "lock_timeout" not in uri and "options=" not in uri:
+            params["uri"] = uri + ("&" if "?" in uri else "?") + "options=" + setting.replace(" ", "%20").replace("=", "%3D")
+        return params
+    existing = params.get("options") or ""
+    if "lock_timeout" not in existing:
+        params["options"] = (existing + " " + setting).strip()
+    return params
+
+
 def _exported(sess, srvname, spec, desired, settings, now):
     """(the spec DuckDB gets or None, when it must be renewed or None)."""
     t, p = spec["type"], spec["provider"]
@@ -186,8 +225,17 @@ def _exported(sess, srvname, spec, desired, settings, now):
             sess.tokens[srvname] = (key, token, generated)
         params = {k: v for k, v in spec["params"].items() if k != "aws_rds_secret"}
         params["password"] = token
+        params = with_lock_timeout(params, settings.lock_timeout)
         return {**spec, "params": params}, generated + settings.rds_token_max_age
+    if t == "postgres":
+        return {**spec, "params": with_lock_timeout(spec["params"], settings.lock_timeout)}, None
     return spec, None
+
+
+def _label(name, origin):
+    if origin == "server":
+        return f'for server "{validation.shown(name)}"'
+    return f'"{validation.shown(name)}" from {origin}'
 
 
 def ensure(plpy, GD, require=None):
@@ -207,7 +255,9 @@ def ensure(plpy, GD, require=None):
     if require is not None and not may_run[require]:
         raise PgError(INSUFFICIENT_PRIVILEGE, f"permission denied for function {require}",
                       hint=f"An administrator can GRANT EXECUTE ON FUNCTION duckdb.{require}(text) TO the role.")
-    fp = (r["n"], r["gx"], r["role"], r["rolsuper"], r["rd"], r["wr"], r["mem"], r["thr"], r["am"], r["conf"])
+    table = storage.probe(plpy, sess, r["tbl"], r["rolname"])
+    fp = (r["n"], r["gx"], r["role"], r["rolsuper"], r["rd"], r["wr"], r["mem"], r["thr"], r["am"], r["conf"],
+          r["alt"], table.key())
     now = _now()
     if sess.engine is not None and fp == sess.fingerprint and (sess.refresh_at is None or now < sess.refresh_at):
         return sess
@@ -215,7 +265,8 @@ def ensure(plpy, GD, require=None):
     conf = {row["name"]: row["setting"] for row in plpy.execute(
         sess.plan(plpy, "conf", CONF_SQL, ["text[]"]), [CONF_SETTINGS])}
     settings = aws.Settings.from_conf(conf)
-    desired, specs = {}, {}
+    settings.lock_timeout = lock_timeout(r["alt"])
+    desired, specs, origins = {}, {}, {}
     for row in _fetch_role_secrets(plpy, GD, sess, r["role"]):
         key = (row["srvname"], row["srvtype"], tuple(row["srvoptions"] or ()), tuple(row["umoptions"] or ()))
         try:
@@ -235,14 +286,41 @@ def ensure(plpy, GD, require=None):
         if spec["type"] in catalog.SUPERUSER_ONLY_TYPES and not r["rolsuper"]:
             continue            # database connections from the server: superusers only
         desired[validation.engine_name(row["srvname"])] = (row["srvname"], spec)
+        origins[validation.engine_name(row["srvname"])] = "server"
     sess.specs = specs
+
+    if table.problem == "shape":
+        plpy.warning(f"ignoring table {table.qualified} for DuckDB secrets: it does not have the layout "
+                     "of a DuckDB secret table (secret_name, secret_type, serialized_secret bytea)")
+    elif table.problem is not None:
+        plpy.warning(f"could not read DuckDB secrets from table {table.qualified}: {table.problem}")
+    for name, spec, problem in storage.read(plpy, table):
+        label = f'secret "{validation.shown(name)}" from table {table.qualified}'
+        if problem is None and name in desired:
+            problem = "a server of the same name takes precedence"
+        if problem is None and not r["rolsuper"]:
+            why = validation.needs_server_environment(spec)
+            if why:
+                problem = why + "; such table secrets are loaded for superusers only"
+        if problem is not None:
+            plpy.warning(f"skipping DuckDB {label}: {problem}")
+            continue
+        desired[name] = (name, spec)
+        origins[name] = table.qualified
+    if (r["rolsuper"] and "__default_postgres" not in desired
+            and any(spec["type"] == "postgres" for _, spec in desired.values())):
+        # ATTACHes without SECRET get the lock timeout too (options only; the
+        # ATTACH string supplies the rest).
+        desired["__default_postgres"] = ("__default_postgres",
+                                         {"type": "postgres", "provider": "config", "scope": None, "params": {}})
+        origins["__default_postgres"] = "default"
 
     exported, refresh_at, not_in_engine = {}, None, {}
     for name, (srvname, spec) in desired.items():
         try:
             out, due = _exported(sess, srvname, spec, desired, settings, now)
         except PgError as e:
-            plpy.warning(f'skipping DuckDB secret for server "{validation.shown(srvname)}": {e.message}')
+            plpy.warning(f'skipping DuckDB secret {_label(srvname, origins[name])}: {e.message}')
             continue
         if due is not None:
             refresh_at = due if refresh_at is None else min(refresh_at, due)
@@ -281,11 +359,12 @@ def ensure(plpy, GD, require=None):
             sess.loaded.pop(name, None)
             con.execute(f"DROP TEMPORARY SECRET IF EXISTS {quote_ident(name)}")
             err = from_duckdb(e)
-            plpy.warning(f'skipping DuckDB secret for server "{validation.shown(srvname)}": '
+            plpy.warning(f"skipping DuckDB secret {_label(srvname, origins[name])}: "
                          f"{sess.scrub(err.message)}")
             continue
         sess.loaded[name] = (digest, srvname, spec)
     sess.not_in_engine = not_in_engine
+    sess.origins = origins
     sess.refresh_at = refresh_at
     sess.fingerprint = fp
     return sess

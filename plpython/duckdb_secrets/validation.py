@@ -299,3 +299,91 @@ def check_name_collision(server_name, other_server_names):
 def sensitive_values(spec):
     """Every value of a sensitive option in a spec (for scrubbing messages)."""
     return [v for k, v in spec["params"].items() if k in catalog.SENSITIVE and isinstance(v, str)]
+
+
+# --- secrets read from a duckdb_secrets table -------------------------------
+
+def _table_value(opt, name, value):
+    """A value DuckDB deserialized -> the typed value secret_spec would give, or PgError."""
+    bad = PgError(FDW_INVALID_ATTRIBUTE_VALUE, f'option "{shown(name)}" has a value of the wrong type')
+    if opt.kind == catalog.BOOL:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            return _bool(name, value)
+        raise bad
+    if opt.kind == catalog.INT:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            return _int(name, value)
+        raise bad
+    if opt.kind == catalog.LIST:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+        if isinstance(value, str):
+            return _list(name, value)
+        raise bad
+    if opt.kind == catalog.MAP:
+        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+            return value
+        raise bad
+    if not isinstance(value, str):
+        raise bad
+    return value
+
+
+def table_spec(secret):
+    """A secret decoded from a duckdb_secrets row (serialized.Secret) -> spec, or PgError.
+
+    The same rules as for servers: known type and provider, only the
+    catalogue's options with values of the right kind, choices and combination
+    rules; options the extension withholds (refresh) are refused.
+    """
+    type_name = (secret.type or "").lower()
+    if type_name not in catalog.TYPES:
+        what = f' "{type_name}"' if _SIMPLE_WORD.match(type_name) else ""
+        raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, f"unknown secret type{what}",
+                      hint="Valid types are: " + _hint_list(catalog.TYPES))
+    stype = catalog.TYPES[type_name]
+    provider_name = (secret.provider or stype.default_provider).lower()
+    if provider_name not in stype.providers:
+        what = f' "{provider_name}"' if _SIMPLE_WORD.match(provider_name) else ""
+        raise PgError(FDW_INVALID_ATTRIBUTE_VALUE,
+                      f"invalid provider{what} for a secret of type '{type_name}'")
+    provider = stype.providers[provider_name]
+    valid = catalog.options_for(type_name, provider_name)
+    params = {}
+    for name, value in secret.params.items():
+        key = str(name).lower()
+        opt = valid.get(key)
+        if opt is None or key in catalog.SERVER_ONLY:
+            raise PgError(FDW_INVALID_OPTION_NAME, f'invalid option "{shown(key)}"',
+                          hint=f"Valid options for a secret of type '{type_name}' with provider "
+                               f"'{provider_name}' are: " + _hint_list(set(valid) - catalog.SERVER_ONLY))
+        if value is None:
+            continue
+        converted = _table_value(opt, key, value)
+        if opt.choices:
+            converted = _check_choices(opt, converted)
+        canonical = stype.aliases.get(key, key)
+        if canonical in params:
+            raise PgError(DUPLICATE_OBJECT, f'option "{shown(key)}" is another name for "{canonical}"')
+        params[canonical] = converted
+    scope = [s for s in secret.scope if isinstance(s, str) and s]
+    _check_rules(stype, provider, params)
+    return {"type": type_name, "provider": provider_name,
+            "scope": scope if scope and list(scope) != list(stype.default_scope) else None,
+            "params": params}
+
+
+def needs_server_environment(spec):
+    """Why a secret would act with the server's own identity or files, or None."""
+    if spec["provider"] in catalog.SERVER_ENVIRONMENT_PROVIDERS:
+        return f"provider '{spec['provider']}' uses the server's own credentials"
+    files = sorted(k for k in spec["params"] if k in catalog.SERVER_FILE_OPTIONS)
+    if files:
+        return f'option "{files[0]}" names a file on the server'
+    if spec["type"] in catalog.SUPERUSER_ONLY_TYPES:
+        return f"type '{spec['type']}' opens database connections from the server"
+    return None
