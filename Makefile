@@ -3,7 +3,7 @@
 EXTENSION   = duckdb_secrets
 EXTVERSION  = 0.1.0
 DATA_built  = sql/$(EXTENSION)--$(EXTVERSION).sql
-REGRESS     = validation simple_secret engine types_aws types_azure types_http types_databases
+REGRESS     = validation simple_secret engine types_aws types_azure types_http types_databases table_storage
 REGRESS_OPTS = --load-extension=plpython3u
 EXTRA_CLEAN = results regression.diffs regression.out
 

@@ -57,8 +57,9 @@ def _chown_postgres(path):
 class PgCluster:
     """A PostgreSQL cluster in its own directory, socket and port."""
 
-    def __init__(self, base, port=None, settings=None, env=None):
+    def __init__(self, base, port=None, settings=None, env=None, hba=()):
         self.base = base
+        self.hba = list(hba)        # pg_hba.conf lines placed before initdb's (trust) ones
         self.env = env or {}        # the postmaster's environment (e.g. AWS credentials)
         self.data = os.path.join(base, "data")
         self.log = os.path.join(base, "server.log")
@@ -108,6 +109,12 @@ class PgCluster:
             with open(os.path.join(self.data, "postgresql.auto.conf"), "a") as f:
                 for k, v in self.settings.items():
                     f.write(f"{k} = '{v}'\n")
+            if self.hba:
+                hba = os.path.join(self.data, "pg_hba.conf")
+                with open(hba) as f:
+                    rest = f.read()
+                with open(hba, "w") as f:
+                    f.write("\n".join(self.hba) + "\n" + rest)
         subprocess.run(_as_postgres([f"{PG_BIN}/pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60",
                                      "start"], self.env), check=True, stdout=subprocess.DEVNULL)
         return self

@@ -38,9 +38,32 @@ DEFAULT_MEMORY_LIMIT = "1GB"
 DEFAULT_THREADS = 1
 
 
+_quiet = False
+
+
 def _duckdb():
+    global _quiet
     import duckdb
+    if not _quiet:
+        _quiet = True
+        _quiet_default_connection(duckdb)
     return duckdb
+
+
+def _quiet_default_connection(duckdb):
+    """Importing duckdb opens a default in-memory database whose scheduler
+    runs a worker thread (threads = cores). PL/Python never finalizes Python,
+    so that thread would still be running when the backend exits and C++
+    static destructors run: a crash at exit now and then ("corrupted
+    double-linked list", signal 6). Replace it with a single-threaded one,
+    which has no worker thread."""
+    try:
+        duckdb.default_connection().close()
+        duckdb.set_default_connection(duckdb.connect(":memory:", config={
+            "threads": 1, "memory_limit": "16MB", "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False, "allow_persistent_secrets": False}))
+    except Exception:       # noqa: BLE001 - an older/newer duckdb without these: keep going
+        pass
 
 
 def extension_path(name):
@@ -155,6 +178,9 @@ class Engine:
             self.con.execute("SET enable_progress_bar = false")
             for ext in sorted({"httpfs", *extensions}):
                 self.load(ext)
+            if "postgres_scanner" in self.extensions:
+                # No background thread that would outlive the backend (see above).
+                self.con.execute("SET pg_pool_enable_reaper_thread = false")
             # The administrator's settings (from the configuration files only),
             # e.g. s3_endpoint for reads that no secret covers.
             for name, value in parse_engine_settings(profile.engine_settings):

@@ -32,14 +32,14 @@ def _keywords(duckdb, text, n=6):
     return words
 
 
-def check_statements(duckdb, sql, superuser):
+def check_statements(duckdb, sql, superuser, con=None):
     """Parse sql and refuse what the current role may not run (superusers run anything)."""
     if superuser:
         if not sql.strip():
             raise PgError("42601", "no statement to run")
         return None
     try:
-        statements = duckdb.extract_statements(sql)
+        statements = (con if con is not None else duckdb).extract_statements(sql)
     except duckdb.Error as e:
         raise from_duckdb(e) from None
     if not statements:
@@ -195,7 +195,7 @@ def fetch_sql(pg_types):
 
 def execute(duckdb, con, sql, superuser):
     """Check what the role may run, then run it; DuckDB errors become PgErrors."""
-    check_statements(duckdb, sql, superuser)
+    check_statements(duckdb, sql, superuser, con)
     try:
         return con.execute(sql)
     except duckdb.Error as e:
