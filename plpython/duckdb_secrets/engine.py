@@ -59,9 +59,7 @@ def _quiet_default_connection(duckdb):
     which has no worker thread."""
     try:
         duckdb.default_connection().close()
-        duckdb.set_default_connection(duckdb.connect(":memory:", config={
-            "threads": 1, "memory_limit": "16MB", "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False, "allow_persistent_secrets": False}))
+        duckdb._clean_default_connection()
     except Exception:       # noqa: BLE001 - an older/newer duckdb without these: keep going
         pass
 

@@ -312,7 +312,8 @@ def ensure(plpy, GD, require=None):
         # ATTACHes without SECRET get the lock timeout too (options only; the
         # ATTACH string supplies the rest).
         desired["__default_postgres"] = ("__default_postgres",
-                                         {"type": "postgres", "provider": "config", "scope": None, "params": {}})
+                                         {"type": "postgres", "provider": "config", "scope": None,
+                                          "params": with_lock_timeout({}, settings.lock_timeout)})
         origins["__default_postgres"] = "default"
 
     exported, refresh_at, not_in_engine = {}, None, {}
