@@ -1,6 +1,8 @@
 -- The DuckDB engine embedded in each backend.
 \set SHOW_CONTEXT never
+SET client_min_messages = warning;   -- the same output on a fresh and an upgraded install
 CREATE EXTENSION IF NOT EXISTS duckdb_secrets CASCADE;
+RESET client_min_messages;
 
 -- duckdb.query() runs DuckDB SQL; name the columns with the types DuckDB returns.
 SELECT * FROM duckdb.query($$ SELECT 42 AS answer, 'forty-two' AS words $$) AS t(answer integer, words text);

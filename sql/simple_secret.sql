@@ -1,7 +1,9 @@
 -- duckdb.create_simple_secret(): a SERVER plus a USER MAPPING FOR CURRENT_USER,
 -- with the signature of Postgres Pro AXE / pg_duckdb. Empty strings mean "not set".
 \set SHOW_CONTEXT never
+SET client_min_messages = warning;   -- the same output on a fresh and an upgraded install
 CREATE EXTENSION IF NOT EXISTS duckdb_secrets CASCADE;
+RESET client_min_messages;
 
 SELECT duckdb.create_simple_secret(type := 'S3', key_id := 'AKIAEXAMPLE', secret := 'regress-secret-2',
                                    region := 'us-east-1');

@@ -1,7 +1,9 @@
 -- Secrets in a duckdb_secrets table (DuckDB's own format), both directions,
 -- and the origin column of duckdb.secrets().
 \set SHOW_CONTEXT never
+SET client_min_messages = warning;   -- the same output on a fresh and an upgraded install
 CREATE EXTENSION IF NOT EXISTS duckdb_secrets CASCADE;
+RESET client_min_messages;
 
 CREATE SERVER lake TYPE 's3' FOREIGN DATA WRAPPER duckdb
   OPTIONS (region 'eu-west-1', endpoint '127.0.0.1:9', url_style 'path', use_ssl 'false', scope 's3://lake');

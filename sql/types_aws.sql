@@ -1,7 +1,9 @@
 -- AWS-style object stores and credentials: s3, r2, gcs, aws (providers config and
 -- credential_chain) and rds. See docs/secret-types.md for every option.
 \set SHOW_CONTEXT never
+SET client_min_messages = warning;   -- the same output on a fresh and an upgraded install
 CREATE EXTENSION IF NOT EXISTS duckdb_secrets CASCADE;
+RESET client_min_messages;
 
 -- config: keys in the user mapping.
 CREATE SERVER aws_s3 TYPE 's3' FOREIGN DATA WRAPPER duckdb

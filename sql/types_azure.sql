@@ -1,7 +1,9 @@
 -- Azure Blob Storage / ADLS: providers config (connection string),
 -- credential_chain, managed_identity, service_principal and access_token.
 \set SHOW_CONTEXT never
+SET client_min_messages = warning;   -- the same output on a fresh and an upgraded install
 CREATE EXTENSION IF NOT EXISTS duckdb_secrets CASCADE;
+RESET client_min_messages;
 
 -- The helper: a connection string, kept in the user mapping.
 SELECT duckdb.create_azure_secret('DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=cmVncmVzcw==;EndpointSuffix=core.windows.net',

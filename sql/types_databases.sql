@@ -1,7 +1,9 @@
 -- Database secrets: postgres (every libpq keyword, aliases, uri, aws_rds_secret) and mysql,
 -- for ATTACH '' AS db (TYPE postgres, SECRET <server>) inside the engine.
 \set SHOW_CONTEXT never
+SET client_min_messages = warning;   -- the same output on a fresh and an upgraded install
 CREATE EXTENSION IF NOT EXISTS duckdb_secrets CASCADE;
+RESET client_min_messages;
 
 CREATE SERVER pg_app TYPE 'postgres' FOREIGN DATA WRAPPER duckdb
   OPTIONS (host '127.0.0.1', port '5432', database 'app', username 'reader', sslmode 'prefer',

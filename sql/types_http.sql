@@ -1,6 +1,8 @@
 -- http (proxies, bearer tokens, headers for plain http/https reads) and huggingface.
 \set SHOW_CONTEXT never
+SET client_min_messages = warning;   -- the same output on a fresh and an upgraded install
 CREATE EXTENSION IF NOT EXISTS duckdb_secrets CASCADE;
+RESET client_min_messages;
 
 CREATE SERVER web TYPE 'http' FOREIGN DATA WRAPPER duckdb
   OPTIONS (scope 'https://example.com/api', http_proxy 'proxy.local:3128', verify_ssl 'false',

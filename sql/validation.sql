@@ -3,7 +3,9 @@
 -- event trigger at the end of the DDL) knows the server's TYPE and checks
 -- options per type, value types, and that DuckDB accepts the secret.
 \set SHOW_CONTEXT never
+SET client_min_messages = warning;   -- the same output on a fresh and an upgraded install
 CREATE EXTENSION IF NOT EXISTS duckdb_secrets CASCADE;
+RESET client_min_messages;
 
 -- A valid server: non-sensitive options on the SERVER ...
 CREATE SERVER s3_ok TYPE 's3' FOREIGN DATA WRAPPER duckdb

@@ -199,9 +199,12 @@ def secrets(plpy, GD):
         for name, (server, spec) in sorted(sess.not_in_engine.items()):
             out.append((None, name, server, spec["type"], spec["provider"], list(spec["scope"] or []), "none",
                         _redacted_string(spec), sess.origins.get(name, "server")))
+        if GD.get("duckdb_secrets.version") == "0.1.0":
+            out = [r[:-1] for r in out]         # 0.1.0's secrets() has no origin column
         return out
     except Exception as e:  # noqa: BLE001
-        return [(_error(plpy, GD, e), None, None, None, None, None, None, None, None)]
+        width = 8 if GD.get("duckdb_secrets.version") == "0.1.0" else 9
+        return [(_error(plpy, GD, e),) + (None,) * (width - 1)]
 
 
 @entry
