@@ -1,0 +1,101 @@
+"""A streaming-replication hot standby (pg_basebackup, 127.0.0.1): its engines
+use the replicated secrets read-only, and a change on the primary reaches a
+standby session's engine after replay, without reconnecting."""
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import psycopg
+import pytest
+
+from conftest import assert_clean_error, fresh_database, s3_server_sql, secret_lines
+import localenv
+
+READ = ("SELECT * FROM duckdb.query($$ SELECT count(*) FROM read_parquet('s3://bucket/data/numbers.parquet') $$) "
+        "AS t(n bigint)")
+WRONG = "CANARY-standby-wrong-secret"
+
+
+@pytest.fixture(scope="module")
+def pair(s3):
+    base = tempfile.mkdtemp(prefix="duckdb_secrets_standby.")
+    os.chmod(base, 0o755)
+    primary = localenv.PgCluster(os.path.join(base, "primary")).start()
+    standby = localenv.PgCluster(os.path.join(base, "standby"))
+    os.makedirs(standby.base)
+    os.chmod(standby.base, 0o755)
+    localenv._chown_postgres(standby.base)
+    subprocess.run(localenv._as_postgres([f"{localenv.PG_BIN}/pg_basebackup", "-h", "127.0.0.1",
+                                          "-p", str(primary.port), "-U", "postgres", "-D", standby.data,
+                                          "-R", "-X", "stream", "--no-sync"]), check=True)
+    with open(os.path.join(standby.data, "postgresql.auto.conf"), "a") as f:
+        f.write(f"port = '{standby.port}'\nunix_socket_directories = '{standby.base}'\nhot_standby = on\n")
+    standby.start()
+    conn = fresh_database(primary, "replicated")
+    yield primary, standby, conn
+    conn.close()
+    standby.stop()
+    primary.stop()
+    logs = primary.read_log() + standby.read_log()
+    shutil.rmtree(base, ignore_errors=True)
+    assert not secret_lines(logs, [s3.secret, WRONG])
+    assert "terminated by signal" not in logs
+
+
+def replayed(primary_conn, standby_conn, timeout=30):
+    """Waits until the standby has replayed everything the primary wrote so far."""
+    lsn = primary_conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if standby_conn.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,)).fetchone()[0]:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the standby did not replay in time")
+
+
+def test_standby_uses_replicated_secrets_and_sees_changes_after_replay(pair, s3):
+    primary, standby, conn = pair
+    conn.execute(s3_server_sql("lake", s3, scope="s3://bucket"))
+    conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER lake OPTIONS (key_id '{s3.key_id}', secret '{s3.secret}')")
+    conn.execute("CREATE ROLE analyst LOGIN")
+    conn.execute("GRANT USAGE ON FOREIGN SERVER lake TO analyst")
+    conn.execute("GRANT EXECUTE ON FUNCTION duckdb.query(text) TO analyst")
+
+    with psycopg.connect(standby.dsn("postgres"), autocommit=True) as probe:
+        replayed(conn, probe)
+    with psycopg.connect(standby.dsn("replicated"), autocommit=True) as su, \
+            psycopg.connect(standby.dsn("replicated", "analyst"), autocommit=True) as an:
+        assert su.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+        for c in (su, an):
+            assert c.execute(READ).fetchone() == (10,)
+            assert dict(c.execute("SELECT name, origin FROM duckdb.secrets()").fetchall()) == {"lake": "server"}
+
+        # A change on the primary reaches the standby sessions' engines after replay.
+        conn.execute(f"ALTER USER MAPPING FOR PUBLIC SERVER lake OPTIONS (SET secret '{WRONG}')")
+        replayed(conn, su)
+        for c in (su, an):
+            with pytest.raises(psycopg.Error) as e:
+                c.execute(READ)
+            assert "403" in e.value.diag.message_primary
+            assert_clean_error(e.value, WRONG, s3.secret)
+        conn.execute(f"ALTER USER MAPPING FOR PUBLIC SERVER lake OPTIONS (SET secret '{s3.secret}')")
+        conn.execute("REVOKE USAGE ON FOREIGN SERVER lake FROM analyst")
+        replayed(conn, su)
+        assert su.execute(READ).fetchone() == (10,)
+        assert an.execute("SELECT count(*) FROM duckdb.secrets()").fetchone() == (0,)
+
+        # Read-only: secrets cannot be made on the standby, with PostgreSQL's own error.
+        with pytest.raises(psycopg.Error) as e:
+            su.execute("SELECT duckdb.create_simple_secret(type := 'S3', key_id := 'AKIASTANDBY', "
+                       "secret := 'CANARY-standby')")
+        assert e.value.sqlstate == "25006"
+        assert_clean_error(e.value, "CANARY-standby")
+
+        conn.execute("DROP SERVER lake CASCADE")
+        replayed(conn, su)
+        assert su.execute("SELECT count(*) FROM duckdb.secrets()").fetchone() == (0,)
+    conn.execute("DROP OWNED BY analyst")
+    conn.execute("DROP ROLE analyst")
