@@ -149,9 +149,12 @@ class S3Server:
     bucket = "bucket"
     region = "us-east-1"
 
-    def __init__(self, base, port=None):
+    def __init__(self, base, port=None, seed=None):
         self.base = base
         self.port = port or free_port()
+        # With a seed, moto's generated ids are the same on every start: a
+        # restarted server (same port, same set-up) has the same keys.
+        self.seed = seed
         self.proc = None
         self.key_id = None
         self.secret = None
@@ -180,6 +183,9 @@ class S3Server:
                 if time.time() > deadline or self.proc.poll() is not None:
                     raise RuntimeError("moto_server did not start; see " + log.name)
                 time.sleep(0.2)
+        if self.seed is not None:
+            req = urllib.request.Request(f"{self.url}/moto-api/seed?a={int(self.seed)}", data=b"", method="POST")
+            urllib.request.urlopen(req, timeout=5).read()
         self._set_up()
         return self
 

@@ -31,6 +31,14 @@ def _error(plpy, GD, exc, extra_scrub=None):
         # pass it on with its own SQLSTATE, message, detail and hint.
         return [getattr(exc, "sqlstate", None) or INTERNAL_ERROR, scrub(str(exc.args[0]) if exc.args else str(exc)),
                 scrub(getattr(exc, "detail", None)), scrub(getattr(exc, "hint", None))]
+    if isinstance(exc, ImportError):
+        # The pinned dependencies (duckdb, boto3, ...) missing or unreadable.
+        import os
+        deps = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "deps")
+        return ["58000", "could not load a Python dependency of duckdb_secrets",
+                f'{type(exc).__name__}: module "{exc.name or "?"}"',
+                f"The server's operating-system user must be able to read {deps}; "
+                "reinstall the extension (make install) if files are missing."]
     return [INTERNAL_ERROR, f"internal error in duckdb_secrets: {type(exc).__name__}",
             scrub(str(exc)) or None, "Please report this with the statement that caused it."]
 

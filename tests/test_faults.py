@@ -1,0 +1,251 @@
+"""Faults: kill -9 of a backend in the middle of a secret sync and of a query,
+an immediate shutdown, the S3 server stopped and restarted mid-query, a
+corrupt or missing DuckDB extension file, an unreadable dependency directory.
+Each gives a clear error where it must; afterwards every secret is there and
+works. A cluster and an S3 server of their own (processes we started, ended
+by PID)."""
+
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+import threading
+import time
+
+import psycopg
+import pytest
+
+from conftest import assert_clean_error, fresh_database, s3_server_sql, secret_lines
+import localenv
+
+N_SERVERS = 1500          # enough that a sync takes a while
+PARQUET = "s3://bucket/data/numbers.parquet"
+READ = f"SELECT * FROM duckdb.query($$ SELECT count(*) FROM read_parquet('{PARQUET}') $$) AS t(n bigint)"
+# A read that takes a while: ~100 MB of random text.
+BIG_READ = ("SELECT * FROM duckdb.query($$ SELECT count(DISTINCT h) FROM read_parquet('s3://bucket/data/big.parquet') $$) "
+            "AS t(n bigint)")
+CATALOG = """
+SELECT count(*), md5(string_agg(concat_ws('|', s.srvname, s.srvtype, s.srvoptions::text, s.srvacl::text,
+                                          um.usename, um.umoptions::text), ',' ORDER BY s.srvname, um.usename))
+  FROM pg_foreign_server s LEFT JOIN pg_user_mappings um ON um.srvid = s.oid
+"""
+PKGLIB = subprocess.run(["pg_config", "--pkglibdir"], capture_output=True, text=True, check=True).stdout.strip()
+DEPS = os.path.join(PKGLIB, "duckdb_secrets", "deps")
+HTTPFS = os.path.join(DEPS, "duckdb_extension_httpfs", "extensions", "v1.5.5", "httpfs.duckdb_extension")
+
+STATS = {"faults": 0, "secrets_checked": 0, "lost": 0}
+
+
+@pytest.fixture(scope="module")
+def world():
+    base = tempfile.mkdtemp(prefix="duckdb_secrets_faults.")
+    os.chmod(base, 0o755)
+    s3 = localenv.S3Server(os.path.join(base, "s3"), seed=1234).start()
+    s3.put_parquet("data/numbers.parquet", "SELECT range AS n FROM range(10)")
+    cluster = localenv.PgCluster(os.path.join(base, "pg"), settings={"restart_after_crash": "on"}).start()
+    conn = fresh_database(cluster, "faults")
+    conn.execute(s3_server_sql("lake", s3, scope="s3://bucket"))
+    conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER lake OPTIONS (key_id '{s3.key_id}', secret '{s3.secret}')")
+    conn.execute("CREATE ROLE fault_reader LOGIN")
+    conn.execute("GRANT USAGE ON FOREIGN SERVER lake TO fault_reader")
+    conn.execute("GRANT EXECUTE ON FUNCTION duckdb.query(text) TO fault_reader")
+    # Many more secrets (one statement, so the event trigger runs once per server).
+    conn.execute(f"""DO $$ BEGIN FOR i IN 1..{N_SERVERS} LOOP
+        EXECUTE format('CREATE SERVER f_%s TYPE %L FOREIGN DATA WRAPPER duckdb OPTIONS (scope %L, region %L)',
+                       i, 's3', 's3://f-' || i, 'eu-west-1');
+        EXECUTE format('CREATE USER MAPPING FOR postgres SERVER f_%s OPTIONS (key_id %L, secret %L)',
+                       i, 'AKIAF' || i, 'CANARY-fault-' || i);
+      END LOOP; END $$""")
+    expected = conn.execute(CATALOG).fetchone()
+    conn.close()
+    w = {"cluster": cluster, "s3": s3, "expected": expected, "base": base}
+    yield w
+    cluster.stop()
+    s3.stop()
+    log = cluster.read_log()
+    shutil.rmtree(base, ignore_errors=True)
+    assert not secret_lines(log, [s3.secret, "CANARY-fault-"])
+    print(f"\nfaults: {STATS}")
+
+
+def connect(w, user="postgres", timeout=60):
+    """A connection once the server accepts them again (after crash recovery)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return psycopg.connect(w["cluster"].dsn("faults", user), autocommit=True)
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def everything_there_and_working(w):
+    """The catalog is as created, every secret reaches the engine, reads work."""
+    with connect(w) as c:
+        assert c.execute(CATALOG).fetchone() == w["expected"]
+        names = {n for (n,) in c.execute("SELECT name FROM duckdb.secrets() WHERE origin = 'server'")}
+        missing = ({"lake"} | {f"f_{i}" for i in range(1, N_SERVERS + 1)}) - names
+        STATS["secrets_checked"] += len(names)
+        STATS["lost"] += len(missing)
+        assert not missing, f"{len(missing)} secrets missing"
+        assert c.execute(READ).fetchone() == (10,)
+    with connect(w, "fault_reader") as c:
+        assert c.execute(READ).fetchone() == (10,)
+
+
+def run_and_kill(w, sql, after):
+    """Runs sql in a new backend and kill -9s that backend after `after` seconds."""
+    c = connect(w)
+    pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+    outcome = {}
+
+    def run():
+        try:
+            outcome["rows"] = c.execute(sql).fetchall()
+        except psycopg.Error as e:
+            outcome["error"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(after)
+    os.kill(pid, signal.SIGKILL)             # a backend of the cluster this test started
+    STATS["faults"] += 1
+    t.join(60)
+    c.close()
+    return outcome
+
+
+def test_kill_9_in_the_middle_of_a_secret_sync(world):
+    started = time.monotonic()
+    out = run_and_kill(world, "SELECT count(*) FROM duckdb.secrets()", 0.3)
+    assert "error" in out, f"the sync finished before the kill ({time.monotonic() - started:.2f}s)"
+    everything_there_and_working(world)
+
+
+def test_kill_9_in_the_middle_of_a_query(world):
+    out = run_and_kill(world, "SELECT * FROM duckdb.query($$ SELECT sum(i) FROM range(100000000000) t(i) $$) "
+                              "AS t(s numeric)", 2.0)
+    assert "error" in out
+    everything_there_and_working(world)
+
+
+def test_immediate_shutdown_and_restart(world):
+    c = connect(world)
+    c.execute(READ)
+    busy = threading.Thread(target=lambda: _swallow(c, "SELECT * FROM duckdb.query($$ SELECT sum(i) FROM "
+                                                       "range(100000000000) t(i) $$) AS t(s numeric)"))
+    busy.start()
+    time.sleep(1.0)
+    subprocess.run(localenv._as_postgres([f"{localenv.PG_BIN}/pg_ctl", "-D", world["cluster"].data,
+                                          "-m", "immediate", "-w", "stop"]), check=True, stdout=subprocess.DEVNULL)
+    STATS["faults"] += 1
+    busy.join(60)
+    c.close()
+    world["cluster"].start()
+    everything_there_and_working(world)
+
+
+def _swallow(c, sql):
+    try:
+        c.execute(sql)
+    except psycopg.Error:
+        pass
+
+
+def test_s3_server_stopped_and_restarted_mid_query(world):
+    s3 = world["s3"]
+    s3.put_parquet("data/big.parquet", "SELECT md5(range::VARCHAR) || md5((range + 1)::VARCHAR) AS h "
+                                       "FROM range(3000000)")
+    c = connect(world)
+    assert c.execute(READ).fetchone() == (10,)
+    out = {}
+
+    def run():
+        try:
+            out["rows"] = c.execute(BIG_READ).fetchall()
+        except psycopg.Error as e:
+            out["error"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(0.3)
+    s3.stop()                                 # the moto process this module started
+    STATS["faults"] += 1
+    t.join(120)
+    assert "error" in out, "the query finished before the S3 server stopped"
+    e = out["error"]
+    assert e.sqlstate in ("58030", "HV000")
+    assert_clean_error(e, s3.secret)
+    # Back on the same port, with the same keys (seeded) and the data re-uploaded.
+    s3.start()
+    s3.put_parquet("data/numbers.parquet", "SELECT range AS n FROM range(10)")
+    assert c.execute(READ).fetchone() == (10,)          # the same session recovers
+    c.close()
+    everything_there_and_working(world)
+
+
+@pytest.fixture
+def httpfs_file():
+    backup = HTTPFS + ".faults-backup"
+    shutil.copy2(HTTPFS, backup)
+    try:
+        yield HTTPFS
+    finally:
+        os.replace(backup, HTTPFS)
+
+
+def test_corrupt_duckdb_extension_file(world, httpfs_file):
+    with open(httpfs_file, "r+b") as f:       # damage the middle: the signature no longer matches
+        f.seek(os.path.getsize(httpfs_file) // 2)
+        f.write(os.urandom(4096))
+    STATS["faults"] += 1
+    with connect(world) as c:
+        with pytest.raises(psycopg.Error) as e:
+            c.execute(READ)
+        assert 'could not load DuckDB extension "httpfs"' in e.value.diag.message_primary
+        assert_clean_error(e.value, world["s3"].secret)
+    with open(httpfs_file, "r+b") as f:
+        f.truncate(1000)
+    STATS["faults"] += 1
+    with connect(world) as c:
+        with pytest.raises(psycopg.Error) as e:
+            c.execute(READ)
+        assert 'could not load DuckDB extension "httpfs"' in e.value.diag.message_primary
+    os.remove(httpfs_file)
+    STATS["faults"] += 1
+    with connect(world) as c:
+        with pytest.raises(psycopg.Error) as e:
+            c.execute(READ)
+        assert e.value.sqlstate == "55000"
+        assert 'DuckDB extension "httpfs" for DuckDB 1.5.5 is missing' in e.value.diag.message_primary
+        assert "make install" in e.value.diag.message_hint
+
+
+def test_corrupt_extension_file_is_fine_again_after_restore(world):
+    everything_there_and_working(world)
+
+
+def test_unreadable_dependency_directory(world):
+    mode = stat.S_IMODE(os.stat(DEPS).st_mode)
+    os.chmod(DEPS, 0o000)                     # root still reads it; the server's postgres user cannot
+    STATS["faults"] += 1
+    try:
+        with connect(world) as c:
+            with pytest.raises(psycopg.Error) as e:
+                c.execute(READ)
+            assert e.value.sqlstate == "58000"
+            assert "could not load a Python dependency" in e.value.diag.message_primary
+            assert DEPS in e.value.diag.message_hint
+            assert_clean_error(e.value, world["s3"].secret)
+            # DDL is refused just as clearly (validation needs DuckDB too), and changes nothing.
+            with pytest.raises(psycopg.Error) as e:
+                c.execute("CREATE SERVER during_fault TYPE 's3' FOREIGN DATA WRAPPER duckdb")
+            assert e.value.sqlstate == "58000"
+            assert c.execute("SELECT count(*) FROM pg_foreign_server WHERE srvname = 'during_fault'"
+                             ).fetchone() == (0,)
+    finally:
+        os.chmod(DEPS, mode)
+    everything_there_and_working(world)
