@@ -96,10 +96,8 @@ def everything_there_and_working(w):
         assert c.execute(READ).fetchone() == (10,)
 
 
-def run_and_kill(w, sql, after):
-    """Runs sql in a new backend and kill -9s that backend after `after` seconds."""
-    c = connect(w)
-    pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+def in_background(c, sql):
+    """Runs sql on c in a thread: (thread, outcome dict with "rows" or "error")."""
     outcome = {}
 
     def run():
@@ -110,6 +108,14 @@ def run_and_kill(w, sql, after):
 
     t = threading.Thread(target=run)
     t.start()
+    return t, outcome
+
+
+def run_and_kill(w, sql, after):
+    """Runs sql in a new backend and kill -9s that backend after `after` seconds."""
+    c = connect(w)
+    pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+    t, outcome = in_background(c, sql)
     time.sleep(after)
     os.kill(pid, signal.SIGKILL)             # a backend of the cluster this test started
     STATS["faults"] += 1
@@ -135,9 +141,8 @@ def test_kill_9_in_the_middle_of_a_query(world):
 def test_immediate_shutdown_and_restart(world):
     c = connect(world)
     c.execute(READ)
-    busy = threading.Thread(target=lambda: _swallow(c, "SELECT * FROM duckdb.query($$ SELECT sum(i) FROM "
-                                                       "range(100000000000) t(i) $$) AS t(s numeric)"))
-    busy.start()
+    busy, _ = in_background(c, "SELECT * FROM duckdb.query($$ SELECT sum(i) FROM range(100000000000) t(i) $$) "
+                               "AS t(s numeric)")
     time.sleep(1.0)
     subprocess.run(localenv._as_postgres([f"{localenv.PG_BIN}/pg_ctl", "-D", world["cluster"].data,
                                           "-m", "immediate", "-w", "stop"]), check=True, stdout=subprocess.DEVNULL)
@@ -148,29 +153,13 @@ def test_immediate_shutdown_and_restart(world):
     everything_there_and_working(world)
 
 
-def _swallow(c, sql):
-    try:
-        c.execute(sql)
-    except psycopg.Error:
-        pass
-
-
 def test_s3_server_stopped_and_restarted_mid_query(world):
     s3 = world["s3"]
     s3.put_parquet("data/big.parquet", "SELECT md5(range::VARCHAR) || md5((range + 1)::VARCHAR) AS h "
                                        "FROM range(3000000)")
     c = connect(world)
     assert c.execute(READ).fetchone() == (10,)
-    out = {}
-
-    def run():
-        try:
-            out["rows"] = c.execute(BIG_READ).fetchall()
-        except psycopg.Error as e:
-            out["error"] = e
-
-    t = threading.Thread(target=run)
-    t.start()
+    t, out = in_background(c, BIG_READ)
     time.sleep(0.3)
     s3.stop()                                 # the moto process this module started
     STATS["faults"] += 1

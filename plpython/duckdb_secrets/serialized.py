@@ -68,29 +68,24 @@ class _Reader:
             return True
         return False
 
-    def uvarint(self):
+    def _varint(self):
+        """(value, bits) of a LEB128 integer."""
         result = shift = 0
         while True:
             b = self._take(1)[0]
             result |= (b & 0x7F) << shift
             shift += 7
             if not b & 0x80:
-                return result
+                return result, shift, b
             if shift > 70:
                 raise Unreadable("integer too long")
 
+    def uvarint(self):
+        return self._varint()[0]
+
     def svarint(self):
-        result = shift = 0
-        while True:
-            b = self._take(1)[0]
-            result |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                if b & 0x40:
-                    result -= 1 << shift
-                return result
-            if shift > 70:
-                raise Unreadable("integer too long")
+        result, shift, last = self._varint()
+        return result - (1 << shift) if last & 0x40 else result
 
     def count(self):
         n = self.uvarint()
