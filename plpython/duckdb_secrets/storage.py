@@ -46,12 +46,16 @@ def parse_table_name(text):
 
 
 def lookup_args(setting, role_name):
-    """(schemas to try in order, table name) for the setting's value, or None when off."""
+    """(schemas to try in order, table name) for the setting's value, or None when off.
+    With role_name None, an unqualified name gives schemas None: the fingerprint
+    query then searches the current role's schema, then public."""
     value = DEFAULT_TABLE if setting is None else setting
     if not value.strip():
         return None
     schema, name = parse_table_name(value)
-    return ([schema] if schema else [role_name, "public"]), name
+    if schema:
+        return [schema], name
+    return ([role_name, "public"] if role_name is not None else None), name
 
 
 # Finds the table and checks its shape; runs as the current role.
@@ -91,33 +95,48 @@ def _quoted(qualified_oid):
     return f"{int(qualified_oid)}::pg_catalog.regclass"
 
 
-def probe(plpy, sess, setting, role_name):
-    """Where table secrets come from for this role now; a cheap digest of the rows it can see."""
-    args = lookup_args(setting, role_name)
-    if args is None:
-        return TableState()
-    rows = plpy.execute(sess.plan(plpy, "table_lookup", LOOKUP_SQL, ["text[]", "text"]), list(args))
-    if not rows:
-        return TableState()
-    r = rows[0]
-    if not r["can_read"]:
+SHAPE_SQL = """
+SELECT c.oid::regclass::text AS qualified,
+       (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = c.oid AND NOT a.attisdropped AND a.attnum > 0
+           AND (a.attname, a.atttypid) IN (('secret_name', 'pg_catalog.varchar'::pg_catalog.regtype),
+                                           ('secret_name', 'pg_catalog.text'::pg_catalog.regtype),
+                                           ('secret_type', 'pg_catalog.varchar'::pg_catalog.regtype),
+                                           ('secret_type', 'pg_catalog.text'::pg_catalog.regtype),
+                                           ('serialized_secret', 'pg_catalog.bytea'::pg_catalog.regtype))) = 3
+         AS shaped
+  FROM pg_catalog.pg_class c WHERE c.oid = $1
+"""
+
+
+def probe(plpy, sess, oid, can_read):
+    """Where table secrets come from for this role now; a cheap digest of the rows it can see.
+
+    oid / can_read: the table the fingerprint query found and whether the role
+    may SELECT it (None: no such table, or table secrets are off)."""
+    if oid is None or not can_read:
         return TableState()     # like any table this role may not read: nothing from it
-    if not r["shaped"]:
-        return TableState(r["qualified"], problem="shape")
-    # The qualified name comes from regclass output (quoted where needed).
-    key = ("table_digest", r["oid"])
-    plan = sess.plans.get(key)
-    if plan is None:
-        plan = sess.plans[key] = plpy.prepare(
+    key = ("table", oid)
+    cached = sess.plans.get(key)
+    if cached is None:
+        r = plpy.execute(sess.plan(plpy, "table_shape", SHAPE_SQL, ["oid"]), [oid])
+        if not r:
+            return TableState()
+        if not r[0]["shaped"]:
+            return TableState(r[0]["qualified"], problem="shape")
+        # The qualified name comes from regclass output (quoted where needed).
+        plan = plpy.prepare(
             "SELECT pg_catalog.count(*) AS n, pg_catalog.md5(pg_catalog.string_agg("
             "secret_name || ':' || pg_catalog.md5(serialized_secret), ',' ORDER BY secret_name)) AS digest "
-            f"FROM {r['qualified']}")
+            f"FROM {r[0]['qualified']}")
+        cached = sess.plans[key] = (r[0]["qualified"], plan)
+    qualified, plan = cached
     try:
         d = plpy.execute(plan)[0]
-    except plpy.SPIError as e:          # e.g. row_security = off under a policy
+    except plpy.SPIError as e:          # e.g. row_security = off under a policy, or the table changed
         sess.plans.pop(key, None)
-        return TableState(r["qualified"], problem=str(e.args[0]) if e.args else "unreadable")
-    return TableState(r["qualified"], digest=(d["n"], d["digest"]))
+        return TableState(qualified, problem=str(e.args[0]) if e.args else "unreadable")
+    return TableState(qualified, digest=(d["n"], d["digest"]))
 
 
 def read(plpy, state):

@@ -19,6 +19,7 @@ from .engine import Engine, Profile, secret_sql, quote_ident
 from .errors import PgError, MissingMapping, Scrubber, NO_SCRUB, from_duckdb, INSUFFICIENT_PRIVILEGE
 
 FINGERPRINT_SQL = """
+SELECT f.*, pg_catalog.has_table_privilege(f.tbl_oid, 'SELECT') AS tbl_read FROM (
 SELECT g.n, g.xmin::text AS gx, r.oid AS role, r.rolname::text AS rolname, r.rolsuper,
        pg_catalog.pg_has_role(r.oid, 'pg_read_server_files', 'USAGE') AS rd,
        pg_catalog.pg_has_role(r.oid, 'pg_write_server_files', 'USAGE') AS wr,
@@ -26,6 +27,14 @@ SELECT g.n, g.xmin::text AS gx, r.oid AS role, r.rolname::text AS rolname, r.rol
        pg_catalog.current_setting('duckdb.threads', true) AS thr,
        pg_catalog.current_setting('duckdb.secret_storage_table', true) AS tbl,
        pg_catalog.current_setting('duckdb.attach_lock_timeout', true) AS alt,
+       -- the duckdb_secrets table, as the last seen duckdb.secret_storage_table names it
+       -- ($1 schemas or NULL for the role's own then public, $2 table name)
+       (SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+           AND n.nspname = ANY (coalesce($1, ARRAY[pg_catalog.current_user()::text, 'public']))
+         ORDER BY pg_catalog.array_position(coalesce($1, ARRAY[pg_catalog.current_user()::text, 'public']),
+                                            n.nspname::text)
+         LIMIT 1) AS tbl_oid,
        (SELECT pg_catalog.md5(coalesce(pg_catalog.string_agg(m.roleid::text || ':' || m.member::text,
                                                              ',' ORDER BY m.roleid, m.member), ''))
           FROM pg_catalog.pg_auth_members m) AS am,
@@ -40,6 +49,7 @@ SELECT g.n, g.xmin::text AS gx, r.oid AS role, r.rolname::text AS rolname, r.rol
                  pg_catalog.current_setting('duckdb.rds_token_max_age', true)) AS conf
   FROM duckdb._generation g, pg_catalog.pg_roles r
  WHERE r.rolname = pg_catalog.current_user()
+) f
 """
 
 # Runs as the extension owner (duckdb._role_secrets is SECURITY DEFINER): only
@@ -84,6 +94,8 @@ class Session:
         self.refresh_at = None    # when credentials or tokens need renewing
         self.specs = {}           # (server, type, options, mapping) -> validated spec
         self.origins = {}         # engine secret name -> 'server', a table's name, or 'default'
+        # (duckdb.secret_storage_table as last seen, schemas to search or None, table name or None)
+        self.table_args = (None, None, storage.DEFAULT_TABLE)
 
     def plan(self, plpy, key, sql, types=()):
         p = self.plans.get(key)
@@ -245,8 +257,13 @@ def ensure(plpy, GD, require=None):
     that function (its _impl helpers are reachable by PUBLIC).
     """
     sess = session(GD)
-    plan = sess.plan(plpy, "fingerprint", FINGERPRINT_SQL)
-    rows = plpy.execute(plan)
+    plan = sess.plan(plpy, "fingerprint", FINGERPRINT_SQL, ["text[]", "text"])
+    rows = plpy.execute(plan, list(sess.table_args[1:]))
+    if rows and rows[0]["tbl"] != sess.table_args[0]:
+        # duckdb.secret_storage_table changed: look the table up by its new value.
+        args = storage.lookup_args(rows[0]["tbl"], None)
+        sess.table_args = (rows[0]["tbl"],) + (args if args is not None else (None, None))
+        rows = plpy.execute(plan, list(sess.table_args[1:]))
     if not rows:
         raise PgError("55000", "duckdb_secrets is not set up in this database",
                       hint="CREATE EXTENSION duckdb_secrets CASCADE;")
@@ -255,7 +272,7 @@ def ensure(plpy, GD, require=None):
     if require is not None and not may_run[require]:
         raise PgError(INSUFFICIENT_PRIVILEGE, f"permission denied for function {require}",
                       hint=f"An administrator can GRANT EXECUTE ON FUNCTION duckdb.{require}(text) TO the role.")
-    table = storage.probe(plpy, sess, r["tbl"], r["rolname"])
+    table = storage.probe(plpy, sess, r["tbl_oid"] if sess.table_args[2] else None, r["tbl_read"])
     fp = (r["n"], r["gx"], r["role"], r["rolsuper"], r["rd"], r["wr"], r["mem"], r["thr"], r["am"], r["conf"],
           r["alt"], table.key())
     now = _now()
