@@ -184,3 +184,40 @@ def test_table_setting_names_the_table_or_turns_it_off(db, s3):
     with pytest.raises(psycopg.Error) as e:
         secrets(db.conn)
     assert e.value.sqlstate == "22023" and "duckdb.secret_storage_table" in e.value.diag.message_primary
+
+
+def test_a_row_never_overrides_a_server_nor_opens_urls(db, s3):
+    """Whoever can write a row must not steer another role's reads, act as the
+    server, or widen what an engine may reach."""
+    db.conn.execute(s3_server_sql("admin_s3", s3, scope="s3://bucket"))
+    db.conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER admin_s3 OPTIONS (key_id '{s3.key_id}', secret '{s3.secret}')")
+    # A row with a longer scope inside the server's would win DuckDB's longest-prefix match.
+    client(db, s3_secret_sql("steer", s3, secret="CANARY-steer", scope="s3://bucket/data"),
+           s3_secret_sql("elsewhere", s3, scope="s3://another-bucket"),
+           "CREATE SECRET web IN postgres_p (TYPE http, BEARER_TOKEN 'CANARY-web', SCOPE 'http://127.0.0.1:9/')",
+           "CREATE SECRET pgconn IN postgres_p (TYPE postgres, HOST '127.0.0.1', DATABASE postgres)")
+    with_server, without = db.role(), db.role()
+    for r in (with_server, without):
+        db.conn.execute(f'GRANT SELECT ON duckdb_secrets TO "{r}"')
+        db.conn.execute(f'GRANT EXECUTE ON FUNCTION duckdb.query(text) TO "{r}"')
+    db.conn.execute(f'GRANT USAGE ON FOREIGN SERVER admin_s3 TO "{with_server}"')
+    notices = []
+    c = db.connect(with_server)
+    c.add_notice_handler(lambda d: notices.append(d.message_primary))
+    got = secrets(c)
+    assert set(got) == {"admin_s3", "elsewhere", "web"}
+    assert any('"steer"' in n and 'server "admin_s3" covers its scope' in n for n in notices)
+    assert any('"pgconn"' in n and "opens database connections" in n for n in notices)
+    assert c.execute(READ).fetchone() == (10, 45)          # the server's secret, not the row's
+    # A role without the server gets the row (its own business).
+    assert "steer" in secrets(db.connect(without))
+    # The superuser (sees every row, has every server) is not steered either.
+    assert "steer" not in secrets(db.conn) and "pgconn" not in secrets(db.conn)
+    # An http row does not open its scope to the engine (only servers do).
+    allowed = c.execute("SELECT * FROM duckdb.query($$ SELECT current_setting('allowed_directories')::VARCHAR $$) "
+                        "AS t(a text)").fetchone()[0]
+    assert "127.0.0.1:9" not in allowed
+    with pytest.raises(psycopg.Error) as e:
+        c.execute("SELECT * FROM duckdb.query($$ SELECT * FROM read_text('http://127.0.0.1:9/x') $$) AS t(a text)")
+    assert e.value.sqlstate == "42501"
+    assert_clean_error(e.value, "CANARY-web", "CANARY-steer")

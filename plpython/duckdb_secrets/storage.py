@@ -168,6 +168,23 @@ def read(plpy, state):
     return out
 
 
+def _scopes(spec):
+    """A secret's scope prefixes; no scope at all matches every path (the empty prefix)."""
+    return list(spec["scope"] or catalog.TYPES[spec["type"]].default_scope) or [""]
+
+
+def covering_server(spec, servers):
+    """The server whose secret of the same type covers a prefix of this table
+    secret's scope (so the row would win DuckDB's longest-prefix match there), or None."""
+    mine = _scopes(spec)
+    for _, (srvname, sspec) in sorted(servers.items()):
+        if sspec["type"] != spec["type"]:
+            continue
+        if any(r.startswith(s) for r in mine for s in _scopes(sspec)):
+            return srvname
+    return None
+
+
 # --- outward -----------------------------------------------------------------
 
 CREATE_SQL = ("CREATE TABLE {table} (secret_name varchar PRIMARY KEY, secret_type varchar NOT NULL, "

@@ -311,14 +311,22 @@ def ensure(plpy, GD, require=None):
                      "of a DuckDB secret table (secret_name, secret_type, serialized_secret bytea)")
     elif table.problem is not None:
         plpy.warning(f"could not read DuckDB secrets from table {table.qualified}: {table.problem}")
+    servers = dict(desired)
     for name, spec, problem in storage.read(plpy, table):
         label = f'secret "{validation.shown(name)}" from table {table.qualified}'
-        if problem is None and name in desired:
+        if problem is None and name in servers:
             problem = "a server of the same name takes precedence"
-        if problem is None and not r["rolsuper"]:
-            why = validation.needs_server_environment(spec)
-            if why:
-                problem = why + "; such table secrets are loaded for superusers only"
+        if problem is None:
+            # Whoever can write a row must not act as the server, nor override
+            # what an administrator defined.
+            problem = validation.needs_server_environment(spec)
+            if problem is not None:
+                problem += "; only servers may"
+        if problem is None:
+            covering = storage.covering_server(spec, servers)
+            if covering is not None:
+                problem = (f'server "{validation.shown(covering)}" covers its scope '
+                           "(a table secret never overrides a server's)")
         if problem is not None:
             plpy.warning(f"skipping DuckDB {label}: {problem}")
             continue
@@ -348,7 +356,9 @@ def ensure(plpy, GD, require=None):
             exported[name] = (_digest(out), srvname, spec, out)
 
     prefixes = [p.strip() for p in (conf.get("duckdb.allowed_url_prefixes") or "").split(",") if p.strip()]
-    prefixes += [p for _, _, spec, _ in exported.values() if spec["type"] == "http"
+    # Only servers (made by administrators) open http(s) prefixes, never table rows.
+    prefixes += [p for name, (_, _, spec, _) in exported.items() if spec["type"] == "http"
+                 and origins.get(name) == "server"
                  for p in spec["scope"] or () if p.startswith(("http://", "https://"))]
     profile = Profile(r["role"], r["rolsuper"], r["rd"], r["wr"], r["mem"], r["thr"], prefixes,
                       conf.get("duckdb.engine_settings"))
