@@ -1,5 +1,5 @@
 """An ordinary DuckDB client process, outside PostgreSQL (python duckdb 1.5.5
-with the postgres and httpfs extension wheels, loaded offline).
+with the postgres, httpfs and ducklake extension wheels, loaded offline).
 
     python duckdb_client.py '<json list of SQL statements>'
 
@@ -30,6 +30,7 @@ def main():
     con.execute("SET enable_progress_bar = false")
     con.execute(f"LOAD '{extension('duckdb_extension_postgres_scanner', 'postgres_scanner')}'")
     con.execute(f"LOAD '{extension('duckdb_extension_httpfs', 'httpfs')}'")
+    con.execute(f"LOAD '{extension('duckdb_extension_ducklake', 'ducklake')}'")
     out = []
     for sql in statements:
         try:

@@ -24,10 +24,10 @@ PARQUET = "s3://bucket/data/numbers.parquet"
 READ = f"SELECT * FROM duckdb.query($$ SELECT count(*), sum(n) FROM read_parquet('{PARQUET}') $$) AS t(c bigint, s numeric)"
 
 
-def client(db, *statements, table="duckdb_secrets"):
+def client(db, *statements, table="duckdb_secrets", attach=None):
     """Runs statements in a DuckDB client process attached to the test database as p."""
-    attach = (f"ATTACH 'host={db.cluster.host} port={db.cluster.port} user=postgres dbname={db.dbname}' "
-              f"AS p (TYPE postgres, SECRET_STORAGE_TABLE {table})")
+    attach = attach or (f"ATTACH 'host={db.cluster.host} port={db.cluster.port} user=postgres dbname={db.dbname}' "
+                        f"AS p (TYPE postgres, SECRET_STORAGE_TABLE {table})")
     r = subprocess.run([sys.executable, os.path.join(HERE, "duckdb_client.py"), json.dumps([attach, *statements])],
                        capture_output=True, text=True, timeout=120, env={**os.environ, **localenv.SAFE_ENV})
     assert r.returncode == 0, r.stderr[-2000:]
@@ -117,6 +117,29 @@ def test_store_table_secret_for_a_duckdb_client(db, s3, log_since):
     db.conn.add_notice_handler(lambda d: notices.append(d.message_primary))
     assert secrets(db.conn)["shared_s3"][1] == "server"
     assert any("server of the same name takes precedence" in n for n in notices)
+    assert s3.secret not in log_since()
+
+
+def test_ducklake_with_a_postgres_catalog_finds_the_stored_secret(db, s3, log_since):
+    """DuckLake whose catalog is this database: the data files go to S3 with the
+    secret store_table_secret wrote into the catalog database; the engine in
+    PostgreSQL then reads those files with the server's secret."""
+    db.conn.execute(s3_server_sql("lake_s3", s3, scope="s3://bucket/lake/"))
+    db.conn.execute(f"CREATE USER MAPPING FOR CURRENT_USER SERVER lake_s3 "
+                    f"OPTIONS (key_id '{s3.key_id}', secret '{s3.secret}')")
+    db.conn.execute("SELECT duckdb.store_table_secret('lake_s3', include_sensitive => true)")
+    dsn = f"host={db.cluster.host} port={db.cluster.port} user=postgres dbname={db.dbname}"
+    got = client(db, "SELECT name, storage FROM duckdb_secrets()",
+                 "CREATE TABLE lake.cities AS SELECT * FROM (VALUES ('Lisbon', 545000), ('Oslo', 709000)) t(city, pop)",
+                 "SELECT count(*) FROM glob('s3://bucket/lake/**/*.parquet')",
+                 attach=f"ATTACH 'ducklake:postgres:{dsn}' AS lake "
+                        "(DATA_PATH 's3://bucket/lake/', DATA_INLINING_ROW_LIMIT 0)")
+    assert got[0] == [["lake_s3", "postgres___ducklake_metadata_lake"]]
+    assert got[2][0][0] >= 1
+    rows = db.conn.execute("SELECT * FROM duckdb.query($$ SELECT city, pop FROM "
+                           "read_parquet('s3://bucket/lake/**/*.parquet') ORDER BY city $$) AS t(city text, pop int)"
+                           ).fetchall()
+    assert rows == [("Lisbon", 545000), ("Oslo", 709000)]
     assert s3.secret not in log_since()
 
 
