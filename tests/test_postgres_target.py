@@ -185,3 +185,21 @@ def test_no_duckdb_thread_outlives_a_query(conn):
     conn.execute("SELECT duckdb.recycle_ddb()")
     assert q(conn, "SELECT 1", "x int") == [(1,)]
     assert os.listdir(f"/proc/{pid}/task") == [str(pid)]
+
+
+def test_attach_a_database_that_has_a_duckdb_secrets_table(world, conn):
+    """DuckDB probes an attached database for a duckdb_secrets table; with
+    persistent secrets off that ATTACH would fail ("Unknown secret storage
+    found: 'local_file'"). Superusers' engines allow them, with no directory."""
+    with psycopg.connect(world["cluster"].dsn("hr", "app"), password=PASSWORD, autocommit=True) as c:
+        c.execute("CREATE TABLE IF NOT EXISTS duckdb_secrets (secret_name varchar PRIMARY KEY, "
+                  "secret_type varchar NOT NULL, serialized_secret bytea NOT NULL)")
+    try:
+        q(conn, "ATTACH 'dbname=hr' AS h (TYPE postgres, SECRET pg_sales)", "ok boolean")
+        assert q(conn, "SELECT k FROM h.public.facts") == [("ann",)]
+        # Nothing is persisted: CREATE PERSISTENT SECRET has nowhere to go.
+        with pytest.raises(psycopg.Error):
+            q(conn, "CREATE PERSISTENT SECRET p1 (TYPE s3, KEY_ID 'k')", "ok boolean")
+    finally:
+        with psycopg.connect(world["cluster"].dsn("hr", "app"), password=PASSWORD, autocommit=True) as c:
+            c.execute("DROP TABLE duckdb_secrets")

@@ -244,3 +244,32 @@ def test_a_row_never_overrides_a_server_nor_opens_urls(db, s3):
         c.execute("SELECT * FROM duckdb.query($$ SELECT * FROM read_text('http://127.0.0.1:9/x') $$) AS t(a text)")
     assert e.value.sqlstate == "42501"
     assert_clean_error(e.value, "CANARY-web", "CANARY-steer")
+
+
+@pytest.mark.parametrize("table, sqlstate", [
+    ("x; DROP TABLE victim", "22023"),
+    ("a.b.c", "22023"),
+    ('"unterminated', "22023"),
+    ("", "22023"),
+    ("pg_catalog.pg_class", "42804"),          # not a secret table
+    ("victim", "42804"),
+    ("no_such_schema.t", "3F000"),
+    ("locked.duckdb_secrets", "42501"),         # exists, the role may not write it
+    ("locked.newtable", "42501"),               # may not create it there
+])
+def test_store_table_secret_refuses_bad_tables_cleanly(db, s3, table, sqlstate):
+    db.conn.execute("CREATE TABLE victim (id int)")
+    db.conn.execute("CREATE SCHEMA locked")
+    db.conn.execute("CREATE TABLE locked.duckdb_secrets (secret_name varchar PRIMARY KEY, "
+                    "secret_type varchar NOT NULL, serialized_secret bytea NOT NULL)")
+    db.conn.execute("GRANT USAGE ON SCHEMA locked TO PUBLIC")
+    db.conn.execute(s3_server_sql("plain_s3", s3, provider="credential_chain", chain="env", validation="none"))
+    r = db.role()
+    db.conn.execute(f'GRANT USAGE ON FOREIGN SERVER plain_s3 TO "{r}"')
+    c = db.connect(r)
+    with pytest.raises(psycopg.Error) as e:
+        c.execute("SELECT duckdb.store_table_secret('plain_s3', %s)", (table,))
+    assert e.value.sqlstate == sqlstate, (e.value.sqlstate, e.value.diag.message_primary)
+    assert_clean_error(e.value)
+    assert db.conn.execute("SELECT to_regclass('victim') IS NOT NULL, "
+                           "(SELECT count(*) FROM locked.duckdb_secrets)").fetchone() == (True, 0)
