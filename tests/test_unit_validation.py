@@ -59,3 +59,21 @@ def test_collision_is_case_insensitive():
     with pytest.raises(PgError):
         validation.check_name_collision("S3_OK", ["s3_ok", "S3_OK"])
     validation.check_name_collision("s3_ok", ["s3_ok", "other"])
+
+
+def _s3(scope=None, type_="s3"):
+    return {"type": type_, "provider": "config", "scope": scope, "params": {}}
+
+
+def test_covering_server_follows_longest_prefix_rules():
+    from duckdb_secrets import storage
+    servers = {"wide": ("wide", _s3()), "bucket": ("bucket", _s3(["s3://bucket/a"])),
+               "web": ("web", _s3(None, "http"))}
+    scopes = storage.server_scopes(servers)
+    assert storage.covering_server(_s3(["s3://bucket/a/b"]), scopes) == "bucket"   # narrower: would win
+    assert storage.covering_server(_s3(["s3://other"]), scopes) == "wide"          # under s3:// (default)
+    assert storage.covering_server(_s3(["gs://x"], "gcs"), scopes) is None          # another type
+    assert storage.covering_server(_s3(["https://x/"], "http"), scopes) == "web"    # no scope covers all
+    only_bucket = storage.server_scopes({"bucket": ("bucket", _s3(["s3://bucket/a"]))})
+    assert storage.covering_server(_s3(["s3://bucket/"]), only_bucket) is None      # broader: server still wins its part
+    assert storage.covering_server(_s3(), only_bucket) is None

@@ -173,15 +173,27 @@ def _scopes(spec):
     return list(spec["scope"] or catalog.TYPES[spec["type"]].default_scope) or [""]
 
 
-def covering_server(spec, servers):
+def server_scopes(servers):
+    """{type: {scope prefix: server name}} of the role's servers, for covering_server()."""
+    out = {}
+    for _, (srvname, sspec) in sorted(servers.items(), reverse=True):
+        for prefix in _scopes(sspec):
+            out.setdefault(sspec["type"], {})[prefix] = srvname
+    return out
+
+
+def covering_server(spec, scopes):
     """The server whose secret of the same type covers a prefix of this table
-    secret's scope (so the row would win DuckDB's longest-prefix match there), or None."""
-    mine = _scopes(spec)
-    for _, (srvname, sspec) in sorted(servers.items()):
-        if sspec["type"] != spec["type"]:
-            continue
-        if any(r.startswith(s) for r in mine for s in _scopes(sspec)):
-            return srvname
+    secret's scope (so the row would win DuckDB's longest-prefix match there), or None.
+    scopes: server_scopes() of the role's servers."""
+    of_type = scopes.get(spec["type"])
+    if not of_type:
+        return None
+    for r in _scopes(spec):
+        for end in range(len(r), -1, -1):   # every prefix of the row's scope, longest first, "" last
+            hit = of_type.get(r[:end])
+            if hit is not None:
+                return hit
     return None
 
 

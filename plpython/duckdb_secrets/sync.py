@@ -312,6 +312,7 @@ def ensure(plpy, GD, require=None):
     elif table.problem is not None:
         plpy.warning(f"could not read DuckDB secrets from table {table.qualified}: {table.problem}")
     servers = dict(desired)
+    scopes = storage.server_scopes(servers)
     for name, spec, problem in storage.read(plpy, table):
         label = f'secret "{validation.shown(name)}" from table {table.qualified}'
         if problem is None and name in servers:
@@ -323,7 +324,7 @@ def ensure(plpy, GD, require=None):
             if problem is not None:
                 problem += "; only servers may"
         if problem is None:
-            covering = storage.covering_server(spec, servers)
+            covering = storage.covering_server(spec, scopes)
             if covering is not None:
                 problem = (f'server "{validation.shown(covering)}" covers its scope '
                            "(a table secret never overrides a server's)")
