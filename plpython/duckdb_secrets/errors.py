@@ -114,27 +114,34 @@ MASK = "********"
 
 
 class Scrubber:
-    """Replaces known secret values (and their URL-encoded forms) in text."""
+    """Replaces known secret values (and their URL-encoded forms) in text.
+
+    The pattern is built on first use: most engine syncs never produce a
+    message to scrub, and with thousands of secrets building it costs tens of
+    milliseconds."""
 
     def __init__(self, values=()):
+        self.values = tuple(sorted({str(v) for v in values
+                                    if v is not None and len(str(v)) >= _MIN_SCRUB_LEN}))
+        self._pattern = None
+        self._built = not self.values
+
+    def _build(self):
+        import urllib.parse     # only when there is something to mask
         forms = set()
-        values = [v for v in values if v is not None and len(str(v)) >= _MIN_SCRUB_LEN]
-        if values:
-            import urllib.parse     # only when there is something to mask
-        for v in values:
-            if v is None:
-                continue
-            v = str(v)
-            if len(v) < _MIN_SCRUB_LEN:
-                continue
+        for v in self.values:
             forms.update({v, urllib.parse.quote(v, safe=""), urllib.parse.quote_plus(v)})
             forms.update(p for p in v.splitlines() if len(p) >= _MIN_SCRUB_LEN)
         # Longest first, so a value that contains another is masked whole.
-        self._pattern = (re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)))
-                         if forms else None)
+        self._pattern = re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)))
+        self._built = True
 
     def __call__(self, text):
-        if text is None or self._pattern is None:
+        if text is None:
+            return text
+        if not self._built:
+            self._build()
+        if self._pattern is None:
             return text
         return self._pattern.sub(MASK, str(text))
 

@@ -93,6 +93,7 @@ class Session:
         self.not_in_engine = {}   # managed secrets DuckDB does not hold (rds): name -> (server, spec)
         self.refresh_at = None    # when credentials or tokens need renewing
         self.specs = {}           # (server, type, options, mapping) -> validated spec
+        self.digests = {}         # id(spec) -> (spec, digest), from the last sync
         self.origins = {}         # engine secret name -> 'server', a table's name, or 'default'
         # (duckdb.secret_storage_table as last seen, schemas to search or None, table name or None)
         self.table_args = (None, None, storage.DEFAULT_TABLE)
@@ -129,6 +130,22 @@ def session(GD):
 def _digest(spec):
     """Identifies a secret's content within this backend (never stored or shown)."""
     return hash(repr((spec["type"], spec["provider"], spec["scope"], sorted(spec["params"].items()))))
+
+
+class _Digests:
+    """_digest() remembered per spec object: validated specs are memoised and
+    never modified, so one sync can reuse the previous sync's digests."""
+
+    def __init__(self, previous=None):
+        self.previous = previous or {}
+        self.current = {}
+
+    def __call__(self, spec):
+        hit = self.previous.get(id(spec))
+        if hit is None or hit[0] is not spec:
+            hit = (spec, _digest(spec))
+        self.current[id(spec)] = hit
+        return hit[1]
 
 
 def role_secrets(plpy, GD, nonce):
@@ -343,6 +360,7 @@ def ensure(plpy, GD, require=None):
         origins["__default_postgres"] = "default"
 
     exported, refresh_at, not_in_engine = {}, None, {}
+    digests = _Digests(sess.digests)
     for name, (srvname, spec) in desired.items():
         try:
             out, due = _exported(sess, srvname, spec, desired, settings, now)
@@ -354,7 +372,10 @@ def ensure(plpy, GD, require=None):
         if out is None:
             not_in_engine[name] = (srvname, spec)
         else:
-            exported[name] = (_digest(out), srvname, spec, out)
+            # A spec exported as is keeps its digest from the last sync; a
+            # derived one (resolved keys, a token, a lock timeout) is new each time.
+            exported[name] = (digests(out) if out is spec else _digest(out), srvname, spec, out)
+    sess.digests = digests.current
 
     prefixes = [p.strip() for p in (conf.get("duckdb.allowed_url_prefixes") or "").split(",") if p.strip()]
     # Only servers (made by administrators) open http(s) prefixes, never table rows.
@@ -370,7 +391,9 @@ def ensure(plpy, GD, require=None):
         sess.engine = Engine(profile, needed)
 
     values = [v for _, _, _, out in exported.values() for v in validation.sensitive_values(out)]
-    sess.scrub = Scrubber(values)
+    scrub = Scrubber(values)
+    if scrub.values != sess.scrub.values:       # keep the built pattern when nothing changed
+        sess.scrub = scrub
     shown_by_duckdb = [v for _, _, _, out in exported.values() for k, v in out["params"].items()
                        if k in catalog.DUCKDB_SHOWS]
     sess.cell_scrub = Scrubber(shown_by_duckdb) if shown_by_duckdb and not profile.superuser else None
