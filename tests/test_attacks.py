@@ -311,7 +311,7 @@ def test_revoking_usage_mid_session(db, world):
     assert conn.execute("SELECT count(*) FROM duckdb.secrets()").fetchone() == (1,)
     db.conn.execute(f'REVOKE USAGE ON FOREIGN SERVER team_s3 FROM "{world["alice"]}"')
     assert conn.execute("SELECT count(*) FROM duckdb.secrets()").fetchone() == (0,)
-    assert q(conn, "SELECT count(*)::VARCHAR FROM duckdb_secrets()") == [("0",)]
+    assert conn.execute("SELECT count(*) FROM duckdb.which_secret('s3://bucket/x', 's3')").fetchone() == (0,)
 
 
 # --- 6. reading what is not yours --------------------------------------------------
@@ -329,7 +329,7 @@ def test_other_roles_mappings_are_not_readable(db, world):
     # bob has no USAGE: nothing, by any route.
     assert bob.execute("SELECT count(*) FROM duckdb.secrets()").fetchone() == (0,)
     assert bob.execute("SELECT count(*) FROM duckdb.which_secret('s3://bucket/x', 's3')").fetchone() == (0,)
-    assert q(bob, "SELECT count(*)::VARCHAR FROM duckdb_secrets()") == [("0",)]
+    refused(bob, "SELECT count(*)::VARCHAR FROM duckdb_secrets()")
     # carol uses PUBLIC's mapping: she gets the secret, never its value.
     for text in ["SELECT secret_string FROM duckdb_secrets()",
                  "SELECT string_agg(value, ',') FROM duckdb_settings()",
@@ -342,14 +342,16 @@ def test_other_roles_mappings_are_not_readable(db, world):
     assert CANARY not in repr(carol.execute("SELECT * FROM duckdb.secrets()").fetchall())
 
 
-def test_values_duckdb_shows_in_clear_are_masked_in_results(db, world):
+def test_values_duckdb_shows_in_clear_are_not_reachable(db, world):
+    """DuckDB shows http_proxy_password in clear in duckdb_secrets(): a role that
+    may use the secret but not read its mapping gets no such listing at all,
+    so no computation over it (reverse, substr, hashing) can recover the value."""
     db.conn.execute("CREATE SERVER proxied TYPE 's3' FOREIGN DATA WRAPPER duckdb "
                     "OPTIONS (scope 's3://proxied', http_proxy '127.0.0.1:9', http_proxy_username 'u')")
     db.conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER proxied OPTIONS (http_proxy_password '{CANARY}')")
     db.conn.execute(f'GRANT USAGE ON FOREIGN SERVER proxied TO "{world["carol"]}"')
     carol = db.connect(world["carol"])
-    rows = q(carol, "SELECT secret_string FROM duckdb_secrets() WHERE name = 'proxied'")
-    assert CANARY not in rows[0][0] and "********" in rows[0][0]
+    refused(carol, "SELECT secret_string FROM duckdb_secrets() WHERE name = 'proxied'")
     shown = carol.execute("SELECT secret_string FROM duckdb.secrets() WHERE name = 'proxied'").fetchone()[0]
     assert "http_proxy_password=redacted" in shown
 

@@ -118,27 +118,43 @@ def query_start(plpy, GD, sql):
     sess = _engine_for(plpy, GD, "query", sql)
     sess.pending = None
     import duckdb
-    coldef, sess.pending = query.start(duckdb, sess.engine.con, sql, sess.engine.profile.superuser,
-                                       sess.cell_scrub)
+    coldef, sess.pending = query.start(duckdb, sess.engine, sql, sess.cell_scrub, sess.caller)
     if coldef is None:
         return _value(None)
     return _value(coldef) + [query.fetch_sql(sess.pending.pg_types)]
 
 
+def _own_pending(plpy, GD):
+    """The pending result, if the caller is the role and statement that made it
+    (duckdb._query_rows/_query_chunks are reachable by PUBLIC: anything else,
+    another role after SET ROLE or a later statement, gets nothing)."""
+    sess = sync.session(GD)
+    pending = sess.pending
+    if pending is None:
+        return None
+    plan = sess.plan(plpy, "caller", sync.CALLER_SQL)
+    row = plpy.execute(plan)[0]
+    if pending.owner != (row["role"], row["st"]):
+        sess.pending = None
+        return None
+    return pending
+
+
 def query_rows(plpy, GD):
-    pending = sync.session(GD).pending
+    pending = _own_pending(plpy, GD)
     return [] if pending is None else pending.rows()
 
 
 def query_chunks(plpy, GD):
-    pending = sync.session(GD).pending
+    pending = _own_pending(plpy, GD)
     return [] if pending is None else pending.chunks()
 
 
 @entry
 def query_end(plpy, GD):
     sess = sync.session(GD)
-    pending, sess.pending = sess.pending, None
+    pending = _own_pending(plpy, GD)
+    sess.pending = None
     if pending is not None and pending.error is not None:
         raise pending.error
     return None
@@ -148,11 +164,11 @@ def query_end(plpy, GD):
 def raw_query(plpy, GD, sql):
     sess = _engine_for(plpy, GD, "raw_query", sql)
     import duckdb
-    result = query.execute(duckdb, sess.engine.con, sql, sess.engine.profile.superuser)
+    result = query.execute(duckdb, sess.engine, sql)
     try:
         text = query.render(result)
     except duckdb.Error as e:
-        raise query.from_duckdb(e) from None
+        raise sess.engine.error(e) from None
     plpy.notice("\n" + sess.scrub(text))
     return None
 

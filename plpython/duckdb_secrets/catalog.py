@@ -100,10 +100,10 @@ class Provider:
 
 class SecretType:
     __slots__ = ("name", "extension", "default_provider", "providers", "default_scope", "doc", "aliases",
-                 "excludes", "example", "example_mapping")
+                 "excludes", "example", "example_mapping", "hosts")
 
     def __init__(self, name, extension, default_provider, providers, default_scope=(), doc="", aliases=None,
-                 excludes=None, example=None, example_mapping=None):
+                 excludes=None, example=None, example_mapping=None, hosts=()):
         self.name = name
         self.extension = extension
         self.default_provider = default_provider
@@ -114,6 +114,10 @@ class SecretType:
         self.excludes = excludes or {}      # option -> options it cannot go with ("*": all but these)
         self.example = example or {}        # server options
         self.example_mapping = example_mapping or {}
+        # The provider's standard hosts (port 443), reachable from a
+        # non-superuser's engine when the secret names no endpoint;
+        # '.example.com' is the domain and its subdomains.
+        self.hosts = hosts
 
     def provider(self, name):
         return self.providers.get(name or self.default_provider)
@@ -186,22 +190,26 @@ LIBPQ_KEYWORDS = frozenset(o if isinstance(o, str) else o.name for o in _LIBPQ)
 TYPES = {t.name: t for t in (
     _type("s3", "httpfs", _aws_family(),
           default_scope=("s3://", "s3n://", "s3a://"),
+          hosts=('.amazonaws.com',),
           doc="Amazon S3 and S3-compatible object stores (MinIO, Ceph, ...).",
           example={"region": "us-east-1", "endpoint": "127.0.0.1:9000", "url_style": "path",
                    "use_ssl": "false", "scope": "s3://bucket"},
           example_mapping={"key_id": "AKIA...", "secret": "..."}),
     _type("r2", "httpfs", _aws_family(extra_config=("account_id",), extra_chain=("account_id",)),
           default_scope=("r2://",),
+          hosts=('.r2.cloudflarestorage.com',),
           doc="Cloudflare R2. `account_id` sets the endpoint and path-style URLs.",
           example={"account_id": "my-account"},
           example_mapping={"key_id": "...", "secret": "..."}),
     _type("gcs", "httpfs", _aws_family(extra_config=("bearer_token",)),
           default_scope=("gcs://", "gs://"),
+          hosts=('storage.googleapis.com',),
           doc="Google Cloud Storage through its S3-compatible (HMAC) interface, or with an OAuth "
               "`bearer_token`.",
           example={},
           example_mapping={"key_id": "GOOG...", "secret": "..."}),
     _type("aws", "httpfs", _aws_family(),
+          hosts=('.amazonaws.com',),
           doc="Plain AWS credentials, for extensions that look a secret of type aws up.",
           example={"region": "eu-west-1"},
           example_mapping={"key_id": "AKIA...", "secret": "..."}),
@@ -220,14 +228,16 @@ TYPES = {t.name: t for t in (
         Provider("access_token", {**_AZURE_BASE, **_opts("access_token")},
                  required=("account_name", "access_token")),
     ], default_scope=("azure://", "az://", "abfss://", "abfs://"),
-        doc="Azure Blob Storage and ADLS Gen2.",
+        hosts=('.blob.core.windows.net', '.dfs.core.windows.net'),
+          doc="Azure Blob Storage and ADLS Gen2.",
         example={"account_name": "myaccount"},
         example_mapping={"connection_string": "DefaultEndpointsProtocol=https;AccountName=..."}),
     _type("huggingface", "httpfs", [
         Provider("config", _opts("token"), required=("token",)),
         Provider("credential_chain", {}),
     ], default_scope=("hf://",),
-        doc="Hugging Face datasets (`hf://`).",
+        hosts=('huggingface.co', '.huggingface.co', '.hf.co'),
+          doc="Hugging Face datasets (`hf://`).",
         example={},
         example_mapping={"token": "hf_..."}),
     _type("http", "httpfs", [
@@ -237,7 +247,8 @@ TYPES = {t.name: t for t in (
         Provider("env", {**_HTTP_PROXY, **_opts(
             "bearer_token", Option("verify_ssl", BOOL),
             Option("extra_http_headers", MAP, example="Authorization=Bearer x"))}),
-    ], doc="Plain HTTP(S): proxies, bearer tokens and extra headers for `http://` and `https://` reads.",
+    ], hosts="scope",
+        doc="Plain HTTP(S): proxies, bearer tokens and extra headers for `http://` and `https://` reads.",
         example={"scope": "https://example.com/data"},
         example_mapping={"bearer_token": "..."}),
     _type("mysql", "mysql_scanner", [
@@ -293,3 +304,48 @@ def options_for(type_name, provider_name):
 def extensions_for(specs):
     """DuckDB extensions needed to hold these secrets (specs from validation)."""
     return sorted(set().union(*(TYPES[s["type"]].extensions_for(s["provider"]) for s in specs)))
+
+
+def endpoint_rules(authority, ports):
+    """Rules for one endpoint: the host on those ports and, for a name, its
+    subdomains (virtual-host-style buckets: bucket.endpoint)."""
+    from .egress import split_hostport
+    text = authority.split("://", 1)[-1].split("/", 1)[0]
+    hp = split_hostport(text, ports)
+    if hp is None:
+        return []
+    host, ports = hp
+    hosts = [host] if host.replace(".", "").isdigit() or ":" in host else [host, "." + host]
+    return [(h, p) for h in hosts for p in ports]
+
+
+def reach(spec):
+    """(host or '.domain', port) pairs that a secret lets a non-superuser's
+    engine contact: its endpoint, else its type's standard hosts; for http
+    secrets the hosts of their scopes."""
+    from .egress import url_hostport
+    t = TYPES[spec["type"]]
+    params = spec["params"]
+    if t.hosts == "scope":
+        found = [url_hostport(p) for p in spec.get("scope") or ()]
+        return [(h, p) for hp in found if hp for h in (hp[0],) for p in hp[1]]
+    ports = (80,) if params.get("use_ssl") is False else (443,)
+    rules = []
+    if params.get("endpoint"):
+        rules += endpoint_rules(params["endpoint"], ports)
+    if params.get("connection_string"):
+        rules += _azure_connection_rules(params["connection_string"])
+    if not params.get("endpoint"):
+        rules += [(h, 443) for h in t.hosts]
+    return rules
+
+
+def _azure_connection_rules(text):
+    """Endpoints an Azure connection string names (BlobEndpoint, DfsEndpoint)."""
+    rules = []
+    for item in text.split(";"):
+        key, _, value = item.partition("=")
+        if key.strip().lower() in ("blobendpoint", "dfsendpoint") and value.strip():
+            scheme_ports = (80,) if value.strip().lower().startswith("http://") else (443,)
+            rules += endpoint_rules(value.strip(), scheme_ports)
+    return rules

@@ -14,8 +14,8 @@ import importlib.util
 import os
 import re
 
-from . import catalog
-from .errors import PgError, from_duckdb, OBJECT_NOT_IN_PREREQUISITE_STATE
+from . import catalog, egress
+from .errors import PgError, from_duckdb, INSUFFICIENT_PRIVILEGE, OBJECT_NOT_IN_PREREQUISITE_STATE
 
 # DuckDB extension name -> Python package (wheel) that carries its binary.
 EXTENSION_PACKAGES = {
@@ -96,10 +96,10 @@ class Profile:
     """What decides an engine's configuration; a change means a new engine."""
 
     __slots__ = ("role", "superuser", "read_files", "write_files", "memory_limit", "threads", "prefixes",
-                 "engine_settings")
+                 "engine_settings", "reach")
 
     def __init__(self, role, superuser, read_files, write_files, memory_limit, threads, prefixes=(),
-                 engine_settings=""):
+                 engine_settings="", reach=()):
         self.role = role
         self.superuser = bool(superuser)
         self.read_files = bool(read_files)
@@ -108,6 +108,8 @@ class Profile:
         self.threads = threads or DEFAULT_THREADS
         self.prefixes = tuple(sorted(set(prefixes)))
         self.engine_settings = engine_settings or ""
+        # (host or '.domain', port) a non-superuser's engine may contact
+        self.reach = () if self.superuser else egress.Policy(reach).rules
 
     @property
     def local_files(self):
@@ -153,11 +155,18 @@ def _threads(value):
     return n
 
 
+# Settings DuckDB fills from the server's environment when httpfs loads
+# (AWS_ACCESS_KEY_ID, ...): the server's own identity, which no engine may use
+# or show. Credentials reach an engine only through secrets.
+ENVIRONMENT_CREDENTIALS = ("s3_access_key_id", "s3_secret_access_key", "s3_session_token")
+
+
 class Engine:
     def __init__(self, profile, extensions=()):
         duckdb = _duckdb()
         self.profile = profile
         self.extensions = set()
+        self.proxy = None
         config = {
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
@@ -166,8 +175,7 @@ class Engine:
             "memory_limit": profile.memory_limit,
             "threads": _threads(profile.threads),
         }
-        if profile.superuser:
-            config["secret_directory"] = NO_SECRET_DIRECTORY
+        config["secret_directory"] = NO_SECRET_DIRECTORY
         try:
             self.con = duckdb.connect(":memory:", config=config)
         except duckdb.Error as e:
@@ -176,6 +184,8 @@ class Engine:
             self.con.execute("SET enable_progress_bar = false")
             for ext in sorted({"httpfs", *extensions}):
                 self.load(ext)
+            for name in ENVIRONMENT_CREDENTIALS:
+                self.con.execute(f"SET {name} = ''")
             if "postgres_scanner" in self.extensions:
                 # No background thread that would outlive the backend (see above).
                 self.con.execute("SET pg_pool_enable_reaper_thread = false")
@@ -187,6 +197,12 @@ class Engine:
                 except _duckdb().Error as e:
                     raise from_duckdb(e, "duckdb.engine_settings") from None
             if not profile.superuser:
+                # Every request leaves through the egress proxy (see egress.py).
+                self.proxy = egress.Proxy(egress.Policy(profile.reach))
+                self.con.execute(f"SET http_proxy = '{self.proxy.address}'")
+                # No spilling without a file system; and no path of the data
+                # directory in allowed_directories.
+                self.con.execute("SET temp_directory = ''")
                 listed = ", ".join("'" + p.replace("'", "''") + "'" for p in profile.allowed())
                 self.con.execute(f"SET allowed_directories = [{listed}]")
                 self.con.execute("SET enable_external_access = false")
@@ -204,6 +220,26 @@ class Engine:
             raise from_duckdb(e, f'could not load DuckDB extension "{ext}"') from None
         self.extensions.add(ext)
 
+    def error(self, exc, context=None):
+        """A DuckDB error as a PgError: a request the egress proxy refused is a
+        42501 naming the host, whatever DuckDB made of the refusal."""
+        refused = self.proxy.refused() if self.proxy is not None else []
+        if refused:
+            return PgError(INSUFFICIENT_PRIVILEGE,
+                           f'permission denied to reach "{refused[0]}" from the DuckDB engine',
+                           detail="A role that is not a superuser reaches only the endpoints of its secrets, "
+                                  "the scopes of its http secrets and duckdb.allowed_url_prefixes.",
+                           hint="An administrator can define a secret for that endpoint, or list the URL "
+                                "in duckdb.allowed_url_prefixes in postgresql.conf.")
+        return from_duckdb(exc, context)
+
+    def forget_refusals(self):
+        if self.proxy is not None:
+            self.proxy.refused()
+
+    def usable(self):
+        return self.con is not None and (self.proxy is None or self.proxy.alive())
+
     def close(self):
         con, self.con = getattr(self, "con", None), None
         if con is not None:
@@ -211,6 +247,9 @@ class Engine:
                 con.close()
             except Exception:
                 pass
+        proxy, self.proxy = getattr(self, "proxy", None), None
+        if proxy is not None:
+            proxy.close()
 
 
 def secret_sql(name, spec):

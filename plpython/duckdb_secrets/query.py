@@ -9,57 +9,8 @@ import datetime
 import json
 import re
 
-from .errors import PgError, from_duckdb, INSUFFICIENT_PRIVILEGE
-
-# Statement kinds a non-superuser may run. Everything else (SET/RESET/USE,
-# PRAGMA, CALL, LOAD/INSTALL, EXPORT/IMPORT, ...) could change the engine's
-# configuration or reach the server's file system.
-ALLOWED_FOR_ALL = {
-    "SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "EXPLAIN",
-    "COPY", "ATTACH", "DETACH", "TRANSACTION", "PREPARE", "EXECUTE", "ANALYZE",
-}
-
-_SECRET_DDL = re.compile(r"^(create(orreplace)?(temp|temporary|persistent)?|drop(temp|temporary|persistent)?)secret")
-_WORD = re.compile(r"\w+")
-
-
-def _keywords(duckdb, text, n=6):
-    """The first n tokens of a statement, lowercased; comments are not tokens."""
-    words = []
-    for pos, _kind in duckdb.tokenize(text)[:n]:
-        m = _WORD.match(text, pos)
-        words.append(m.group(0).lower() if m else text[pos])
-    return words
-
-
-def check_statements(duckdb, sql, superuser, con=None):
-    """Parse sql and refuse what the current role may not run (superusers run anything)."""
-    if superuser:
-        if not sql.strip():
-            raise PgError("42601", "no statement to run")
-        return None
-    try:
-        statements = (con if con is not None else duckdb).extract_statements(sql)
-    except duckdb.Error as e:
-        raise from_duckdb(e) from None
-    if not statements:
-        raise PgError("42601", "no statement to run")
-    for st in statements:
-        kind = str(st.type).rsplit(".", 1)[-1]
-        if kind not in ALLOWED_FOR_ALL:
-            raise PgError(INSUFFICIENT_PRIVILEGE,
-                          f"permission denied to run {kind} statements in the DuckDB engine",
-                          detail="Only superusers may change the engine's settings, load "
-                                 "extensions or run PRAGMA/CALL/SET statements.")
-        if kind in ("CREATE", "DROP"):
-            head = "".join(_keywords(duckdb, st.query))
-            if _SECRET_DDL.match(head):
-                raise PgError(INSUFFICIENT_PRIVILEGE,
-                              "permission denied to create or drop secrets in the DuckDB engine",
-                              hint="Secrets come from duckdb foreign servers: ask an administrator "
-                                   "for a SERVER and USER MAPPING.")
-    return statements
-
+from . import statements
+from .errors import from_duckdb
 
 # DuckDB type -> PostgreSQL type for the result column list.
 _SCALAR = {
@@ -135,11 +86,13 @@ def _chain(conv, scrub):
 class Pending:
     """A DuckDB result waiting to be fetched by duckdb._query_rows()."""
 
-    def __init__(self, result, converters, pg_types, cell_scrub=None):
+    def __init__(self, result, converters, pg_types, cell_scrub=None, owner=None, translate=from_duckdb):
         self.result = result
         self.pg_types = pg_types
         self.converters = converters
         self.error = None
+        self.owner = owner          # (role, statement): only that role, in that statement, fetches it
+        self.translate = translate
         if cell_scrub is not None:
             # Text cells may carry a secret DuckDB shows in clear (duckdb_secrets()).
             self.converters = [_chain(c, cell_scrub) if pg in ("text", "json", "jsonb") else c
@@ -161,7 +114,7 @@ class Pending:
                 else:
                     yield from chunk
         except Exception as e:  # duckdb.Error while streaming; raised by _query_end
-            self.error = from_duckdb(e)
+            self.error = self.translate(e)
 
     def chunks(self, batch=50000):
         """The bulk path: one row per chunk, one array per column (unnested in SQL).
@@ -178,7 +131,7 @@ class Pending:
                     cols.append([c(v) for v in col] if c is not None else list(col))
                 yield cols
         except Exception as e:  # duckdb.Error while streaming; raised by _query_end
-            self.error = from_duckdb(e)
+            self.error = self.translate(e)
 
 
 def fetch_sql(pg_types):
@@ -193,18 +146,19 @@ def fetch_sql(pg_types):
             f"CROSS JOIN LATERAL unnest({unnest}) AS u({names})")
 
 
-def execute(duckdb, con, sql, superuser):
+def execute(duckdb, engine, sql):
     """Check what the role may run, then run it; DuckDB errors become PgErrors."""
-    check_statements(duckdb, sql, superuser, con)
+    statements.check(duckdb, engine.con, sql, engine.profile.superuser)
+    engine.forget_refusals()
     try:
-        return con.execute(sql)
+        return engine.con.execute(sql)
     except duckdb.Error as e:
-        raise from_duckdb(e) from None
+        raise engine.error(e) from None
 
 
-def start(duckdb, con, sql, superuser, cell_scrub=None):
+def start(duckdb, engine, sql, cell_scrub=None, owner=None):
     """Run sql; return (coldef text or None, Pending or None)."""
-    result = execute(duckdb, con, sql, superuser)
+    result = execute(duckdb, engine, sql)
     desc = result.description
     if not desc:
         return None, None
@@ -214,7 +168,7 @@ def start(duckdb, con, sql, superuser, cell_scrub=None):
         cols.append(f"c{i + 1} {pg}")
         converters.append(conv)
         pg_types.append(pg)
-    return ", ".join(cols), Pending(result, converters, pg_types, cell_scrub)
+    return ", ".join(cols), Pending(result, converters, pg_types, cell_scrub, owner, engine.error)
 
 
 def render(con_result, limit=100):

@@ -14,13 +14,13 @@ import re
 
 import datetime
 
-from . import aws, catalog, storage, validation
-from .engine import Engine, Profile, secret_sql, quote_ident
+from . import aws, catalog, egress, storage, validation
+from .engine import Engine, Profile, parse_engine_settings, secret_sql, quote_ident
 from .errors import PgError, MissingMapping, Scrubber, NO_SCRUB, from_duckdb, INSUFFICIENT_PRIVILEGE
 
 FINGERPRINT_SQL = """
 SELECT f.*, pg_catalog.has_table_privilege(f.tbl_oid, 'SELECT') AS tbl_read FROM (
-SELECT g.n, g.xmin::text AS gx, r.oid AS role, r.rolname::text AS rolname, r.rolsuper,
+SELECT g.n, g.xmin::text AS gx, r.oid AS role, pg_catalog.statement_timestamp()::text AS st, r.rolname::text AS rolname, r.rolsuper,
        pg_catalog.pg_has_role(r.oid, 'pg_read_server_files', 'USAGE') AS rd,
        pg_catalog.pg_has_role(r.oid, 'pg_write_server_files', 'USAGE') AS wr,
        pg_catalog.current_setting('duckdb.memory_limit', true) AS mem,
@@ -51,6 +51,10 @@ SELECT g.n, g.xmin::text AS gx, r.oid AS role, r.rolname::text AS rolname, r.rol
  WHERE r.rolname = pg_catalog.current_user()
 ) f
 """
+
+# Who is calling, in which statement: a pending result belongs to both.
+CALLER_SQL = ("SELECT r.oid AS role, pg_catalog.statement_timestamp()::text AS st "
+              "FROM pg_catalog.pg_roles r WHERE r.rolname = pg_catalog.current_user()")
 
 # Runs as the extension owner (duckdb._role_secrets is SECURITY DEFINER): only
 # there are PUBLIC user mappings readable for roles that merely have USAGE.
@@ -88,6 +92,7 @@ class Session:
         self.scratch = None
         self.plans = {}
         self.pending = None       # result of the running duckdb.query
+        self.caller = None        # (role oid, statement timestamp) of the current engine use
         self.resolved = {}        # server -> (spec digest, aws.Resolved)
         self.tokens = {}          # postgres server -> (rds spec digest, token, generated at)
         self.not_in_engine = {}   # managed secrets DuckDB does not hold (rds): name -> (server, spec)
@@ -261,6 +266,27 @@ def _exported(sess, srvname, spec, desired, settings, now):
     return spec, None
 
 
+# Engine settings of the administrator's that name a host requests go to.
+_ENDPOINT_SETTINGS = {"s3_endpoint": "s3_use_ssl"}
+
+
+def reach_of(specs, prefixes, conf):
+    """What a non-superuser's engine may contact: its secrets' endpoints (or
+    their types' standard hosts), the hosts of duckdb.allowed_url_prefixes, and
+    endpoints the administrator set in duckdb.engine_settings."""
+    rules = [rule for spec in specs for rule in catalog.reach(spec)]
+    for prefix in prefixes:
+        hp = egress.url_hostport(prefix)
+        if hp is not None:
+            rules += [(hp[0], p) for p in hp[1]]
+    settings = dict(parse_engine_settings(conf.get("duckdb.engine_settings")))
+    for name, ssl_setting in _ENDPOINT_SETTINGS.items():
+        if settings.get(name):
+            plain = settings.get(ssl_setting, "true").strip().lower() in ("false", "0", "off", "no")
+            rules += catalog.endpoint_rules(settings[name], (80,) if plain else (443,))
+    return rules
+
+
 def _label(name, origin):
     if origin == "server":
         return f'for server "{validation.shown(name)}"'
@@ -285,6 +311,9 @@ def ensure(plpy, GD, require=None):
         raise PgError("55000", "duckdb_secrets is not set up in this database",
                       hint="CREATE EXTENSION duckdb_secrets CASCADE;")
     r = rows[0]
+    sess.caller = (r["role"], r["st"])
+    if sess.pending is not None and sess.pending.owner != sess.caller:
+        sess.pending = None     # left by another statement (an error) or another role: gone
     may_run = {"query": r["can_query"], "raw_query": r["can_raw"]}
     if require is not None and not may_run[require]:
         raise PgError(INSUFFICIENT_PRIVILEGE, f"permission denied for function {require}",
@@ -293,7 +322,8 @@ def ensure(plpy, GD, require=None):
     fp = (r["n"], r["gx"], r["role"], r["rolsuper"], r["rd"], r["wr"], r["mem"], r["thr"], r["am"], r["conf"],
           r["alt"], table.key())
     now = _now()
-    if sess.engine is not None and fp == sess.fingerprint and (sess.refresh_at is None or now < sess.refresh_at):
+    if (sess.engine is not None and fp == sess.fingerprint and sess.engine.usable()
+            and (sess.refresh_at is None or now < sess.refresh_at)):
         return sess
 
     conf = {row["name"]: row["setting"] for row in plpy.execute(
@@ -383,10 +413,11 @@ def ensure(plpy, GD, require=None):
                  and origins.get(name) == "server"
                  for p in spec["scope"] or () if p.startswith(("http://", "https://"))]
     profile = Profile(r["role"], r["rolsuper"], r["rd"], r["wr"], r["mem"], r["thr"], prefixes,
-                      conf.get("duckdb.engine_settings"))
+                      conf.get("duckdb.engine_settings"),
+                      reach_of([out for _, _, _, out in exported.values()], prefixes, conf))
     needed = set(catalog.extensions_for(out for _, _, _, out in exported.values()))
     if (sess.engine is None or sess.engine.profile.key() != profile.key()
-            or not needed <= sess.engine.extensions):
+            or not needed <= sess.engine.extensions or not sess.engine.usable()):
         sess.recycle()
         sess.engine = Engine(profile, needed)
 

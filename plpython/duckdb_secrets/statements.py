@@ -1,0 +1,264 @@
+"""What a role may run in the engine, checked on DuckDB's own parse.
+
+DuckDB splits the text into statements (``extract_statements``) and tokenizes
+each one (``tokenize``, which skips comments and gives *byte* offsets into the
+UTF-8 text). The check works on those, never on a regular expression over the
+text:
+
+- statement kinds: a non-superuser runs only the kinds in ALLOWED_KINDS; the
+  statement inside EXPLAIN [ANALYZE] and PREPARE ... AS is checked as a
+  statement of its own (EXECUTE runs only what PREPARE let through);
+- function names: every identifier of the statement is compared with the
+  functions nobody may call (CRASHERS: the Python client's internal scans take
+  raw pointers and crash the backend) and, for non-superusers, with those that
+  change the engine's state or show what a role may not see;
+- dynamic SQL: ``query(...)`` must be given a string literal, which is checked
+  as a statement in turn; ``json_execute_serialized_sql`` is refused;
+- secrets: CREATE/DROP SECRET are for superusers only (secrets come from the
+  catalog); ATTACH, for non-superusers, only of in-memory databases.
+
+What a statement can reach on the network is not decided here (a URL can be
+computed): the egress proxy does that.
+"""
+
+import re
+
+from .errors import PgError, from_duckdb, INSUFFICIENT_PRIVILEGE, SYNTAX_ERROR
+
+# Statement kinds a non-superuser may run. Everything else (SET/RESET/USE,
+# PRAGMA, CALL, LOAD/INSTALL, EXPORT/IMPORT, VACUUM, COPY FROM DATABASE, ...)
+# changes the engine's configuration or reaches the server's file system.
+ALLOWED_KINDS = frozenset({
+    "SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "EXPLAIN",
+    "COPY", "ATTACH", "DETACH", "TRANSACTION", "PREPARE", "EXECUTE", "ANALYZE", "MERGE_INTO",
+})
+
+# Table functions the DuckDB Python client registers for its own use: they
+# take pointers to Python objects, and a call from SQL crashes the backend
+# (and with it every session of the cluster). Nobody may call them.
+CRASHERS = frozenset({"pandas_scan", "arrow_scan", "arrow_scan_dumb", "python_map_function"})
+
+# Dynamic SQL whose text cannot be checked before it runs.
+UNCHECKABLE = frozenset({"json_execute_serialized_sql"})
+
+# Functions that change the engine's state (logging, profiling, checkpoints,
+# credentials from the environment), show what a role may not see (secret
+# values DuckDB does not redact, request logs with headers, temporary file
+# paths) or open database connections: superusers only.
+SUPERUSER_FUNCTIONS = frozenset({
+    "enable_logging", "disable_logging", "truncate_duckdb_logs", "duckdb_logs", "duckdb_logs_parsed",
+    "duckdb_log_contexts", "enable_profiling", "disable_profiling", "checkpoint", "force_checkpoint",
+    "load_aws_credentials", "duckdb_secrets", "duckdb_temporary_files", "duckdb_external_file_cache",
+    "postgres_attach", "postgres_configure_pool", "postgres_execute", "postgres_query", "postgres_scan",
+    "postgres_scan_pushdown", "pg_clear_cache", "read_postgres_binary",
+    "mysql_clear_cache", "mysql_debug_execution_plan", "mysql_execute", "mysql_explain_federated", "mysql_query",
+})
+
+# Functions that run SQL given as their argument: only a string literal, checked like a statement.
+DYNAMIC_SQL = frozenset({"query"})
+
+IDENTIFIER, NUMBER, STRING, OPERATOR, KEYWORD, COMMENT = range(6)
+
+_IDENT = re.compile(rb'"((?:[^"]|"")*)"|[^\s"\'(),;.\[\]{}:=<>!+\-*/%|&^~@#?$]+')
+_STRING = re.compile(rb"'((?:[^']|'')*)'|(\$[A-Za-z_0-9]*\$)")
+_IN_MEMORY = ("", ":memory:")
+MAX_DEPTH = 8
+
+
+class Token:
+    __slots__ = ("kind", "text", "start", "end")
+
+    def __init__(self, kind, text, start, end):
+        self.kind = kind
+        self.text = text        # identifiers and keywords lowercased and unquoted; strings: content or None
+        self.start = start      # byte offsets in the UTF-8 statement
+        self.end = end
+
+
+def tokens(duckdb, text):
+    """DuckDB's tokens of text, with their text."""
+    raw = text.encode("utf-8")
+    found = duckdb.tokenize(text)
+    out = []
+    for i, (start, kind) in enumerate(found):
+        limit = found[i + 1][0] if i + 1 < len(found) else len(raw)
+        kind = int(kind)
+        value, end = None, limit
+        if kind in (IDENTIFIER, KEYWORD):
+            m = _IDENT.match(raw, start)
+            if m:
+                value = (m.group(1).replace(b'""', b'"') if m.group(1) is not None else m.group(0).lower())
+                value = value.decode("utf-8", "replace")
+                end = m.end()
+        elif kind == STRING:
+            value, end = _string(raw, start, limit)
+        elif kind == OPERATOR:
+            value = raw[start:start + 1].decode("ascii", "replace")
+            end = start + 1
+        out.append(Token(kind, value, start, end))
+    return out
+
+
+def _string(raw, start, limit):
+    """(content, end) of a plain '...' or $tag$...$tag$ literal; (None, limit) otherwise."""
+    m = _STRING.match(raw, start)
+    if not m:
+        return None, limit
+    if m.group(2) is not None:
+        tag = m.group(2)
+        close = raw.find(tag, m.end())
+        if close < 0:
+            return None, limit
+        return raw[m.end():close].decode("utf-8", "replace"), close + len(tag)
+    return m.group(1).replace(b"''", b"'").decode("utf-8", "replace"), m.end()
+
+
+def _refuse(message, detail=None, hint=None):
+    return PgError(INSUFFICIENT_PRIVILEGE, message, detail=detail, hint=hint)
+
+
+def check(duckdb, con, sql, superuser):
+    """Refuse what the current role may not run; returns DuckDB's statements."""
+    if sql is None or not sql.strip():
+        raise PgError(SYNTAX_ERROR, "no statement to run")
+    statements = _parse(duckdb, con, sql)
+    for st in statements:
+        _check_statement(duckdb, con, st, superuser, 0)
+    return statements
+
+
+def _parse(duckdb, con, sql):
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as e:
+        raise from_duckdb(e) from None
+    if not statements:
+        raise PgError(SYNTAX_ERROR, "no statement to run")
+    return statements
+
+
+def _kind(st):
+    return str(st.type).rsplit(".", 1)[-1]
+
+
+def _check_statement(duckdb, con, st, superuser, depth):
+    if depth > MAX_DEPTH:
+        raise _refuse("permission denied to run statements nested this deeply in the DuckDB engine")
+    kind = _kind(st)
+    if not superuser and kind not in ALLOWED_KINDS:
+        raise _refuse(f"permission denied to run {kind} statements in the DuckDB engine",
+                      detail="Only superusers may change the engine's settings, load extensions or run "
+                             "PRAGMA/CALL/SET/VACUUM statements.")
+    toks = tokens(duckdb, st.query)
+    words = [t.text if t.kind in (IDENTIFIER, KEYWORD) else None for t in toks]
+    _check_functions(duckdb, con, toks, superuser, depth)
+    if not superuser:
+        if kind in ("CREATE", "DROP") and _is_secret_ddl(words):
+            raise _refuse("permission denied to create or drop secrets in the DuckDB engine",
+                          hint="Secrets come from duckdb foreign servers: ask an administrator for a SERVER "
+                               "and USER MAPPING.")
+        if kind == "ATTACH":
+            _check_attach(toks)
+    inner = _inner_statement(st.query, toks, kind)
+    if inner is not None:
+        for nested in _parse(duckdb, con, inner):
+            _check_statement(duckdb, con, nested, superuser, depth + 1)
+
+
+def _check_functions(duckdb, con, toks, superuser, depth):
+    for i, t in enumerate(toks):
+        if t.kind not in (IDENTIFIER, KEYWORD) or t.text is None:
+            continue
+        name = t.text.lower()
+        if name in CRASHERS or name in UNCHECKABLE:
+            raise _refuse(f'permission denied to call function "{name}" in the DuckDB engine',
+                          detail="It is internal to DuckDB's Python client or runs SQL that cannot be checked.")
+        if not superuser and name in SUPERUSER_FUNCTIONS and _called(toks, i):
+            raise _refuse(f'permission denied to call function "{name}" in the DuckDB engine',
+                          detail="It changes the engine's state, shows values a role may not read or opens "
+                                 "database connections: only superusers may call it.")
+        if name in DYNAMIC_SQL and _called(toks, i):
+            text = _literal_argument(toks, i)
+            if text is None:
+                raise _refuse(f'permission denied to call "{name}" with SQL that is not a string literal',
+                              hint=f"Write the statement as one literal: {name}('SELECT ...').")
+            for nested in _parse(duckdb, con, text):
+                _check_statement(duckdb, con, nested, superuser, depth + 1)
+
+
+def _called(toks, i):
+    return i + 1 < len(toks) and toks[i + 1].text == "("
+
+
+def _literal_argument(toks, i):
+    """The SQL of f('...') or f('...', ...); None when it is anything else."""
+    if i > 0 and toks[i - 1].text == ".":
+        return None     # 'SELECT ...'.query(): a method call on a computed value
+    if i + 3 > len(toks):
+        return None
+    arg, after = toks[i + 2], toks[i + 3] if i + 3 < len(toks) else None
+    if arg.kind != STRING or arg.text is None or after is None or after.text not in (")", ","):
+        return None
+    return arg.text
+
+
+_SECRET_WORDS = {"or", "replace", "temp", "temporary", "persistent"}
+
+
+def _is_secret_ddl(words):
+    rest = [w for w in words[1:] if w is not None]
+    for w in rest:
+        if w in _SECRET_WORDS:
+            continue
+        return w == "secret"
+    return False
+
+
+def _check_attach(toks):
+    """Non-superusers attach in-memory databases only: a database file (local
+    or remote) brings views and macros that run unchecked SQL."""
+    for t in toks[1:]:
+        if t.kind == STRING:
+            if t.text is not None and t.text.strip().lower() in _IN_MEMORY:
+                return
+            break
+        if t.kind not in (IDENTIFIER, KEYWORD) or t.text not in ("database", "if", "not", "exists"):
+            break
+    raise _refuse("permission denied to attach a database file in the DuckDB engine",
+                  detail="A role that is not a superuser may attach only in-memory databases "
+                         "(ATTACH ':memory:' AS name).")
+
+
+def _inner_statement(text, toks, kind):
+    """The text of the statement inside EXPLAIN [ANALYZE] (...) and PREPARE name AS."""
+    raw = text.encode("utf-8")
+    if kind == "EXPLAIN":
+        i = 1
+        while i < len(toks) and toks[i].text in ("analyze", "analyse"):
+            i += 1
+        if i < len(toks) and toks[i].text == "(":
+            i = _after_parens(toks, i)
+        return raw[toks[i].start:].decode("utf-8") if i < len(toks) else None
+    if kind == "PREPARE":
+        depth = 0
+        for j, t in enumerate(toks[2:], 2):
+            if t.text == "(":
+                depth += 1
+            elif t.text == ")":
+                depth -= 1
+            elif depth == 0 and t.kind == KEYWORD and t.text == "as":
+                return raw[toks[j + 1].start:].decode("utf-8") if j + 1 < len(toks) else None
+        raise _refuse("permission denied to run a PREPARE statement that could not be checked")
+    return None
+
+
+def _after_parens(toks, i):
+    depth = 0
+    for j in range(i, len(toks)):
+        if toks[j].text == "(":
+            depth += 1
+        elif toks[j].text == ")":
+            depth -= 1
+            if depth == 0:
+                return j + 1
+    return len(toks)
