@@ -100,10 +100,10 @@ class Provider:
 
 class SecretType:
     __slots__ = ("name", "extension", "default_provider", "providers", "default_scope", "doc", "aliases",
-                 "excludes", "example", "example_mapping", "hosts")
+                 "excludes", "example", "example_mapping", "hosts", "proxy_option")
 
     def __init__(self, name, extension, default_provider, providers, default_scope=(), doc="", aliases=None,
-                 excludes=None, example=None, example_mapping=None, hosts=()):
+                 excludes=None, example=None, example_mapping=None, hosts=(), proxy_option=None):
         self.name = name
         self.extension = extension
         self.default_provider = default_provider
@@ -118,6 +118,9 @@ class SecretType:
         # non-superuser's engine when the secret names no endpoint;
         # '.example.com' is the domain and its subdomains.
         self.hosts = hosts
+        # The option that routes this type's requests through a proxy, for
+        # types whose extension ignores DuckDB's http_proxy setting (azure).
+        self.proxy_option = proxy_option
 
     def provider(self, name):
         return self.providers.get(name or self.default_provider)
@@ -228,7 +231,7 @@ TYPES = {t.name: t for t in (
         Provider("access_token", {**_AZURE_BASE, **_opts("access_token")},
                  required=("account_name", "access_token")),
     ], default_scope=("azure://", "az://", "abfss://", "abfs://"),
-        hosts=('.blob.core.windows.net', '.dfs.core.windows.net'),
+        hosts=('.blob.core.windows.net', '.dfs.core.windows.net'), proxy_option="http_proxy",
           doc="Azure Blob Storage and ADLS Gen2.",
         example={"account_name": "myaccount"},
         example_mapping={"connection_string": "DefaultEndpointsProtocol=https;AccountName=..."}),

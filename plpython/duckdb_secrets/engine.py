@@ -83,13 +83,15 @@ def extension_path(name):
     return path
 
 
-# URL prefixes a non-superuser's engine may read and write: the object stores
-# the secret types serve. Plain http(s) only under the scope of an http secret
-# the role holds, or a prefix an administrator lists in duckdb.allowed_url_prefixes
-# (postgresql.conf / ALTER SYSTEM only): no reaching arbitrary URLs from the
-# server (instance metadata, internal services).
-OBJECT_STORE_PREFIXES = ("s3://", "s3a://", "s3n://", "r2://", "gcs://", "gs://",
-                         "az://", "azure://", "abfs://", "abfss://", "hf://")
+# URL prefixes a non-superuser's engine may name: the default scopes of the
+# object-store types whose extension the engine has loaded (a prefix of a
+# scheme DuckDB does not know yet is taken for a local path), plus http(s)
+# only under the scope of an http secret the role holds, or a prefix an
+# administrator lists in duckdb.allowed_url_prefixes (postgresql.conf / ALTER
+# SYSTEM only). Which hosts a request may reach is the egress proxy's part.
+def object_store_prefixes(extensions):
+    return {p for t in catalog.TYPES.values() if t.extension in extensions
+            for p in t.default_scope if "://" in p}
 
 
 class Profile:
@@ -117,9 +119,9 @@ class Profile:
         pg_write_server_files (DuckDB cannot tell reading from writing a path)."""
         return self.superuser or (self.read_files and self.write_files)
 
-    def allowed(self):
+    def allowed(self, extensions):
         """Prefixes for DuckDB's allowed_directories (non-superusers only)."""
-        return sorted(set(OBJECT_STORE_PREFIXES) | set(self.prefixes) | ({"/"} if self.local_files else set()))
+        return sorted(object_store_prefixes(extensions) | set(self.prefixes) | ({"/"} if self.local_files else set()))
 
     def key(self):
         return tuple(getattr(self, s) for s in self.__slots__)
@@ -198,12 +200,17 @@ class Engine:
                     raise from_duckdb(e, "duckdb.engine_settings") from None
             if not profile.superuser:
                 # Every request leaves through the egress proxy (see egress.py).
+                # curl (httpfs's client) skips any proxy for hosts in NO_PROXY.
+                for name in ("NO_PROXY", "no_proxy"):
+                    os.environ.pop(name, None)
                 self.proxy = egress.Proxy(egress.Policy(profile.reach))
                 self.con.execute(f"SET http_proxy = '{self.proxy.address}'")
+                if "azure" in self.extensions:      # azure has a proxy setting of its own
+                    self.con.execute(f"SET azure_http_proxy = '{self.proxy.address}'")
                 # No spilling without a file system; and no path of the data
                 # directory in allowed_directories.
                 self.con.execute("SET temp_directory = ''")
-                listed = ", ".join("'" + p.replace("'", "''") + "'" for p in profile.allowed())
+                listed = ", ".join("'" + p.replace("'", "''") + "'" for p in profile.allowed(self.extensions))
                 self.con.execute(f"SET allowed_directories = [{listed}]")
                 self.con.execute("SET enable_external_access = false")
                 if not profile.local_files:
@@ -232,6 +239,15 @@ class Engine:
                            hint="An administrator can define a secret for that endpoint, or list the URL "
                                 "in duckdb.allowed_url_prefixes in postgresql.conf.")
         return from_duckdb(exc, context)
+
+    def adapt(self, spec):
+        """The spec as this engine creates it: for types whose extension ignores
+        http_proxy, the egress proxy in the secret itself (unless the
+        administrator named a proxy of their own)."""
+        option = catalog.TYPES[spec["type"]].proxy_option
+        if self.proxy is None or option is None or spec["params"].get(option):
+            return spec
+        return {**spec, "params": {**spec["params"], option: self.proxy.address}}
 
     def forget_refusals(self):
         if self.proxy is not None:

@@ -54,6 +54,15 @@ SUPERUSER_FUNCTIONS = frozenset({
     "mysql_clear_cache", "mysql_debug_execution_plan", "mysql_execute", "mysql_explain_federated", "mysql_query",
 })
 
+# Of those, names that are also ordinary column names: refused only when called.
+COMMON_WORDS = frozenset({"checkpoint"})
+
+# Logging and profiling that write files: DuckDB applies the setting even when
+# the write is refused, and then aborts the process when the engine closes.
+FILE_OUTPUT_FUNCTIONS = frozenset({"enable_logging", "enable_profiling"})
+FILE_OUTPUT_PARAMETERS = frozenset({"storage_path", "storage", "storage_config", "save_location",
+                                    "profiling_output", "output"})
+
 # Functions that run SQL given as their argument: only a string literal, checked like a statement.
 DYNAMIC_SQL = frozenset({"query"})
 
@@ -173,10 +182,15 @@ def _check_functions(duckdb, con, toks, superuser, depth):
         if name in CRASHERS or name in UNCHECKABLE:
             raise _refuse(f'permission denied to call function "{name}" in the DuckDB engine',
                           detail="It is internal to DuckDB's Python client or runs SQL that cannot be checked.")
-        if not superuser and name in SUPERUSER_FUNCTIONS and _called(toks, i):
+        if not superuser and name in SUPERUSER_FUNCTIONS and (name not in COMMON_WORDS or _called(toks, i)):
             raise _refuse(f'permission denied to call function "{name}" in the DuckDB engine',
                           detail="It changes the engine's state, shows values a role may not read or opens "
                                  "database connections: only superusers may call it.")
+        if name in FILE_OUTPUT_FUNCTIONS and _called(toks, i) and any(
+                u.kind in (IDENTIFIER, KEYWORD) and u.text in FILE_OUTPUT_PARAMETERS for u in toks[i + 1:]):
+            raise _refuse(f'permission denied to call "{name}" with a file output in the DuckDB engine',
+                          detail="Logging and profiling stay in memory: a refused file output leaves the "
+                                 "engine unable to close cleanly.")
         if name in DYNAMIC_SQL and _called(toks, i):
             text = _literal_argument(toks, i)
             if text is None:

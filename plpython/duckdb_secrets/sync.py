@@ -435,7 +435,7 @@ def ensure(plpy, GD, require=None):
     for name, (digest, srvname, spec, out) in exported.items():
         if name in sess.loaded and sess.loaded[name][0] == digest:
             continue
-        sql, params = secret_sql(name, out)
+        sql, params = secret_sql(name, sess.engine.adapt(out))
         try:
             con.execute(sql, params)
         except Exception as e:  # duckdb.Error; message scrubbed below

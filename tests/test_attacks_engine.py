@@ -1,0 +1,464 @@
+"""The attack suite, part two: a role with nothing but EXECUTE on duckdb.query
+and a DuckDB prompt, against what its engine can reach and do.
+
+- reach: no request to a host:port its secrets and the administrator did not
+  name, however the URL is built (counted at a loopback server);
+- the server's own identity: no engine uses or shows the postmaster's AWS keys;
+- crashes: no SQL reaches the Python client's internal scans (every function
+  DuckDB lists is called with NULL and odd arguments);
+- other roles' results: nothing one role's engine work leaves behind is
+  readable by another;
+- secret values: no request logging, no listing DuckDB shows in clear;
+- the statement check: on DuckDB's tokens (byte offsets), nested statements
+  included.
+"""
+
+import http.server
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+
+import psycopg
+import pytest
+
+import localenv
+from conftest import assert_clean_error, fresh_database, s3_server_sql, secret_lines
+from test_attacks import CANARY, READ, q, refused, world  # noqa: F401 - world is a fixture
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "plpython"))
+from duckdb_secrets import egress  # noqa: E402
+
+
+class Counter:
+    """A loopback HTTP server that counts every request (any method)."""
+
+    def __init__(self, redirect_to=None):
+        self.hits = []
+        hits = self.hits
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _any(self):
+                hits.append((self.command, self.path))
+                if redirect_to is not None:
+                    self.send_response(302)
+                    self.send_header("Location", redirect_to + self.path)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                body = b"a,b\n1,2\n"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _any
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def counter():
+    c = Counter()
+    yield c
+    c.close()
+
+
+# --- 1. reach ---------------------------------------------------------------------
+
+def _overrides(port):
+    return f"s3_endpoint=127.0.0.1:{port}&s3_use_ssl=false&s3_url_style=path"
+
+
+REACH = [
+    ("query-string", "SELECT * FROM read_text('s3://latest/meta-data/iam?{o}')"),
+    ("read_csv", "SELECT * FROM read_csv('s3://latest/x.csv?{o}')"),
+    ("list", "SELECT * FROM read_text(['s3://latest/a?{o}', 's3://latest/b?{o}'])"),
+    ("glob", "SELECT * FROM glob('s3://latest/*?{o}')"),
+    ("concatenation", "SELECT * FROM read_text('s3://latest/x?' || 's3_end' || 'point=127.0.0.1:{port}"
+                      "&s3_use_ssl=false&s3_url_style=path')"),
+    ("macro", "CREATE MACRO m(u) AS TABLE SELECT * FROM read_text(u); SELECT * FROM m('s3://latest/x?{o}')"),
+    ("gcs", "SELECT * FROM read_text('gcs://latest/x?{o}')"),
+    ("r2", "SELECT * FROM read_text('r2://latest/x?{o}')"),
+    ("s3a", "SELECT * FROM read_text('s3a://latest/x?{o}')"),
+    ("copy-to", "COPY (SELECT 1 AS x) TO 's3://b/out.csv?{o}'"),
+    ("value-from-a-table", "CREATE TABLE u AS SELECT 's3://latest/x?{o}' AS url; "
+                           "SELECT * FROM read_text((SELECT url FROM u))"),
+    ("plain-http", "SELECT * FROM read_text('http://127.0.0.1:{port}/latest/meta-data/')"),
+    ("https", "SELECT * FROM read_text('https://127.0.0.1:{port}/x')"),
+    ("localhost", "SELECT * FROM read_text('http://localhost:{port}/x')"),
+    ("attach", "ATTACH 's3://latest/x.duckdb?{o}' AS r (READ_ONLY)"),
+    ("export", "EXPORT DATABASE 's3://latest/dump?{o}'"),
+]
+
+
+@pytest.mark.parametrize("what,text", REACH, ids=[r[0] for r in REACH])
+def test_no_request_to_a_host_nobody_named(db, world, counter, what, text):
+    conn = db.connect(world["bob"])
+    sql_text = text.format(o=_overrides(counter.port), port=counter.port)
+    with pytest.raises(psycopg.Error) as e:
+        q(conn, sql_text)
+    assert_clean_error(e.value, CANARY)
+    assert counter.hits == [], (what, counter.hits)
+    if what not in ("value-from-a-table", "attach", "export"):       # DuckDB or the check refuses those first
+        assert e.value.sqlstate == "42501", str(e.value)
+        assert f"127.0.0.1:{counter.port}" in e.value.diag.message_primary or \
+            f"localhost:{counter.port}" in e.value.diag.message_primary
+
+
+def test_a_secrets_signed_request_never_reaches_another_host(db, world, counter, s3):
+    """alice may use team_s3: her read of its bucket, pointed elsewhere by the
+    URL, is refused before anything (signed with her key) leaves."""
+    alice = db.connect(world["alice"])
+    assert alice.execute(READ).fetchone() == (10,)            # the secret's own endpoint: allowed
+    with pytest.raises(psycopg.Error) as e:
+        q(alice, f"SELECT * FROM read_text('s3://bucket/data/numbers.parquet?{_overrides(counter.port)}')")
+    assert e.value.sqlstate == "42501"
+    assert_clean_error(e.value, CANARY, s3.secret)
+    assert counter.hits == []
+
+
+def test_redirects_are_checked_too(db, world, counter):
+    """An http secret opens its scope; a redirect from there to another port is refused."""
+    door = Counter(redirect_to=f"http://127.0.0.1:{counter.port}")
+    try:
+        db.conn.execute(f"CREATE SERVER web TYPE 'http' FOREIGN DATA WRAPPER duckdb "
+                        f"OPTIONS (scope 'http://127.0.0.1:{door.port}/open/')")
+        db.conn.execute(f'GRANT USAGE ON FOREIGN SERVER web TO "{world["bob"]}"')
+        bob = db.connect(world["bob"])
+        with pytest.raises(psycopg.Error) as e:
+            q(bob, f"SELECT * FROM read_text('http://127.0.0.1:{door.port}/open/x')")
+        assert e.value.sqlstate == "42501", str(e.value)
+        assert door.hits and counter.hits == []
+    finally:
+        door.close()
+
+
+def test_hugging_face_and_azure_without_a_secret_are_refused(db, world):
+    bob = db.connect(world["bob"])
+    e = refused(bob, "SELECT * FROM read_text('hf://datasets/x/y/z.csv')", {"42501", "58030", "0A000", "22023"})
+    assert "amazonaws" not in str(e)
+    refused(bob, "SELECT * FROM read_text('az://container/x.csv')", {"42501", "0A000", "58030", "22023", "42P01"})
+    refused(bob, "SELECT * FROM read_text('abfss://c@127.0.0.1:9/x')", {"42501", "0A000", "58030", "22023", "42P01"})
+
+
+def test_azure_urls_cannot_name_another_host(db, world, counter):
+    """The azure extension ignores DuckDB's http_proxy and lets a URL name any
+    host: its secrets get the egress proxy too, and a URL's host is checked."""
+    blob = Counter()
+    try:
+        key = "a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U="
+        db.conn.execute("CREATE SERVER blob TYPE 'azure' FOREIGN DATA WRAPPER duckdb OPTIONS (scope 'az://c/')")
+        db.conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER blob OPTIONS (connection_string "
+                        f"'DefaultEndpointsProtocol=http;AccountName=acct;AccountKey={key};"
+                        f"BlobEndpoint=http://127.0.0.1:{blob.port}/acct;')")
+        db.conn.execute(f'GRANT USAGE ON FOREIGN SERVER blob TO "{world["bob"]}"')
+        bob = db.connect(world["bob"])
+        with pytest.raises(psycopg.Error):
+            q(bob, "SELECT * FROM read_text('az://c/x.csv')")
+        assert blob.hits, "the secret's own endpoint is reachable"
+        for url in (f"az://127.0.0.1:{counter.port}/c/x", f"azure://127.0.0.1:{counter.port}/c/x",
+                    f"abfss://c@127.0.0.1:{counter.port}/x"):
+            with pytest.raises(psycopg.Error) as e:
+                q(bob, f"SELECT * FROM read_text('{url}')")
+            assert_clean_error(e.value, CANARY)
+        assert counter.hits == []
+    finally:
+        blob.close()
+
+
+def test_the_proxy_never_contacts_link_local_addresses():
+    """Even where the policy names it, an instance-metadata address is refused."""
+    proxy = egress.Proxy(egress.Policy([("169.254.169.254", 80), ("127.0.0.1", 9)]))
+    try:
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+            s.sendall(b"GET http://169.254.169.254/latest/meta-data/ HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n")
+            assert s.recv(100).startswith(b"HTTP/1.1 403")
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+            s.sendall(b"CONNECT 169.254.169.254:80 HTTP/1.1\r\n\r\n")
+            assert s.recv(100).startswith(b"HTTP/1.1 403")
+        import time
+        time.sleep(0.2)
+        assert proxy.refused() == ["169.254.169.254:80"]
+    finally:
+        proxy.close()
+    assert egress.never_contacted("169.254.169.254") and egress.never_contacted("::ffff:169.254.169.254")
+    assert egress.never_contacted("fd00:ec2::254") and not egress.never_contacted("127.0.0.1")
+
+
+def test_the_proxy_ends_with_its_engine(db, world):
+    """One proxy process per non-superuser engine, a child of the backend; gone
+    after recycle and after the backend exits."""
+    bob = db.connect(world["bob"])
+    bob.execute("SELECT count(*) FROM duckdb.secrets()")
+    pid = bob.execute("SELECT pg_backend_pid()").fetchone()[0]
+    children = _children(pid)
+    assert len(children) == 1
+    bob.execute("SELECT duckdb.recycle_ddb()")
+    assert not _alive(children[0])
+    bob.execute("SELECT count(*) FROM duckdb.secrets()")
+    children = _children(pid)
+    bob.close()
+    import time
+    for _ in range(50):
+        if not _alive(children[0]):
+            break
+        time.sleep(0.1)
+    assert not _alive(children[0])
+
+
+def _children(pid):
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "State:\tZ" not in f.read()
+    except FileNotFoundError:
+        return False
+
+
+# --- 2. the server's own identity ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def identity_world(s3):
+    """A cluster whose postmaster has the S3 user's keys in its environment and
+    in its home's ~/.aws/credentials; secret-less S3 reads go to that S3."""
+    base = tempfile.mkdtemp(prefix="duckdb_secrets_identity.")
+    os.chmod(base, 0o755)
+    home = os.path.join(base, "home")
+    os.makedirs(os.path.join(home, ".aws"))
+    with open(os.path.join(home, ".aws", "credentials"), "w") as f:
+        f.write(f"[default]\naws_access_key_id = {s3.key_id}\naws_secret_access_key = {s3.secret}\n")
+    for path in (home, os.path.join(home, ".aws")):
+        os.chmod(path, 0o755)
+    os.chmod(os.path.join(home, ".aws", "credentials"), 0o644)
+    cluster = localenv.PgCluster(
+        os.path.join(base, "pg"),
+        settings={"duckdb.engine_settings": f"s3_endpoint={s3.endpoint}; s3_use_ssl=false; s3_url_style=path; "
+                                            f"s3_region={s3.region}"},
+        env={"AWS_ACCESS_KEY_ID": s3.key_id, "AWS_SECRET_ACCESS_KEY": s3.secret, "HOME": home,
+             "AWS_EC2_METADATA_DISABLED": "true"}).start()
+    conn = fresh_database(cluster, "identity")
+    yield cluster, conn
+    conn.close()
+    cluster.stop()
+    log = cluster.read_log()
+    shutil.rmtree(base, ignore_errors=True)
+    assert not secret_lines(log, [s3.secret])
+    assert "terminated by signal" not in log
+
+
+def test_no_engine_uses_the_servers_own_keys(identity_world, s3):
+    cluster, conn = identity_world
+    role = f"nobody_{os.getpid()}"
+    conn.execute(f"DROP ROLE IF EXISTS {role}")
+    conn.execute(f"CREATE ROLE {role} LOGIN")
+    conn.execute(f"GRANT EXECUTE ON FUNCTION duckdb.query(text) TO {role}")
+    read = "SELECT count(*) FROM read_parquet('s3://bucket/data/numbers.parquet')"
+    listing = ("SELECT count(*) FROM duckdb_settings() WHERE value LIKE '%{k}%' OR value LIKE '%{s}%'"
+               .format(k=s3.key_id, s=s3.secret))
+    with psycopg.connect(cluster.dsn("identity", role), autocommit=True) as nobody:
+        for c in (conn, nobody):          # superuser and not: anonymous, so S3 refuses
+            with pytest.raises(psycopg.Error) as e:
+                q(c, read, "n bigint")
+            assert_clean_error(e.value, s3.secret)
+            assert "403" in str(e.value) or "Forbidden" in str(e.value) or "Access" in str(e.value), str(e.value)
+        assert q(conn, listing, "n bigint") == [(0,)]
+        assert q(nobody, listing, "n bigint") == [(0,)]
+        assert q(conn, "SELECT current_setting('s3_secret_access_key')") == [("",)]
+        refused(nobody, "SELECT * FROM load_aws_credentials()")
+    # An administrator's credential_chain server is the one way to the server's identity.
+    conn.execute(s3_server_sql("chain_s3", s3, provider="credential_chain", chain="env"))
+    assert q(conn, read, "n bigint") == [(10,)]
+
+
+# --- 3. crashes -----------------------------------------------------------------
+
+def test_python_client_scans_are_refused_for_everyone(db, world):
+    bob = db.connect(world["bob"])
+    for text in ["SELECT * FROM pandas_scan(NULL)", "SELECT * FROM arrow_scan(NULL, NULL, NULL)",
+                 "SELECT * FROM \"PANDAS_SCAN\"(NULL)", "SELECT * FROM system.main.python_map_function(NULL)",
+                 "SELECT * FROM query('SELECT * FROM pandas_scan(NULL)')",
+                 "SELECT * FROM query('SELECT * FROM pan' || 'das_scan(NULL)')",
+                 "CREATE MACRO m() AS TABLE SELECT * FROM arrow_scan_dumb(NULL)",
+                 "SELECT * FROM json_execute_serialized_sql(json_serialize_sql('SELECT 1'))",
+                 "PREPARE p AS SELECT * FROM pandas_scan(NULL)",
+                 "EXPLAIN ANALYZE SELECT * FROM pandas_scan(NULL)"]:
+        for conn in (db.conn, bob):
+            refused(conn, text)
+    assert q(db.conn, "SELECT * FROM query('SELECT 42::VARCHAR')") == [("42",)]
+    assert q(bob, "SELECT * FROM query($$SELECT 'ok'$$)") == [("ok",)]
+
+
+def test_every_function_with_null_and_odd_arguments_never_crashes(db, cluster):
+    """Every function DuckDB lists, called with NULL and odd arguments through
+    the engine by a superuser; the postmaster never restarts a backend."""
+    pid = cluster.pid
+    names = [r[0] for r in db.conn.execute(
+        "SELECT * FROM duckdb.query($$ SELECT DISTINCT function_name || '|' || function_type || '|' || "
+        "coalesce(len(parameters), 0) FROM duckdb_functions() WHERE function_type IN "
+        "('table', 'table_macro', 'scalar', 'macro', 'aggregate') ORDER BY 1 $$) AS t(f text)")]
+    assert len(names) > 500
+    args = ["NULL", "0", "-1", "''", "'x'", "[]"]
+    calls = 0
+    for entry in names:
+        name, kind, arity = entry.rsplit("|", 2)
+        if not name.replace("_", "").isalnum():
+            continue        # operators
+        for n in sorted({0, 1, 2, int(arity)}):
+            for a in (args if n else [None]):
+                text = (f'SELECT * FROM "{name}"({", ".join([a] * n)}) LIMIT 1' if kind.startswith("table")
+                        else f'SELECT "{name}"({", ".join([a] * n)})')
+                calls += 1
+                try:
+                    db.conn.execute("SELECT duckdb.raw_query(%s)", (text,))
+                except psycopg.OperationalError:
+                    pytest.fail(f"the backend died running {text}")
+                except psycopg.Error:
+                    pass
+    assert calls > 3000
+    assert cluster.pid == pid
+    assert db.conn.execute("SELECT 1").fetchone() == (1,)
+
+
+# --- 4. other roles' results -----------------------------------------------------
+
+def _leave_a_result(conn, text):
+    with pytest.raises(psycopg.Error) as e:
+        conn.execute(f"SELECT * FROM duckdb.query($${text}$$) AS t(a text, b text, c text)")
+    assert e.value.sqlstate == "42804"      # wrong column list: the result was left behind
+
+
+def _steal(conn):
+    rows = conn.execute("SELECT * FROM duckdb._query_rows() AS t(a bigint, b bigint)").fetchall()
+    chunks = conn.execute("SELECT * FROM duckdb._query_chunks() AS c(a bigint[], b bigint[])").fetchall()
+    return rows + chunks
+
+
+def test_results_are_never_read_by_another_role(db, world):
+    alice, bob = world["alice"], world["bob"]
+    admin = db.role("admin")
+    db.conn.execute(f'GRANT "{alice}", "{bob}" TO "{admin}"')
+    conn = db.connect(admin)
+    conn.execute(f'SET ROLE "{alice}"')
+    _leave_a_result(conn, "SELECT range AS id, range * 7 AS v FROM range(1000)")
+    conn.execute(f'SET ROLE "{bob}"')
+    assert _steal(conn) == []
+    conn.execute(f'SET ROLE "{alice}"')
+    assert _steal(conn) == []       # a later statement: gone, even for alice
+
+
+def test_results_do_not_survive_set_session_authorization(db, world):
+    conn = db.connect()
+    _leave_a_result(conn, "SELECT 4242 AS id, 1 AS v")
+    conn.execute(f'SET SESSION AUTHORIZATION "{world["bob"]}"')
+    assert _steal(conn) == []
+    conn.execute("RESET SESSION AUTHORIZATION")
+
+
+def test_results_do_not_cross_a_security_definer_boundary(db, world):
+    alice, bob = world["alice"], world["bob"]
+    db.conn.execute(f'GRANT CREATE ON SCHEMA public TO "{bob}"')
+    b = db.connect(bob)
+    b.execute("CREATE FUNCTION public.peek() RETURNS bigint LANGUAGE sql SECURITY DEFINER "
+              "SET search_path = pg_catalog AS $$ SELECT count(*) FROM duckdb._query_rows() AS t(a bigint, b bigint) $$")
+    b.execute(f'GRANT EXECUTE ON FUNCTION public.peek() TO "{alice}"')
+    a = db.connect(alice)
+    _leave_a_result(a, "SELECT range AS id, range AS v FROM range(10)")
+    assert a.execute("SELECT public.peek()").fetchone() == (0,)
+
+
+# --- 5. secret values --------------------------------------------------------------
+
+LEAKS = [
+    "SELECT * FROM enable_logging('HTTP')",
+    "SELECT * FROM enable_logging(level := 'trace')",
+    "SELECT message FROM duckdb_logs",
+    "SELECT message FROM duckdb_logs()",
+    "SELECT * FROM enable_profiling()",
+    "SELECT reverse(regexp_extract(secret_string, 'http_proxy_password=[^;]*')) FROM duckdb_secrets()",
+    "SELECT substr(secret_string, 1, 400) FROM duckdb_secrets()",
+    "SELECT md5(secret_string) FROM duckdb_secrets()",
+    "SELECT unnest(string_split(secret_string, '')) FROM duckdb_secrets()",
+    "SELECT * FROM query('SELECT secret_string FROM duckdb_secrets()')",
+    "SELECT * FROM query('SELECT secret_string FROM duck' || 'db_secrets()')",
+    "SELECT * FROM \"duckdb_secrets\"(redact := false)",
+    "SELECT * FROM load_aws_credentials()",
+    "SELECT * FROM duckdb_temporary_files()",
+]
+
+
+@pytest.mark.parametrize("text", LEAKS)
+def test_no_way_to_secret_values(db, world, text):
+    db.conn.execute("CREATE SERVER proxied TYPE 's3' FOREIGN DATA WRAPPER duckdb "
+                    "OPTIONS (scope 's3://proxied', http_proxy '127.0.0.1:9', http_proxy_username 'u')")
+    db.conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER proxied OPTIONS (http_proxy_password '{CANARY}')")
+    db.conn.execute(f'GRANT USAGE ON FOREIGN SERVER proxied TO "{world["carol"]}"')
+    carol = db.connect(world["carol"])
+    e = refused(carol, text)
+    assert "function" in e.diag.message_primary or "SQL that is not a string literal" in e.diag.message_primary
+
+
+def test_the_engines_settings_show_no_path_of_the_server(db, world, cluster):
+    bob = db.connect(world["bob"])
+    shown = q(bob, "SELECT string_agg(name || '=' || value, ';') FROM duckdb_settings()")[0][0]
+    assert cluster.data not in shown, [x for x in shown.split(";") if cluster.data in x]
+    assert cluster.data not in shown and "/var/lib/postgresql" not in shown and ".tmp" not in shown
+
+
+# --- 6. the statement check ----------------------------------------------------------
+
+BYPASSES = [
+    "/*éééééé*/ CREATE SECRET pwn (TYPE s3, KEY_ID 'x', SECRET 'y', SCOPE 's3://bucket/data')",
+    "/*éééééé*/ DROP TEMPORARY SECRET team_s3",
+    "/*ééé*/ CREATE OR REPLACE /*é*/ SECRET team_s3 (TYPE s3)",
+    "EXPLAIN ANALYZE PRAGMA enable_profiling",
+    "EXPLAIN ANALYZE CALL pragma_version()",
+    "EXPLAIN (FORMAT json) CALL pragma_version()",
+    "EXPLAIN ANALYZE SET VARIABLE x = 1",
+    "CHECKPOINT",
+    "FORCE CHECKPOINT",
+    "VACUUM",
+    "SET VARIABLE x = 1",
+    "SELECT * FROM checkpoint()",
+    "PREPARE p AS PRAGMA enable_profiling",
+    "PREPARE p AS SELECT * FROM enable_logging('HTTP')",
+    "PREPARE p AS CREATE SECRET pwn (TYPE s3)",
+    "SELECT 1; SET threads = 8",
+    "SELECT 1; CREATE SECRET pwn (TYPE s3)",
+    "COPY FROM DATABASE memory TO other",
+    "ATTACH 's3://bucket/x.duckdb' AS r (READ_ONLY)",
+]
+
+
+@pytest.mark.parametrize("text", BYPASSES)
+def test_statement_check_bypasses(db, world, text):
+    alice = db.connect(world["alice"])
+    refused(alice, text, {"42501", "42601"} if text.startswith("PREPARE p AS") else "42501")
+    assert alice.execute("SELECT name FROM duckdb.which_secret('s3://bucket/data/numbers.parquet', 's3')"
+                         ).fetchall() == [("team_s3",)]
+
+
+def test_non_ascii_text_is_fine(db, world):
+    alice = db.connect(world["alice"])
+    assert q(alice, "/*ééé*/ SELECT 'ünïcödé ✓' AS x") == [("ünïcödé ✓",)]
+    assert q(alice, "SELECT 'é' AS \"é\"; SELECT 'ok'") == [("ok",)]
+    assert q(alice, "ATTACH ':memory:' AS scratch; CREATE TABLE scratch.t AS SELECT 1 AS i; "
+                    "SELECT count(*)::VARCHAR FROM scratch.t") == [("1",)]
+    assert q(alice, "EXPLAIN SELECT 1", "k text, v text")
