@@ -243,6 +243,49 @@ class Bench:
         c.execute(sql).fetchall()
         return time.perf_counter() - t0
 
+    # --- 7. the egress proxy ------------------------------------------------------
+
+    def egress(self):
+        """What the guard on a non-superuser's requests costs: the same S3 reads
+        by a non-superuser (through its engine's egress proxy) and by a
+        superuser (direct), warm engines; and a new engine's first query."""
+        self.s3.put_parquet("bench/big.parquet", "SELECT range AS n, range * 3 AS m FROM range(2000000)")
+        with self.connect() as admin:
+            self.set_secrets(admin, 1, valid=True)
+            admin.execute("DROP ROLE IF EXISTS bench_reader")
+            admin.execute("CREATE ROLE bench_reader LOGIN")
+            admin.execute("GRANT USAGE ON FOREIGN SERVER b1 TO bench_reader")
+            admin.execute("GRANT EXECUTE ON FUNCTION duckdb.query(text) TO bench_reader")
+        small = ("SELECT * FROM duckdb.query($$ SELECT count(*) FROM read_parquet('s3://bucket/bench/numbers.parquet') "
+                 "$$) AS t(n bigint)")
+        big = ("SELECT * FROM duckdb.query($$ SELECT sum(m) FROM read_parquet('s3://bucket/bench/big.parquet') "
+               "$$) AS t(n numeric)")
+        reader = psycopg.connect(self.cluster.dsn("bench", "bench_reader"), autocommit=True)
+        su = self.connect()
+        try:
+            for c in (reader, su):
+                c.execute(small).fetchall()
+            ours = median([self.timed(reader, small) for _ in range(30)])
+            base = median([self.timed(su, small) for _ in range(30)])
+            self.record("7a. S3 read of a small Parquet file by a non-superuser (egress proxy) vs a superuser",
+                        ours * 1000, base * 1000, "ms", 1.5)
+            ours = median([self.timed(reader, big) for _ in range(5)])
+            base = median([self.timed(su, big) for _ in range(5)])
+            self.record("7b. S3 read of a 2M-row Parquet file by a non-superuser (egress proxy) vs a superuser",
+                        ours * 1000, base * 1000, "ms", 1.5)
+        finally:
+            reader.close()
+            su.close()
+        cold = {}
+        for user in ("bench_reader", "postgres"):
+            times = []
+            for _ in range(REPS):
+                with psycopg.connect(self.cluster.dsn("bench", user), autocommit=True) as c:
+                    times.append(self.timed(c, small))
+            cold[user] = median(times)
+        self.record("7c. first S3 read in a new connection, non-superuser (starts its proxy) vs superuser",
+                    cold["bench_reader"] * 1000, cold["postgres"] * 1000, "ms")
+
     # --- 6. concurrency ----------------------------------------------------------
 
     def concurrency(self, seconds=20, clients=16):
@@ -363,7 +406,7 @@ def main():
     b = Bench()
     try:
         b.start()
-        for step in (b.cold_start, b.warm_overhead, b.sync, b.memory, b.throughput, b.concurrency):
+        for step in (b.cold_start, b.warm_overhead, b.sync, b.memory, b.throughput, b.concurrency, b.egress):
             print(f"== {step.__name__}", flush=True)
             step()
         b.write(time.time() - started)

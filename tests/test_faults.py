@@ -117,11 +117,26 @@ def run_and_kill(w, sql, after):
     pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
     t, outcome = in_background(c, sql)
     time.sleep(after)
+    start = len(w["cluster"].read_log())
     os.kill(pid, signal.SIGKILL)             # a backend of the cluster this test started
     STATS["faults"] += 1
     t.join(60)
     c.close()
+    _wait_for_crash_restart(w, start)
     return outcome
+
+
+def _wait_for_crash_restart(w, start, timeout=60):
+    """The postmaster ends every backend after one dies by a signal, then restarts:
+    a connection accepted before it noticed would be ended too."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log = w["cluster"].read_log()[start:]
+        done = log.find("reinitializing")
+        if done >= 0 and "ready to accept connections" in log[done:]:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the cluster did not restart after the crash")
 
 
 def test_kill_9_in_the_middle_of_a_secret_sync(world):

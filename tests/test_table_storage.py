@@ -16,7 +16,7 @@ import sys
 import psycopg
 import pytest
 
-from conftest import assert_clean_error, s3_server_sql
+from conftest import assert_clean_error, file_setting, s3_server_sql
 import localenv
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -195,18 +195,23 @@ def test_bad_rows_are_skipped_with_a_warning_and_the_rest_loads(db, s3):
 
 
 def test_table_setting_names_the_table_or_turns_it_off(db, s3):
+    """Only the configuration files name the table (a role's SET does not)."""
     client(db, s3_secret_sql("in_default", s3))
     client(db, s3_secret_sql("in_other", s3), table="other_secrets")
     assert "in_default" in secrets(db.conn)
     db.conn.execute("SET duckdb.secret_storage_table = 'other_secrets'")
-    got = secrets(db.conn)
-    assert "in_other" in got and "in_default" not in got and got["in_other"][1] == "public.other_secrets"
-    db.conn.execute("SET duckdb.secret_storage_table = ''")
-    assert not {"in_default", "in_other"} & set(secrets(db.conn))
-    db.conn.execute("SET duckdb.secret_storage_table = 'a.b.c'")
-    with pytest.raises(psycopg.Error) as e:
-        secrets(db.conn)
-    assert e.value.sqlstate == "22023" and "duckdb.secret_storage_table" in e.value.diag.message_primary
+    assert "in_default" in secrets(db.conn) and "in_other" not in secrets(db.conn)
+    db.conn.execute("RESET duckdb.secret_storage_table")
+    with file_setting(db.conn, "duckdb.secret_storage_table", "other_secrets"):
+        got = secrets(db.connect())
+        assert "in_other" in got and "in_default" not in got and got["in_other"][1] == "public.other_secrets"
+    with file_setting(db.conn, "duckdb.secret_storage_table", ""):
+        assert not {"in_default", "in_other"} & set(secrets(db.connect()))
+    with file_setting(db.conn, "duckdb.secret_storage_table", "a.b.c"):
+        with pytest.raises(psycopg.Error) as e:
+            secrets(db.connect())
+        assert e.value.sqlstate == "22023" and "duckdb.secret_storage_table" in e.value.diag.message_primary
+    assert "in_default" in secrets(db.connect())
 
 
 def test_a_row_never_overrides_a_server_nor_opens_urls(db, s3):

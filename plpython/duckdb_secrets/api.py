@@ -247,8 +247,7 @@ def store_table_secret(plpy, GD, server_name, table_name, include_sensitive):
                            "a user mapping for this role (or PUBLIC) if it has sensitive options.")
     name, entry = found[0]
     spec = entry[2] if len(entry) == 3 else entry[1]
-    role = plpy.execute("SELECT current_user::text AS u")[0]["u"]
-    return _value(storage.store(plpy, sess, server_name, table_name, bool(include_sensitive), role, spec))
+    return _value(storage.store(plpy, sess, server_name, table_name, bool(include_sensitive), spec))
 
 
 def which_secret(plpy, GD, path, typ):

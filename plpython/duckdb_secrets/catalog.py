@@ -322,13 +322,17 @@ def endpoint_rules(authority, ports):
     return [(h, p) for h in hosts for p in ports]
 
 
-def reach(spec):
+def reach(spec, trusted=True):
     """(host or '.domain', port) pairs that a secret lets a non-superuser's
     engine contact: its endpoint, else its type's standard hosts; for http
-    secrets the hosts of their scopes."""
+    secrets the hosts of their scopes. A secret an administrator did not define
+    (trusted False) names no host of its own: its type's standard hosts only."""
     from .egress import url_hostport
     t = TYPES[spec["type"]]
     params = spec["params"]
+    if not trusted:
+        own = params.get("endpoint") or params.get("connection_string") or t.hosts == "scope"
+        return [] if own else [(h, 443) for h in t.hosts]
     if t.hosts == "scope":
         found = [url_hostport(p) for p in spec.get("scope") or ()]
         return [(h, p) for hp in found if hp for h in (hp[0],) for p in hp[1]]

@@ -184,6 +184,9 @@ class Engine:
             raise from_duckdb(e, "could not start the DuckDB engine") from None
         try:
             self.con.execute("SET enable_progress_bar = false")
+            # The Python client resolves unknown table names to variables of the
+            # calling Python frame (this package's): never from SQL.
+            self.con.execute("SET python_enable_replacements = false")
             for ext in sorted({"httpfs", *extensions}):
                 self.load(ext)
             for name in ENVIRONMENT_CREDENTIALS:

@@ -8,10 +8,14 @@ Row-Level Security decide) are read at each engine sync and created in the
 engine as TEMPORARY secrets. Outward: store_table_secret() writes a duckdb
 server's secret as such a row, for DuckDB clients that attach this database.
 
-The setting duckdb.secret_storage_table names the table (default
-duckdb_secrets; an empty string turns table secrets off). An unqualified name
-is looked up as DuckDB's own connection would with the default search_path:
-in the schema named after the current role, then in public.
+Reading a table runs its owner's code in the reader's session (Row-Level
+Security policies and the functions they call; a view's functions; on writes,
+defaults and triggers). So the table is found only where an administrator
+named it -- duckdb.secret_storage_table as written in the configuration files
+(default public.duckdb_secrets, DuckDB's own place; an unqualified name means
+schema public; '' turns table secrets off), never through a role's schema or
+search_path or a role's own SET -- and is used only if it is a plain (or
+partitioned) table owned by the current role or by a superuser.
 """
 
 import re
@@ -20,7 +24,9 @@ from . import catalog, serialized, validation
 from .errors import PgError, INSUFFICIENT_PRIVILEGE
 
 SETTING = "duckdb.secret_storage_table"
+DEFAULT_SCHEMA = "public"
 DEFAULT_TABLE = "duckdb_secrets"
+TABLE_KINDS = ("r", "p")
 
 _IDENT = re.compile(r'\s*(?:"((?:[^"]|"")+)"|([A-Za-z_][A-Za-z0-9_$]*))\s*')
 
@@ -45,22 +51,37 @@ def parse_table_name(text):
     return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
 
 
-def lookup_args(setting, role_name):
-    """(schemas to try in order, table name) for the setting's value, or None when off.
-    With role_name None, an unqualified name gives schemas None: the fingerprint
-    query then searches the current role's schema, then public."""
+def lookup_args(setting):
+    """([schema], table name) for the setting's value (None: the default), or None when off."""
     value = DEFAULT_TABLE if setting is None else setting
     if not value.strip():
         return None
     schema, name = parse_table_name(value)
-    if schema:
-        return [schema], name
-    return ([role_name, "public"] if role_name is not None else None), name
+    return [schema or DEFAULT_SCHEMA], name
 
+
+# The setting as the configuration files have it (a role's SET does not count).
+ADMIN_SETTING_SQL = f"SELECT setting FROM duckdb._admin_settings() WHERE name = '{SETTING}'"
+
+
+def admin_setting(plpy, sess):
+    rows = plpy.execute(sess.plan(plpy, "table_setting", ADMIN_SETTING_SQL))
+    return rows[0]["setting"] if rows else None
+
+
+# Why a relation c found at the named place is not used, or NULL (catalog
+# reads only: no code of the relation's owner runs). {role}: the current role's oid.
+DISTRUST_SQL_EXPR = """
+CASE WHEN c.relkind NOT IN ('r', 'p') THEN 'it is not a table'
+     WHEN c.relowner <> {role} AND NOT (SELECT a.rolsuper FROM pg_catalog.pg_roles a WHERE a.oid = c.relowner)
+     THEN 'it is owned by role ' || pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(c.relowner))
+          || ', which is neither the current role nor a superuser'
+END"""
 
 # Finds the table and checks its shape; runs as the current role.
 LOOKUP_SQL = """
 SELECT c.oid::regclass::text AS qualified, c.oid,
+       """ + DISTRUST_SQL_EXPR.format(role="(SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)") + """ AS distrust,
        pg_catalog.has_table_privilege(c.oid, 'SELECT') AS can_read,
        (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
          WHERE a.attrelid = c.oid AND NOT a.attisdropped AND a.attnum > 0
@@ -78,25 +99,26 @@ SELECT c.oid::regclass::text AS qualified, c.oid,
 
 
 class TableState:
-    """The table as found for this sync: its name and a digest of the visible rows."""
+    """The table as found for this sync: its name and a digest of the visible rows.
+    ignored: why a relation at the named place is not used; superuser_owned:
+    whether its rows may name endpoints the engine may reach."""
 
-    __slots__ = ("qualified", "digest", "problem")
+    __slots__ = ("qualified", "digest", "problem", "ignored", "superuser_owned")
 
-    def __init__(self, qualified=None, digest=None, problem=None):
+    def __init__(self, qualified=None, digest=None, problem=None, ignored=None, superuser_owned=False):
         self.qualified = qualified
         self.digest = digest
         self.problem = problem
+        self.ignored = ignored
+        self.superuser_owned = superuser_owned
 
     def key(self):
-        return (self.qualified, self.digest, self.problem)
-
-
-def _quoted(qualified_oid):
-    return f"{int(qualified_oid)}::pg_catalog.regclass"
+        return (self.qualified, self.digest, self.problem, self.ignored, self.superuser_owned)
 
 
 SHAPE_SQL = """
 SELECT c.oid::regclass::text AS qualified,
+       (SELECT a.rolsuper FROM pg_catalog.pg_roles a WHERE a.oid = c.relowner) AS superuser_owned,
        (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
          WHERE a.attrelid = c.oid AND NOT a.attisdropped AND a.attnum > 0
            AND (a.attname, a.atttypid) IN (('secret_name', 'pg_catalog.varchar'::pg_catalog.regtype),
@@ -109,12 +131,17 @@ SELECT c.oid::regclass::text AS qualified,
 """
 
 
-def probe(plpy, sess, oid, can_read):
+def probe(plpy, sess, oid, can_read, distrust=None, qualified=None):
     """Where table secrets come from for this role now; a cheap digest of the rows it can see.
 
-    oid / can_read: the table the fingerprint query found and whether the role
-    may SELECT it (None: no such table, or table secrets are off)."""
-    if oid is None or not can_read:
+    oid / can_read / distrust: the relation the fingerprint query found at the
+    named place, whether the role may SELECT it, and why it may not be used
+    (None: no such relation, or table secrets are off)."""
+    if oid is None:
+        return TableState()
+    if distrust is not None:
+        return TableState(qualified, ignored=distrust)      # never selected from: no owner's code runs
+    if not can_read:
         return TableState()     # like any table this role may not read: nothing from it
     key = ("table", oid)
     cached = sess.plans.get(key)
@@ -129,14 +156,14 @@ def probe(plpy, sess, oid, can_read):
             "SELECT pg_catalog.count(*) AS n, pg_catalog.md5(pg_catalog.string_agg("
             "secret_name || ':' || pg_catalog.md5(serialized_secret), ',' ORDER BY secret_name)) AS digest "
             f"FROM {r[0]['qualified']}")
-        cached = sess.plans[key] = (r[0]["qualified"], plan)
-    qualified, plan = cached
+        cached = sess.plans[key] = (r[0]["qualified"], plan, bool(r[0]["superuser_owned"]))
+    qualified, plan, superuser_owned = cached
     try:
         d = plpy.execute(plan)[0]
     except plpy.SPIError as e:          # e.g. row_security = off under a policy, or the table changed
         sess.plans.pop(key, None)
         return TableState(qualified, problem=str(e.args[0]) if e.args else "unreadable")
-    return TableState(qualified, digest=(d["n"], d["digest"]))
+    return TableState(qualified, digest=(d["n"], d["digest"]), superuser_owned=superuser_owned)
 
 
 def read(plpy, state):
@@ -212,26 +239,31 @@ SELECT um.umoptions IS NOT NULL AS visible
 """
 
 
-def _target_table(plpy, sess, table_name, role_name):
+def _target_table(plpy, sess, table_name):
     """(qualified name, created?) of the table to write to; created in DuckDB's layout if missing."""
     if table_name is None:
-        setting = plpy.execute(f"SELECT pg_catalog.current_setting('{SETTING}', true) AS v")[0]["v"]
-        args = lookup_args(setting, role_name)
+        args = lookup_args(admin_setting(plpy, sess))
         if args is None:
             raise PgError("22023", "table secrets are turned off",
-                          hint=f"Name a table, or set {SETTING}.")
+                          hint=f"Name a table, or set {SETTING} in postgresql.conf.")
     else:
-        args = lookup_args(table_name, role_name)
+        args = lookup_args(table_name)
         if args is None:
             raise PgError("22023", "the table name must not be empty")
     schemas, name = args
     rows = plpy.execute(sess.plan(plpy, "table_lookup", LOOKUP_SQL, ["text[]", "text"]), [schemas, name])
     if rows:
+        if rows[0]["distrust"] is not None:
+            # Writing would run its defaults and triggers, which its owner wrote, as the caller.
+            raise PgError(INSUFFICIENT_PRIVILEGE,
+                          f'permission denied to write DuckDB secrets into {rows[0]["qualified"]}: '
+                          f'{rows[0]["distrust"]}',
+                          hint="Secret tables must be tables owned by the current role or by a superuser.")
         if not rows[0]["shaped"]:
             raise PgError("42804", f'table {rows[0]["qualified"]} does not have the layout of a DuckDB secret table',
                           detail="It needs secret_name varchar, secret_type varchar and serialized_secret bytea.")
         return rows[0]["qualified"], False
-    # Create it where DuckDB's own connection would: the first schema that exists.
+    # Create it at the named place (its schema must exist).
     have = plpy.execute(plpy.prepare(
         "SELECT n.nspname::text AS s FROM pg_catalog.pg_namespace n WHERE n.nspname = ANY($1) "
         "ORDER BY pg_catalog.array_position($1, n.nspname::text) LIMIT 1", ["text[]"]), [schemas])
@@ -243,7 +275,7 @@ def _target_table(plpy, sess, table_name, role_name):
     return qualified, True
 
 
-def store(plpy, sess, server_name, table_name, include_sensitive, role_name, spec):
+def store(plpy, sess, server_name, table_name, include_sensitive, spec):
     """Write the server's secret (spec, as the current role would use it) into the table."""
     sensitive = sorted(k for k in spec["params"] if k in catalog.SENSITIVE)
     if sensitive and not include_sensitive:
@@ -261,7 +293,7 @@ def store(plpy, sess, server_name, table_name, include_sensitive, role_name, spe
                           detail="The user mapping that holds them is not readable by the current role.",
                           hint="Only the roles that may read a user mapping's options (see pg_user_mappings) "
                                "may store them in a table.")
-    qualified, _ = _target_table(plpy, sess, table_name, role_name)
+    qualified, _ = _target_table(plpy, sess, table_name)
     stype = catalog.TYPES[spec["type"]]
     params = {k: (str(v) if isinstance(v, int) and not isinstance(v, bool) else v)
               for k, v in spec["params"].items()}

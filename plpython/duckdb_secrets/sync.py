@@ -19,29 +19,32 @@ from .engine import Engine, Profile, parse_engine_settings, secret_sql, quote_id
 from .errors import PgError, MissingMapping, Scrubber, NO_SCRUB, from_duckdb, INSUFFICIENT_PRIVILEGE
 
 FINGERPRINT_SQL = """
-SELECT f.*, pg_catalog.has_table_privilege(f.tbl_oid, 'SELECT') AS tbl_read FROM (
-SELECT g.n, g.xmin::text AS gx, r.oid AS role, pg_catalog.statement_timestamp()::text AS st, r.rolname::text AS rolname, r.rolsuper,
+SELECT f.*, pg_catalog.has_table_privilege(f.tbl_oid, 'SELECT') AS tbl_read,
+       (SELECT c.oid::regclass::text FROM pg_catalog.pg_class c WHERE c.oid = f.tbl_oid) AS tbl_name,
+       (SELECT """ + storage.DISTRUST_SQL_EXPR.format(role="f.role") + """
+          FROM pg_catalog.pg_class c WHERE c.oid = f.tbl_oid) AS tbl_distrust FROM (
+SELECT g.n, g.xmin::text AS gx, r.oid AS role, pg_catalog.statement_timestamp()::text AS st,
+       r.rolname::text AS rolname, r.rolsuper,
        pg_catalog.pg_has_role(r.oid, 'pg_read_server_files', 'USAGE') AS rd,
        pg_catalog.pg_has_role(r.oid, 'pg_write_server_files', 'USAGE') AS wr,
        pg_catalog.current_setting('duckdb.memory_limit', true) AS mem,
        pg_catalog.current_setting('duckdb.threads', true) AS thr,
        pg_catalog.current_setting('duckdb.secret_storage_table', true) AS tbl,
        pg_catalog.current_setting('duckdb.attach_lock_timeout', true) AS alt,
-       -- the duckdb_secrets table, as the last seen duckdb.secret_storage_table names it
-       -- ($1 schemas or NULL for the role's own then public, $2 table name)
+       -- the relation at the place the administrator named ($1 schema, $2 name)
        (SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-         WHERE c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
-           AND n.nspname = ANY (coalesce($1, ARRAY[pg_catalog.current_user()::text, 'public']))
-         ORDER BY pg_catalog.array_position(coalesce($1, ARRAY[pg_catalog.current_user()::text, 'public']),
-                                            n.nspname::text)
-         LIMIT 1) AS tbl_oid,
+         WHERE c.relname = $2 AND n.nspname = ANY ($1)) AS tbl_oid,
        (SELECT pg_catalog.md5(coalesce(pg_catalog.string_agg(m.roleid::text || ':' || m.member::text,
                                                              ',' ORDER BY m.roleid, m.member), ''))
           FROM pg_catalog.pg_auth_members m) AS am,
+       (SELECT pg_catalog.md5(coalesce(pg_catalog.string_agg(s.oid::text || ':' || s.srvowner::text || ':'
+                                                             || a.rolsuper::text, ',' ORDER BY s.oid), ''))
+          FROM pg_catalog.pg_foreign_server s JOIN pg_catalog.pg_roles a ON a.oid = s.srvowner) AS owners,
        pg_catalog.has_function_privilege('duckdb.query(text)', 'EXECUTE') AS can_query,
        pg_catalog.has_function_privilege('duckdb.raw_query(text)', 'EXECUTE') AS can_raw,
        concat_ws(';', pg_catalog.current_setting('duckdb.allowed_url_prefixes', true),
                  pg_catalog.current_setting('duckdb.engine_settings', true),
+                 pg_catalog.current_setting('duckdb.trusted_server_owners', true),
                  pg_catalog.current_setting('duckdb.aws_config_file', true),
                  pg_catalog.current_setting('duckdb.aws_shared_credentials_file', true),
                  pg_catalog.current_setting('duckdb.aws_assume_role_duration', true),
@@ -70,7 +73,7 @@ SELECT s.oid, s.srvname::text AS srvname, s.srvtype, s.srvoptions,
  ORDER BY s.srvname
 """
 
-CONF_SETTINGS = ["duckdb.allowed_url_prefixes", "duckdb.engine_settings", "duckdb.aws_config_file",
+CONF_SETTINGS = ["duckdb.allowed_url_prefixes", "duckdb.engine_settings", "duckdb.trusted_server_owners", "duckdb.aws_config_file",
                  "duckdb.aws_shared_credentials_file", "duckdb.aws_assume_role_duration", "duckdb.aws_refresh_margin", "duckdb.rds_token_max_age"]
 # Only what an administrator wrote in the configuration files counts (see
 # duckdb._admin_settings): a file path a role could SET would let it run a
@@ -78,6 +81,19 @@ CONF_SETTINGS = ["duckdb.allowed_url_prefixes", "duckdb.engine_settings", "duckd
 CONF_SQL = "SELECT name, setting FROM duckdb._admin_settings() WHERE name = ANY($1)"
 
 CALLER_KEY = "duckdb_secrets.caller"
+
+# Whose servers count as an administrator's: owned by a superuser, or by a role
+# the configuration files list in duckdb.trusted_server_owners. Public catalog
+# data; runs as the current role.
+TRUST_SQL = """
+SELECT s.oid, (a.rolsuper OR a.rolname::text = ANY ($1)) AS trusted
+  FROM pg_catalog.pg_foreign_server s JOIN pg_catalog.pg_roles a ON a.oid = s.srvowner
+  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'duckdb'
+"""
+
+
+def trusted_owners(conf):
+    return [n.strip() for n in (conf.get("duckdb.trusted_server_owners") or "").split(",") if n.strip()]
 
 
 class Session:
@@ -100,8 +116,8 @@ class Session:
         self.specs = {}           # (server, type, options, mapping) -> validated spec
         self.digests = {}         # id(spec) -> (spec, digest), from the last sync
         self.origins = {}         # engine secret name -> 'server', a table's name, or 'default'
-        # (duckdb.secret_storage_table as last seen, schemas to search or None, table name or None)
-        self.table_args = (None, None, storage.DEFAULT_TABLE)
+        # (duckdb.secret_storage_table as last seen, [schema] or None, table name or None)
+        self.table_args = (None, [storage.DEFAULT_SCHEMA], storage.DEFAULT_TABLE)
 
     def plan(self, plpy, key, sql, types=()):
         p = self.plans.get(key)
@@ -272,9 +288,10 @@ _ENDPOINT_SETTINGS = {"s3_endpoint": "s3_use_ssl"}
 
 def reach_of(specs, prefixes, conf):
     """What a non-superuser's engine may contact: its secrets' endpoints (or
-    their types' standard hosts), the hosts of duckdb.allowed_url_prefixes, and
-    endpoints the administrator set in duckdb.engine_settings."""
-    rules = [rule for spec in specs for rule in catalog.reach(spec)]
+    their types' standard hosts; only the latter for secrets an administrator
+    did not define), the hosts of duckdb.allowed_url_prefixes, and endpoints
+    the administrator set in duckdb.engine_settings. specs: [(spec, trusted)]."""
+    rules = [rule for spec, trusted in specs for rule in catalog.reach(spec, trusted)]
     for prefix in prefixes:
         hp = egress.url_hostport(prefix)
         if hp is not None:
@@ -303,8 +320,9 @@ def ensure(plpy, GD, require=None):
     plan = sess.plan(plpy, "fingerprint", FINGERPRINT_SQL, ["text[]", "text"])
     rows = plpy.execute(plan, list(sess.table_args[1:]))
     if rows and rows[0]["tbl"] != sess.table_args[0]:
-        # duckdb.secret_storage_table changed: look the table up by its new value.
-        args = storage.lookup_args(rows[0]["tbl"], None)
+        # duckdb.secret_storage_table may have changed: the configuration files'
+        # value names the table (a role's own SET does not count).
+        args = storage.lookup_args(storage.admin_setting(plpy, sess))
         sess.table_args = (rows[0]["tbl"],) + (args if args is not None else (None, None))
         rows = plpy.execute(plan, list(sess.table_args[1:]))
     if not rows:
@@ -318,9 +336,10 @@ def ensure(plpy, GD, require=None):
     if require is not None and not may_run[require]:
         raise PgError(INSUFFICIENT_PRIVILEGE, f"permission denied for function {require}",
                       hint=f"An administrator can GRANT EXECUTE ON FUNCTION duckdb.{require}(text) TO the role.")
-    table = storage.probe(plpy, sess, r["tbl_oid"] if sess.table_args[2] else None, r["tbl_read"])
+    table = storage.probe(plpy, sess, r["tbl_oid"] if sess.table_args[2] else None, r["tbl_read"],
+                          r["tbl_distrust"], r["tbl_name"])
     fp = (r["n"], r["gx"], r["role"], r["rolsuper"], r["rd"], r["wr"], r["mem"], r["thr"], r["am"], r["conf"],
-          r["alt"], table.key())
+          r["alt"], r["owners"], table.key())
     now = _now()
     if (sess.engine is not None and fp == sess.fingerprint and sess.engine.usable()
             and (sess.refresh_at is None or now < sess.refresh_at)):
@@ -330,8 +349,14 @@ def ensure(plpy, GD, require=None):
         sess.plan(plpy, "conf", CONF_SQL, ["text[]"]), [CONF_SETTINGS])}
     settings = aws.Settings.from_conf(conf)
     settings.lock_timeout = lock_timeout(r["alt"])
-    desired, specs, origins = {}, {}, {}
+    desired, specs, origins, trusted = {}, {}, {}, {}
+    trust = {t["oid"]: t["trusted"] for t in plpy.execute(
+        sess.plan(plpy, "trust", TRUST_SQL, ["text[]"]), [trusted_owners(conf)])}
     for row in _fetch_role_secrets(plpy, GD, sess, r["role"]):
+        if r["rolsuper"] and not trust.get(row["oid"]):
+            # A less privileged owner must not steer a superuser's engine (the
+            # longest scope wins): superusers take administrators' servers only.
+            continue
         key = (row["srvname"], row["srvtype"], tuple(row["srvoptions"] or ()), tuple(row["umoptions"] or ()))
         try:
             spec = sess.specs.get(key)          # validated before, unchanged since
@@ -351,8 +376,11 @@ def ensure(plpy, GD, require=None):
             continue            # database connections from the server: superusers only
         desired[validation.engine_name(row["srvname"])] = (row["srvname"], spec)
         origins[validation.engine_name(row["srvname"])] = "server"
+        trusted[validation.engine_name(row["srvname"])] = bool(trust.get(row["oid"]))
     sess.specs = specs
 
+    if table.ignored is not None:
+        plpy.warning(f"ignoring {table.qualified} for DuckDB secrets: {table.ignored}")
     if table.problem == "shape":
         plpy.warning(f"ignoring table {table.qualified} for DuckDB secrets: it does not have the layout "
                      "of a DuckDB secret table (secret_name, secret_type, serialized_secret bytea)")
@@ -380,6 +408,7 @@ def ensure(plpy, GD, require=None):
             continue
         desired[name] = (name, spec)
         origins[name] = table.qualified
+        trusted[name] = table.superuser_owned     # its endpoints count only in a superuser's table
     if (r["rolsuper"] and "__default_postgres" not in desired
             and any(spec["type"] == "postgres" for _, spec in desired.values())):
         # ATTACHes without SECRET get the lock timeout too (options only; the
@@ -408,13 +437,15 @@ def ensure(plpy, GD, require=None):
     sess.digests = digests.current
 
     prefixes = [p.strip() for p in (conf.get("duckdb.allowed_url_prefixes") or "").split(",") if p.strip()]
-    # Only servers (made by administrators) open http(s) prefixes, never table rows.
+    # Only administrators' servers open http(s) prefixes: never table rows,
+    # never servers of other owners (that would get around the configuration files).
     prefixes += [p for name, (_, _, spec, _) in exported.items() if spec["type"] == "http"
-                 and origins.get(name) == "server"
+                 and origins.get(name) == "server" and trusted.get(name)
                  for p in spec["scope"] or () if p.startswith(("http://", "https://"))]
     profile = Profile(r["role"], r["rolsuper"], r["rd"], r["wr"], r["mem"], r["thr"], prefixes,
                       conf.get("duckdb.engine_settings"),
-                      reach_of([out for _, _, _, out in exported.values()], prefixes, conf))
+                      reach_of([(out, trusted.get(name, False)) for name, (_, _, _, out) in exported.items()],
+                               prefixes, conf))
     needed = set(catalog.extensions_for(out for _, _, _, out in exported.values()))
     if (sess.engine is None or sess.engine.profile.key() != profile.key()
             or not needed <= sess.engine.extensions or not sess.engine.usable()):
