@@ -27,16 +27,14 @@ SELECT secret_name, secret_type, length(serialized_secret) > 100 AS has_blob FRO
 DROP SERVER lake CASCADE;
 SELECT name, server, origin, type, scope, secret_string FROM duckdb.secrets() ORDER BY name;
 
--- The setting names the table; '' turns table secrets off.
+-- Only the configuration files name the table (default public.duckdb_secrets):
+-- a role's SET changes nothing, since a table at a place the role chose would
+-- run its owner's code in the session.
 SET duckdb.secret_storage_table = '';
-SELECT name, origin FROM duckdb.secrets() ORDER BY name;
-SET duckdb.secret_storage_table = 'public."duckdb_secrets"';
 SELECT name, origin FROM duckdb.secrets() ORDER BY name;
 SET duckdb.secret_storage_table = 'a.b.c';
 SELECT name, origin FROM duckdb.secrets() ORDER BY name;
--- (A placeholder setting cannot tell RESET from ''; name the table again, or
--- set it in postgresql.conf so that RESET returns to that value.)
-SET duckdb.secret_storage_table = 'duckdb_secrets';
+RESET duckdb.secret_storage_table;
 
 -- A damaged row is skipped with a warning; the others still load.
 INSERT INTO duckdb_secrets VALUES ('broken', 's3', '\x640002'::bytea);
