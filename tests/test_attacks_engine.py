@@ -616,3 +616,69 @@ def test_an_administrator_may_trust_an_owner_in_the_configuration_files(db, worl
         assert q(bob, f"SELECT * FROM read_text('http://127.0.0.1:{counter.port}/internal/x')",
                  "f text, c text, s bigint, m timestamptz") and counter.hits
         assert "web" in [r[0] for r in db.connect().execute("SELECT name FROM duckdb.secrets()")]
+
+
+# --- 8. found by a red team that saw only README.md and docs/security.md ------------
+
+DEEP = 200000
+
+
+def test_deeply_nested_json_does_not_crash_the_backend(db, world, s3, cluster):
+    """DuckDB recurses on nested JSON without a limit: a 200,000-deep value
+    overflowed the backend's own stack (SIGSEGV, every session reset). Calls
+    run on a thread with a large stack."""
+    postmaster = cluster.pid
+    s3.put("deep/deep.json", ("[" * DEEP + "]" * DEEP + "\n").encode())
+    alice = db.connect(world["alice"])
+    for conn in (alice, db.conn):
+        for text in [f"SELECT json_structure(repeat('[', {DEEP}) || repeat(']', {DEEP}))::VARCHAR",
+                     f"SELECT json_contains(repeat('[', {DEEP}) || repeat(']', {DEEP}), '1')::VARCHAR",
+                     "SELECT count(*)::VARCHAR FROM read_json('s3://bucket/deep/deep.json')"]:
+            try:
+                q(conn, text)
+            except psycopg.Error as e:
+                assert not conn.broken, f"the backend died: {text}"
+                assert_clean_error(e, CANARY)
+    assert cluster.pid == postmaster and alice.execute(READ).fetchone() == (10,)
+
+
+@pytest.mark.parametrize("text", [
+    "SELECT * FROM query('SELECT * FROM duckdb_'\n'secrets()')",
+    "SELECT * FROM query('SELECT 1'\n' FROM enable_logging(''HTTP'')')",
+    "CREATE MACRO s() AS TABLE FROM query('FROM duckdb_'\n'secrets()')",
+    "ATTACH ':mem'\n'ory:' AS m",
+])
+def test_adjacent_literals_are_not_a_way_around_the_check(db, world, text):
+    refused(db.connect(world["carol"]), text)
+
+
+def test_a_table_rows_proxy_is_not_a_way_around_the_egress_proxy(db, world, counter):
+    """A row with http_proxy would send requests straight to that proxy."""
+    from test_table_storage import client
+    client(db, f"CREATE SECRET evil_http IN postgres_p (TYPE http, HTTP_PROXY '127.0.0.1:{counter.port}', "
+               "SCOPE 's3://evil')",
+           f"CREATE SECRET evil_s3 IN postgres_p (TYPE s3, KEY_ID 'k', SECRET 's', "
+           f"HTTP_PROXY '127.0.0.1:{counter.port}', SCOPE 's3://evil2')")
+    db.conn.execute(f'GRANT SELECT ON duckdb_secrets TO "{world["bob"]}"')
+    bob = db.connect(world["bob"])
+    notices = []
+    bob.add_notice_handler(lambda d: notices.append(d.message_primary))
+    for url in ("s3://evil/x.csv", "s3://evil2/x.csv"):
+        with pytest.raises(psycopg.Error):
+            q(bob, f"SELECT count(*)::VARCHAR FROM read_csv('{url}')")
+    assert counter.hits == []
+    assert sum("proxy options" in n for n in notices) == 2, notices
+    assert "evil_http" not in [r[0] for r in db.conn.execute("SELECT name FROM duckdb.secrets()")]
+
+
+def test_a_lesser_owners_proxy_is_not_a_way_around_the_egress_proxy(db, world, lesser_admin, counter):
+    name, admin = lesser_admin
+    admin.execute(f"CREATE SERVER sneaky TYPE 's3' FOREIGN DATA WRAPPER duckdb OPTIONS (scope 's3://sneaky', "
+                  f"http_proxy '127.0.0.1:{counter.port}')")
+    admin.execute("CREATE USER MAPPING FOR PUBLIC SERVER sneaky OPTIONS (key_id 'k', secret 's')")
+    admin.execute(f'GRANT USAGE ON FOREIGN SERVER sneaky TO "{world["bob"]}"')
+    for conn in (admin, db.connect(world["bob"])):
+        assert "sneaky" not in [r[0] for r in conn.execute("SELECT name FROM duckdb.secrets()")]
+        with pytest.raises(psycopg.Error):
+            q(conn, "SELECT count(*)::VARCHAR FROM read_csv('s3://sneaky/x.csv')")
+    assert counter.hits == []

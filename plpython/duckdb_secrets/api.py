@@ -118,7 +118,7 @@ def query_start(plpy, GD, sql):
     sess = _engine_for(plpy, GD, "query", sql)
     sess.pending = None
     import duckdb
-    coldef, sess.pending = query.start(duckdb, sess.engine, sql, sess.cell_scrub, sess.caller)
+    coldef, sess.pending = query.start(plpy, duckdb, sess.engine, sql, sess.cell_scrub, sess.caller, sess.deadline)
     if coldef is None:
         return _value(None)
     return _value(coldef) + [query.fetch_sql(sess.pending.pg_types)]
@@ -164,11 +164,8 @@ def query_end(plpy, GD):
 def raw_query(plpy, GD, sql):
     sess = _engine_for(plpy, GD, "raw_query", sql)
     import duckdb
-    result = query.execute(duckdb, sess.engine, sql)
-    try:
-        text = query.render(result)
-    except duckdb.Error as e:
-        raise sess.engine.error(e) from None
+    result = query.execute(plpy, duckdb, sess.engine, sql, sess.deadline)
+    text = sess.engine.call(plpy, sess.deadline, query.render, result)
     plpy.notice("\n" + sess.scrub(text))
     return None
 

@@ -28,6 +28,11 @@ SENSITIVE = frozenset({
 # cells of non-superusers' queries are scrubbed of their values.
 DUCKDB_SHOWS = frozenset({"http_proxy_password", "scram_client_key", "scram_server_key"})
 
+# Options that send a secret's requests through a proxy of its own, around the
+# engine's egress proxy: only in secrets an administrator defined.
+PROXY_OPTIONS = frozenset({"http_proxy", "http_proxy_username", "http_proxy_password",
+                           "proxy_user_name", "proxy_password"})
+
 # Types whose secrets open database connections from the server process: a
 # non-superuser could point them at this very cluster and authenticate as the
 # server's OS user. Exported to superusers' engines only.

@@ -4,6 +4,7 @@ that create servers and user mappings for the user.
 
 import os
 from . import aws, catalog, validation
+from . import interrupts
 from .engine import Scratch
 from .errors import (PgError, MissingMapping, Scrubber, from_duckdb, FDW_ERROR, NULL_VALUE_NOT_ALLOWED,
                      INVALID_PARAMETER_VALUE, INSUFFICIENT_PRIVILEGE, UNDEFINED_OBJECT, DUPLICATE_OBJECT,
@@ -33,14 +34,23 @@ SELECT s.srvname::text AS srvname FROM pg_catalog.pg_foreign_server s
 """
 
 
-def _dry_run(sess, name, spec, scrub):
+DEADLINE_SQL = ("SELECT pg_catalog.date_part('epoch', pg_catalog.statement_timestamp()) AS st_epoch, "
+                "pg_catalog.current_setting('statement_timeout') AS stmt_timeout")
+
+
+def _dry_run(plpy, sess, name, spec, scrub):
     if sess.scratch is None:
         sess.scratch = Scratch()
+    t = plpy.execute(sess.plan(plpy, "deadline", DEADLINE_SQL))[0]
+    guard = interrupts.Guard(sess.scratch.con, interrupts.deadline(t["st_epoch"], t["stmt_timeout"]),
+                             interrupts.Sockets())
     try:
-        sess.scratch.dry_run(name, spec)
+        guard.run(sess.scratch.dry_run, name, spec)
     except PgError:
         raise
     except Exception as e:   # duckdb.Error
+        if guard.fired:
+            raise interrupts.raise_pending(plpy, guard.fired) from None
         err = from_duckdb(e)
         raise PgError(FDW_ERROR, f'DuckDB does not accept the secret for server "{validation.shown(name)}"',
                       detail=scrub(err.message), hint="Check the option values against docs/secret-types.md.")
@@ -91,7 +101,7 @@ def check_server(plpy, sess, srv, umid=None):
                 if umoptions is None:
                     continue        # the server alone; its mappings bring the rest
                 raise
-            _dry_run(sess, validation.engine_name(name), spec, scrub_all)
+            _dry_run(plpy, sess, validation.engine_name(name), spec, scrub_all)
             _check_aws(plpy, sess, name, spec)
         except PgError as e:
             e.message, e.detail, e.hint = (scrub_secrets(e.message), scrub_secrets(e.detail),

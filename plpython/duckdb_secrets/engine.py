@@ -13,8 +13,9 @@ file system at all.
 import importlib.util
 import os
 import re
+import shutil
 
-from . import catalog, egress
+from . import catalog, egress, interrupts
 from .errors import PgError, from_duckdb, INSUFFICIENT_PRIVILEGE, OBJECT_NOT_IN_PREREQUISITE_STATE
 
 # DuckDB extension name -> Python package (wheel) that carries its binary.
@@ -36,6 +37,37 @@ NO_SECRET_DIRECTORY = os.path.join(os.path.dirname(os.path.dirname(os.path.dirna
 
 DEFAULT_MEMORY_LIMIT = "1GB"
 DEFAULT_THREADS = 1
+# The administrator's caps (configuration files only; a role's SET, and a
+# superuser's, may lower the engine's settings, never exceed these).
+DEFAULT_MAX_MEMORY_LIMIT = "1GB"
+DEFAULT_MAX_THREADS = 1
+DEFAULT_MAX_SPILL = "1GB"
+CAP_SETTINGS = ("duckdb.max_memory_limit", "duckdb.max_threads", "duckdb.max_temp_directory_size")
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib|tb|tib)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kb": 1000, "kib": 1024, "mb": 1000 ** 2, "mib": 1024 ** 2, "gb": 1000 ** 3,
+               "gib": 1024 ** 3, "tb": 1000 ** 4, "tib": 1024 ** 4}
+
+
+def parse_size(value, setting):
+    """'1GB', '512MiB', '1000000' (bytes) -> bytes; 22023 naming the setting otherwise."""
+    m = _SIZE.match(str(value))
+    if not m or float(m.group(1)) <= 0:
+        raise PgError("22023", f'invalid value for parameter "{setting}": "{str(value)[:40]}"',
+                      hint="Use a size such as 512MB or 2GB.")
+    # DuckDB reads 'GB' as 1000^3 bytes and 'GiB' as 1024^3, as here.
+    return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()])
+
+
+def capped_memory(requested, cap):
+    limit = parse_size(cap or DEFAULT_MAX_MEMORY_LIMIT, "duckdb.max_memory_limit")
+    want = parse_size(requested, "duckdb.memory_limit") if requested else limit
+    return f"{max(min(want, limit) // 1024, 1)}KiB"
+
+
+def capped_threads(requested, cap):
+    limit = _threads(cap or DEFAULT_MAX_THREADS, "duckdb.max_threads")
+    return min(_threads(requested or DEFAULT_THREADS), limit)
 
 
 _quiet = False
@@ -98,16 +130,19 @@ class Profile:
     """What decides an engine's configuration; a change means a new engine."""
 
     __slots__ = ("role", "superuser", "read_files", "write_files", "memory_limit", "threads", "prefixes",
-                 "engine_settings", "reach")
+                 "engine_settings", "reach", "max_spill")
 
     def __init__(self, role, superuser, read_files, write_files, memory_limit, threads, prefixes=(),
-                 engine_settings="", reach=()):
+                 engine_settings="", reach=(), caps=None):
         self.role = role
         self.superuser = bool(superuser)
         self.read_files = bool(read_files)
         self.write_files = bool(write_files)
-        self.memory_limit = memory_limit or DEFAULT_MEMORY_LIMIT
-        self.threads = threads or DEFAULT_THREADS
+        caps = caps or {}
+        self.memory_limit = capped_memory(memory_limit or DEFAULT_MEMORY_LIMIT, caps.get("duckdb.max_memory_limit"))
+        self.threads = capped_threads(threads, caps.get("duckdb.max_threads"))
+        spill = caps.get("duckdb.max_temp_directory_size") or DEFAULT_MAX_SPILL
+        self.max_spill = f'{parse_size(spill, "duckdb.max_temp_directory_size") // 1024}KiB'
         self.prefixes = tuple(sorted(set(prefixes)))
         self.engine_settings = engine_settings or ""
         # (host or '.domain', port) a non-superuser's engine may contact
@@ -145,15 +180,13 @@ def parse_engine_settings(text):
     return out
 
 
-def _threads(value):
+def _threads(value, setting="duckdb.threads"):
     try:
         n = int(str(value).strip())
     except ValueError:
-        raise PgError("22023", 'invalid value for parameter "duckdb.threads"',
-                      hint="Use a positive integer.") from None
+        n = 0
     if n < 1:
-        raise PgError("22023", 'invalid value for parameter "duckdb.threads"',
-                      hint="Use a positive integer.")
+        raise PgError("22023", f'invalid value for parameter "{setting}"', hint="Use a positive integer.")
     return n
 
 
@@ -163,19 +196,82 @@ def _threads(value):
 ENVIRONMENT_CREDENTIALS = ("s3_access_key_id", "s3_secret_access_key", "s3_session_token")
 
 
+# Spill files live where PostgreSQL keeps its own temporary files (base backups
+# skip pgsql_tmp; PostgreSQL removes pgsql_tmp* entries when it restarts), one
+# directory per backend, removed with the engine and when the backend exits.
+SPILL_PARENT = os.path.join("base", "pgsql_tmp")
+_SPILL_NAME = re.compile(r"^pgsql_tmp(\d+)\.duckdb$")
+_exit_hook = None
+
+
+def spill_directory():
+    """This backend's spill directory (absolute; the backend runs in the data
+    directory), after removing those of backends that are gone."""
+    parent = os.path.abspath(SPILL_PARENT)
+    os.makedirs(parent, mode=0o700, exist_ok=True)
+    for name in os.listdir(parent):
+        m = _SPILL_NAME.match(name)
+        if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+    path = os.path.join(parent, f"pgsql_tmp{os.getpid()}.duckdb")
+    _remove_at_exit(path)
+    return path
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _remove_at_exit(path):
+    """PostgreSQL's on_proc_exit: PL/Python never finalizes Python, so nothing
+    else runs when the backend exits."""
+    global _exit_hook
+    if _exit_hook is not None:
+        return
+    import ctypes
+
+    def remove(code, arg):
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+        except BaseException:   # noqa: BLE001 - never raise into PostgreSQL's exit path
+            pass
+    hook = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_size_t)(remove)
+    try:
+        ctypes.CDLL(None).on_proc_exit(hook, ctypes.c_size_t(0))
+    except (AttributeError, OSError):
+        return
+    _exit_hook = hook           # kept alive for the backend's lifetime
+
+
 class Engine:
-    def __init__(self, profile, extensions=()):
+    def __init__(self, profile, extensions=(), deadline=None):
         duckdb = _duckdb()
         self.profile = profile
         self.extensions = set()
         self.proxy = None
+        self.con = None
+        self.spill = None
+        self.sockets = interrupts.Sockets()
+        interrupts.large_thread_stacks()
+        spill = spill_directory() if profile.local_files else None
+        # DuckDB's worker threads start with the connection: inside the guard,
+        # so they never take PostgreSQL's signals.
+        interrupts.Guard(None).run(self._start, duckdb, profile, extensions, spill)
+
+    def _start(self, duckdb, profile, extensions, spill):
         config = {
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
             "allow_community_extensions": False,
             "allow_persistent_secrets": profile.superuser,
             "memory_limit": profile.memory_limit,
-            "threads": _threads(profile.threads),
+            "threads": profile.threads,
         }
         config["secret_directory"] = NO_SECRET_DIRECTORY
         try:
@@ -194,6 +290,10 @@ class Engine:
             if "postgres_scanner" in self.extensions:
                 # No background thread that would outlive the backend (see above).
                 self.con.execute("SET pg_pool_enable_reaper_thread = false")
+            # DuckDB sleeps between HTTP retries and no interrupt shortens a
+            # sleep: shorter first waits (50, 200, 800 ms) let a cancel of work
+            # blocked on a stalled server take effect within half a second.
+            self.con.execute("SET http_retry_wait_ms = 50")
             # The administrator's settings (from the configuration files only),
             # e.g. s3_endpoint for reads that no secret covers.
             for name, value in parse_engine_settings(profile.engine_settings):
@@ -201,6 +301,14 @@ class Engine:
                     self.con.execute(f"SET {name} = '{value.replace(chr(39), chr(39) * 2)}'")
                 except _duckdb().Error as e:
                     raise from_duckdb(e, "duckdb.engine_settings") from None
+            if spill is not None:
+                self.spill = spill
+                self.con.execute(f"SET temp_directory = '{self.spill}'")
+                self.con.execute(f"SET max_temp_directory_size = '{profile.max_spill}'")
+            else:
+                # No file system: no spilling, and no path of the data
+                # directory in allowed_directories.
+                self.con.execute("SET temp_directory = ''")
             if not profile.superuser:
                 # Every request leaves through the egress proxy (see egress.py).
                 # curl (httpfs's client) skips any proxy for hosts in NO_PROXY.
@@ -210,9 +318,6 @@ class Engine:
                 self.con.execute(f"SET http_proxy = '{self.proxy.address}'")
                 if "azure" in self.extensions:      # azure has a proxy setting of its own
                     self.con.execute(f"SET azure_http_proxy = '{self.proxy.address}'")
-                # No spilling without a file system; and no path of the data
-                # directory in allowed_directories.
-                self.con.execute("SET temp_directory = ''")
                 listed = ", ".join("'" + p.replace("'", "''") + "'" for p in profile.allowed(self.extensions))
                 self.con.execute(f"SET allowed_directories = [{listed}]")
                 self.con.execute("SET enable_external_access = false")
@@ -243,6 +348,19 @@ class Engine:
                                 "in duckdb.allowed_url_prefixes in postgresql.conf.")
         return from_duckdb(exc, context)
 
+    def guard(self, deadline=None):
+        return interrupts.Guard(self.con, deadline, self.sockets)
+
+    def call(self, plpy, deadline, fn, *args):
+        """fn(*args) -- a DuckDB call -- stoppable by PostgreSQL; errors as PgErrors."""
+        guard = self.guard(deadline)
+        try:
+            return guard.run(fn, *args)
+        except _duckdb().Error as e:
+            if guard.fired:
+                raise interrupts.raise_pending(plpy, guard.fired) from None
+            raise self.error(e) from None
+
     def adapt(self, spec):
         """The spec as this engine creates it: for types whose extension ignores
         http_proxy, the egress proxy in the secret itself (unless the
@@ -269,6 +387,9 @@ class Engine:
         proxy, self.proxy = getattr(self, "proxy", None), None
         if proxy is not None:
             proxy.close()
+        spill, self.spill = getattr(self, "spill", None), None
+        if spill is not None:
+            shutil.rmtree(spill, ignore_errors=True)
 
 
 def secret_sql(name, spec):

@@ -10,7 +10,7 @@ import json
 import re
 
 from . import statements
-from .errors import from_duckdb
+from .errors import PgError, from_duckdb
 
 # DuckDB type -> PostgreSQL type for the result column list.
 _SCALAR = {
@@ -86,13 +86,14 @@ def _chain(conv, scrub):
 class Pending:
     """A DuckDB result waiting to be fetched by duckdb._query_rows()."""
 
-    def __init__(self, result, converters, pg_types, cell_scrub=None, owner=None, translate=from_duckdb):
+    def __init__(self, result, converters, pg_types, cell_scrub=None, owner=None, fetch=None):
         self.result = result
         self.pg_types = pg_types
         self.converters = converters
         self.error = None
         self.owner = owner          # (role, statement): only that role, in that statement, fetches it
-        self.translate = translate
+        # fetch(n): the next n rows, as a DuckDB call PostgreSQL can stop (Engine.call)
+        self.fetch = fetch or result.fetchmany
         if cell_scrub is not None:
             # Text cells may carry a secret DuckDB shows in clear (duckdb_secrets()).
             self.converters = [_chain(c, cell_scrub) if pg in ("text", "json", "jsonb") else c
@@ -102,7 +103,7 @@ class Pending:
         conv = [(i, c) for i, c in enumerate(self.converters) if c is not None]
         try:
             while True:
-                chunk = self.result.fetchmany(batch)
+                chunk = self.fetch(batch)
                 if not chunk:
                     return
                 if conv:
@@ -113,8 +114,8 @@ class Pending:
                         yield row
                 else:
                     yield from chunk
-        except Exception as e:  # duckdb.Error while streaming; raised by _query_end
-            self.error = self.translate(e)
+        except Exception as e:  # noqa: BLE001 - raised by _query_end, never to PL/Python
+            self.error = e if isinstance(e, PgError) else from_duckdb(e)
 
     def chunks(self, batch=50000):
         """The bulk path: one row per chunk, one array per column (unnested in SQL).
@@ -122,7 +123,7 @@ class Pending:
         as rows (measured: 1M rows in 1.75 s instead of 2.9 s)."""
         try:
             while True:
-                chunk = self.result.fetchmany(batch)
+                chunk = self.fetch(batch)
                 if not chunk:
                     return
                 cols = []
@@ -130,8 +131,8 @@ class Pending:
                     c = self.converters[i]
                     cols.append([c(v) for v in col] if c is not None else list(col))
                 yield cols
-        except Exception as e:  # duckdb.Error while streaming; raised by _query_end
-            self.error = self.translate(e)
+        except Exception as e:  # noqa: BLE001 - raised by _query_end, never to PL/Python
+            self.error = e if isinstance(e, PgError) else from_duckdb(e)
 
 
 def fetch_sql(pg_types):
@@ -146,19 +147,16 @@ def fetch_sql(pg_types):
             f"CROSS JOIN LATERAL unnest({unnest}) AS u({names})")
 
 
-def execute(duckdb, engine, sql):
+def execute(plpy, duckdb, engine, sql, deadline=None):
     """Check what the role may run, then run it; DuckDB errors become PgErrors."""
     statements.check(duckdb, engine.con, sql, engine.profile.superuser)
     engine.forget_refusals()
-    try:
-        return engine.con.execute(sql)
-    except duckdb.Error as e:
-        raise engine.error(e) from None
+    return engine.call(plpy, deadline, engine.con.execute, sql)
 
 
-def start(duckdb, engine, sql, cell_scrub=None, owner=None):
+def start(plpy, duckdb, engine, sql, cell_scrub=None, owner=None, deadline=None):
     """Run sql; return (coldef text or None, Pending or None)."""
-    result = execute(duckdb, engine, sql)
+    result = execute(plpy, duckdb, engine, sql, deadline)
     desc = result.description
     if not desc:
         return None, None
@@ -168,7 +166,8 @@ def start(duckdb, engine, sql, cell_scrub=None, owner=None):
         cols.append(f"c{i + 1} {pg}")
         converters.append(conv)
         pg_types.append(pg)
-    return ", ".join(cols), Pending(result, converters, pg_types, cell_scrub, owner, engine.error)
+    return ", ".join(cols), Pending(result, converters, pg_types, cell_scrub, owner,
+                                    lambda n: engine.call(plpy, deadline, result.fetchmany, n))
 
 
 def render(con_result, limit=100):

@@ -118,7 +118,13 @@ def _string(raw, start, limit):
         close = raw.find(tag, m.end())
         if close < 0:
             return None, limit
+        if raw[close + len(tag):limit].strip():
+            return None, limit
         return raw[m.end():close].decode("utf-8", "replace"), close + len(tag)
+    if raw[m.end():limit].strip():
+        # More than one literal in one token: DuckDB joins 'a'<newline>'b'.
+        # Not what was matched, so no content at all (a query() refuses it).
+        return None, limit
     return m.group(1).replace(b"''", b"'").decode("utf-8", "replace"), m.end()
 
 

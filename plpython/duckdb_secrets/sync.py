@@ -14,7 +14,7 @@ import re
 
 import datetime
 
-from . import aws, catalog, egress, storage, validation
+from . import aws, catalog, egress, interrupts, storage, validation
 from .engine import Engine, Profile, parse_engine_settings, secret_sql, quote_ident
 from .errors import PgError, MissingMapping, Scrubber, NO_SCRUB, from_duckdb, INSUFFICIENT_PRIVILEGE
 
@@ -24,6 +24,8 @@ SELECT f.*, pg_catalog.has_table_privilege(f.tbl_oid, 'SELECT') AS tbl_read,
        (SELECT """ + storage.DISTRUST_SQL_EXPR.format(role="f.role") + """
           FROM pg_catalog.pg_class c WHERE c.oid = f.tbl_oid) AS tbl_distrust FROM (
 SELECT g.n, g.xmin::text AS gx, r.oid AS role, pg_catalog.statement_timestamp()::text AS st,
+       pg_catalog.date_part('epoch', pg_catalog.statement_timestamp()) AS st_epoch,
+       pg_catalog.current_setting('statement_timeout') AS stmt_timeout,
        r.rolname::text AS rolname, r.rolsuper,
        pg_catalog.pg_has_role(r.oid, 'pg_read_server_files', 'USAGE') AS rd,
        pg_catalog.pg_has_role(r.oid, 'pg_write_server_files', 'USAGE') AS wr,
@@ -45,6 +47,9 @@ SELECT g.n, g.xmin::text AS gx, r.oid AS role, pg_catalog.statement_timestamp():
        concat_ws(';', pg_catalog.current_setting('duckdb.allowed_url_prefixes', true),
                  pg_catalog.current_setting('duckdb.engine_settings', true),
                  pg_catalog.current_setting('duckdb.trusted_server_owners', true),
+                 pg_catalog.current_setting('duckdb.max_memory_limit', true),
+                 pg_catalog.current_setting('duckdb.max_threads', true),
+                 pg_catalog.current_setting('duckdb.max_temp_directory_size', true),
                  pg_catalog.current_setting('duckdb.aws_config_file', true),
                  pg_catalog.current_setting('duckdb.aws_shared_credentials_file', true),
                  pg_catalog.current_setting('duckdb.aws_assume_role_duration', true),
@@ -73,7 +78,8 @@ SELECT s.oid, s.srvname::text AS srvname, s.srvtype, s.srvoptions,
  ORDER BY s.srvname
 """
 
-CONF_SETTINGS = ["duckdb.allowed_url_prefixes", "duckdb.engine_settings", "duckdb.trusted_server_owners", "duckdb.aws_config_file",
+CONF_SETTINGS = ["duckdb.allowed_url_prefixes", "duckdb.engine_settings", "duckdb.trusted_server_owners",
+                 "duckdb.max_memory_limit", "duckdb.max_threads", "duckdb.max_temp_directory_size", "duckdb.aws_config_file",
                  "duckdb.aws_shared_credentials_file", "duckdb.aws_assume_role_duration", "duckdb.aws_refresh_margin", "duckdb.rds_token_max_age"]
 # Only what an administrator wrote in the configuration files counts (see
 # duckdb._admin_settings): a file path a role could SET would let it run a
@@ -109,6 +115,7 @@ class Session:
         self.plans = {}
         self.pending = None       # result of the running duckdb.query
         self.caller = None        # (role oid, statement timestamp) of the current engine use
+        self.deadline = None      # the current statement's statement_timeout, as time.time()
         self.resolved = {}        # server -> (spec digest, aws.Resolved)
         self.tokens = {}          # postgres server -> (rds spec digest, token, generated at)
         self.not_in_engine = {}   # managed secrets DuckDB does not hold (rds): name -> (server, spec)
@@ -304,6 +311,35 @@ def reach_of(specs, prefixes, conf):
     return rules
 
 
+def _apply(sess, exported, origins, guard):
+    """Create, replace or drop the engine's secrets so that they are `exported`;
+    returns the warnings to give (this runs on the guard's thread: no plpy)."""
+    con = sess.engine.con
+    warnings = []
+    for name in [n for n in sess.loaded if n not in exported]:
+        con.execute(f"DROP TEMPORARY SECRET IF EXISTS {quote_ident(name)}")
+        del sess.loaded[name]
+    for name, (digest, srvname, spec, out) in exported.items():
+        if guard.fired:
+            return warnings     # stopped: the next engine use carries on
+        if name in sess.loaded and sess.loaded[name][0] == digest:
+            continue
+        sql, params = secret_sql(name, sess.engine.adapt(out))
+        try:
+            con.execute(sql, params)
+        except Exception as e:  # duckdb.Error; message scrubbed below
+            sess.loaded.pop(name, None)
+            con.execute(f"DROP TEMPORARY SECRET IF EXISTS {quote_ident(name)}")
+            if guard.fired:
+                return warnings
+            err = from_duckdb(e)
+            warnings.append(f"skipping DuckDB secret {_label(srvname, origins[name])}: "
+                            f"{sess.scrub(err.message)}")
+            continue
+        sess.loaded[name] = (digest, srvname, spec)
+    return warnings
+
+
 def _label(name, origin):
     if origin == "server":
         return f'for server "{validation.shown(name)}"'
@@ -330,6 +366,7 @@ def ensure(plpy, GD, require=None):
                       hint="CREATE EXTENSION duckdb_secrets CASCADE;")
     r = rows[0]
     sess.caller = (r["role"], r["st"])
+    sess.deadline = interrupts.deadline(r["st_epoch"], r["stmt_timeout"])
     if sess.pending is not None and sess.pending.owner != sess.caller:
         sess.pending = None     # left by another statement (an error) or another role: gone
     may_run = {"query": r["can_query"], "raw_query": r["can_raw"]}
@@ -374,6 +411,11 @@ def ensure(plpy, GD, require=None):
             continue
         if spec["type"] in catalog.SUPERUSER_ONLY_TYPES and not r["rolsuper"]:
             continue            # database connections from the server: superusers only
+        if not trust.get(row["oid"]) and catalog.PROXY_OPTIONS & set(spec["params"]):
+            plpy.warning(f'skipping DuckDB secret for server "{validation.shown(row["srvname"])}": its proxy '
+                         "options would send requests around the engine's egress proxy, and its owner is "
+                         "not an administrator (docs/security.md)")
+            continue
         desired[validation.engine_name(row["srvname"])] = (row["srvname"], spec)
         origins[validation.engine_name(row["srvname"])] = "server"
         trusted[validation.engine_name(row["srvname"])] = bool(trust.get(row["oid"]))
@@ -398,6 +440,8 @@ def ensure(plpy, GD, require=None):
             problem = validation.needs_server_environment(spec)
             if problem is not None:
                 problem += "; only servers may"
+        if problem is None and catalog.PROXY_OPTIONS & set(spec["params"]):
+            problem = "its proxy options would send requests around the engine's egress proxy; only servers may"
         if problem is None:
             covering = storage.covering_server(spec, scopes)
             if covering is not None:
@@ -445,12 +489,12 @@ def ensure(plpy, GD, require=None):
     profile = Profile(r["role"], r["rolsuper"], r["rd"], r["wr"], r["mem"], r["thr"], prefixes,
                       conf.get("duckdb.engine_settings"),
                       reach_of([(out, trusted.get(name, False)) for name, (_, _, _, out) in exported.items()],
-                               prefixes, conf))
+                               prefixes, conf), conf)
     needed = set(catalog.extensions_for(out for _, _, _, out in exported.values()))
     if (sess.engine is None or sess.engine.profile.key() != profile.key()
             or not needed <= sess.engine.extensions or not sess.engine.usable()):
         sess.recycle()
-        sess.engine = Engine(profile, needed)
+        sess.engine = Engine(profile, needed, sess.deadline)
 
     values = [v for _, _, _, out in exported.values() for v in validation.sensitive_values(out)]
     scrub = Scrubber(values)
@@ -459,24 +503,12 @@ def ensure(plpy, GD, require=None):
     shown_by_duckdb = [v for _, _, _, out in exported.values() for k, v in out["params"].items()
                        if k in catalog.DUCKDB_SHOWS]
     sess.cell_scrub = Scrubber(shown_by_duckdb) if shown_by_duckdb and not profile.superuser else None
-    con = sess.engine.con
-    for name in [n for n in sess.loaded if n not in exported]:
-        con.execute(f"DROP TEMPORARY SECRET IF EXISTS {quote_ident(name)}")
-        del sess.loaded[name]
-    for name, (digest, srvname, spec, out) in exported.items():
-        if name in sess.loaded and sess.loaded[name][0] == digest:
-            continue
-        sql, params = secret_sql(name, sess.engine.adapt(out))
-        try:
-            con.execute(sql, params)
-        except Exception as e:  # duckdb.Error; message scrubbed below
-            sess.loaded.pop(name, None)
-            con.execute(f"DROP TEMPORARY SECRET IF EXISTS {quote_ident(name)}")
-            err = from_duckdb(e)
-            plpy.warning(f"skipping DuckDB secret {_label(srvname, origins[name])}: "
-                         f"{sess.scrub(err.message)}")
-            continue
-        sess.loaded[name] = (digest, srvname, spec)
+    guard = sess.engine.guard(sess.deadline)
+    warnings = guard.run(_apply, sess, exported, origins, guard)
+    for text in warnings:
+        plpy.warning(text)
+    if guard.fired:
+        raise interrupts.raise_pending(plpy, guard.fired)
     sess.not_in_engine = not_in_engine
     sess.origins = origins
     sess.refresh_at = refresh_at
