@@ -243,6 +243,50 @@ class Bench:
         c.execute(sql).fetchall()
         return time.perf_counter() - t0
 
+    # --- 8. time to stop ------------------------------------------------------------
+
+    def stop_time(self, reps=5):
+        """Median delay from a cancel request, and from statement_timeout's expiry,
+        to the error: a DuckDB query against a PostgreSQL query of the same kind."""
+        duck = "SELECT * FROM duckdb.query($$ SELECT count(*) FROM range(40000000000) t(i) WHERE i % 7 = 3 $$) AS t(n bigint)"
+        pg = "SELECT count(*) FROM generate_series(1, 40000000000) g WHERE g % 7 = 3"
+        with self.connect() as admin:
+            self.set_secrets(admin, 1, valid=True)
+        results = {}
+        for name, sql in (("duckdb", duck), ("postgres", pg)):
+            timeouts, cancels = [], []
+            with self.connect() as c, self.connect() as killer:
+                c.execute(SELECT_1).fetchall()
+                pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+                for _ in range(reps):
+                    c.execute("SET statement_timeout = '300ms'")
+                    t0 = time.perf_counter()
+                    try:
+                        c.execute(sql).fetchall()
+                    except psycopg.errors.QueryCanceled:
+                        pass
+                    timeouts.append(time.perf_counter() - t0 - 0.3)
+                    c.execute("RESET statement_timeout")
+                    done = {}
+
+                    def run():
+                        try:
+                            c.execute(sql).fetchall()
+                        except psycopg.errors.QueryCanceled:
+                            done["at"] = time.perf_counter()
+                    t = threading.Thread(target=run)
+                    t.start()
+                    time.sleep(0.3)
+                    sent = time.perf_counter()
+                    killer.execute("SELECT pg_cancel_backend(%s)", (pid,))
+                    t.join(60)
+                    cancels.append(done.get("at", float("inf")) - sent)
+            results[name] = (median(timeouts), median(cancels))
+        self.record("8a. time to stop on statement_timeout: DuckDB query vs PostgreSQL's own (goal also < 500 ms)",
+                    results["duckdb"][0] * 1000, results["postgres"][0] * 1000, "ms", 2)
+        self.record("8b. time to stop on a cancel request: DuckDB query vs PostgreSQL's own (goal also < 500 ms)",
+                    results["duckdb"][1] * 1000, results["postgres"][1] * 1000, "ms", 2)
+
     # --- 7. the egress proxy ------------------------------------------------------
 
     def egress(self):
@@ -406,7 +450,7 @@ def main():
     b = Bench()
     try:
         b.start()
-        for step in (b.cold_start, b.warm_overhead, b.sync, b.memory, b.throughput, b.concurrency, b.egress):
+        for step in (b.cold_start, b.warm_overhead, b.sync, b.memory, b.throughput, b.concurrency, b.egress, b.stop_time):
             print(f"== {step.__name__}", flush=True)
             step()
         b.write(time.time() - started)

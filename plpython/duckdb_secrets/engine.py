@@ -213,9 +213,7 @@ def spill_directory():
         m = _SPILL_NAME.match(name)
         if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
             shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
-    path = os.path.join(parent, f"pgsql_tmp{os.getpid()}.duckdb")
-    _remove_at_exit(path)
-    return path
+    return os.path.join(parent, f"pgsql_tmp{os.getpid()}.duckdb")
 
 
 def _alive(pid):
@@ -228,20 +226,26 @@ def _alive(pid):
         return True
 
 
-def _remove_at_exit(path):
-    """PostgreSQL's on_proc_exit: PL/Python never finalizes Python, so nothing
-    else runs when the backend exits."""
+_open_engines = []
+
+
+def _close_at_exit():
+    """PostgreSQL's on_proc_exit, registered once: PL/Python never finalizes
+    Python, so nothing else runs when the backend exits. Open engines are
+    closed (DuckDB's worker threads joined, spill files removed) before the
+    process's static destructors run."""
     global _exit_hook
     if _exit_hook is not None:
         return
     import ctypes
 
-    def remove(code, arg):
-        try:
-            shutil.rmtree(path, ignore_errors=True)
-        except BaseException:   # noqa: BLE001 - never raise into PostgreSQL's exit path
-            pass
-    hook = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_size_t)(remove)
+    def close_all(code, arg):
+        for engine in list(_open_engines):
+            try:
+                engine.close()
+            except BaseException:   # noqa: BLE001 - never raise into PostgreSQL's exit path
+                pass
+    hook = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_size_t)(close_all)
     try:
         ctypes.CDLL(None).on_proc_exit(hook, ctypes.c_size_t(0))
     except (AttributeError, OSError):
@@ -259,7 +263,9 @@ class Engine:
         self.spill = None
         self.sockets = interrupts.Sockets()
         interrupts.large_thread_stacks()
+        _close_at_exit()
         spill = spill_directory() if profile.local_files else None
+        _open_engines.append(self)
         # DuckDB's worker threads start with the connection: inside the guard,
         # so they never take PostgreSQL's signals.
         interrupts.Guard(None).run(self._start, duckdb, profile, extensions, spill)
@@ -390,6 +396,8 @@ class Engine:
         spill, self.spill = getattr(self, "spill", None), None
         if spill is not None:
             shutil.rmtree(spill, ignore_errors=True)
+        if self in _open_engines:
+            _open_engines.remove(self)
 
 
 def secret_sql(name, spec):

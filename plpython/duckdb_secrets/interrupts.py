@@ -29,10 +29,10 @@ from .errors import PgError
 
 BLOCKED = {signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGALRM, signal.SIGUSR1}
 STOPPING = {signal.SIGINT, signal.SIGTERM, signal.SIGQUIT}
-POLL = 0.02
+POLL = 0.005
 # Act a little after PostgreSQL's own statement_timeout timer, so that its
 # SIGALRM is pending when the call returns and PostgreSQL raises its own error.
-DEADLINE_SLACK = 0.01
+DEADLINE_SLACK = 0.001
 
 QUERY_CANCELED = "57014"
 TIMEOUT_MESSAGE = "canceling statement due to statement timeout"
