@@ -132,9 +132,7 @@ def _own_pending(plpy, GD):
     pending = sess.pending
     if pending is None:
         return None
-    plan = sess.plan(plpy, "caller", sync.CALLER_SQL)
-    row = plpy.execute(plan)[0]
-    if pending.owner != (row["role"], row["st"]):
+    if pending.owner != sync.caller():
         sess.pending = None
         return None
     return pending

@@ -56,16 +56,17 @@ def _socket_inodes():
 
 
 class Sockets:
-    """The sockets an engine opened: those that appeared during its calls."""
+    """The sockets an engine may cut: every socket of the process but those
+    that existed when the engine started (the client's connection among them).
+    Cutting needs no bookkeeping per call; a connection another extension opens
+    later in the session (postgres_fdw, dblink) is cut too, and reconnects."""
 
     def __init__(self):
-        self.owned = set()
+        self.foreign = set(_socket_inodes().values())
 
-    def cut(self, foreign):
-        """Shut down every socket of the process except the foreign ones (the
-        client's connection and anything else PostgreSQL or other code holds)."""
+    def cut(self):
         for fd, inode in _socket_inodes().items():
-            if inode in foreign:
+            if inode in self.foreign:
                 continue
             try:
                 s = socket.socket(fileno=fd)
@@ -107,57 +108,106 @@ def large_thread_stacks():
     _default_stack_set = True
 
 
-class Guard:
-    """Guard(con, deadline, sockets).run(fn, *args): one DuckDB call that
-    PostgreSQL can stop, on a thread of its own with a large stack; the
-    backend's thread waits for it and watches for its interrupts meanwhile.
-    fn must not call into PostgreSQL (plpy): it runs on another thread.
+class Worker:
+    """A thread with a large stack that runs an engine's DuckDB calls, one at a
+    time. Started with PostgreSQL's signals blocked (so it, and the threads
+    DuckDB starts from it, never take them); joined when the engine closes."""
 
-    deadline: time.time() value of the statement_timeout, or None."""
-
-    def __init__(self, con, deadline=None, sockets=None):
-        self.con = con
-        self.deadline = deadline
-        self.sockets = sockets
-        self.fired = None           # 'signal' or 'timeout' once the call was interrupted
-
-    def run(self, fn, *args):
-        before = _socket_inodes() if self.sockets is not None else {}
-        foreign = {i for i in before.values() if self.sockets is None or i not in self.sockets.owned}
-        outcome = {}
-
-        def work():
-            try:
-                outcome["value"] = fn(*args)
-            except BaseException as e:      # noqa: BLE001 - handed to the backend's thread
-                outcome["error"] = e
-
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._job = None
+        self._closed = False
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, BLOCKED)
         try:
             previous = threading.stack_size(STACK_SIZE)
             try:
-                worker = threading.Thread(target=work, name="duckdb_secrets-call", daemon=True)
-                worker.start()
+                self._thread = threading.Thread(target=self._loop, name="duckdb_secrets-engine", daemon=True)
+                self._thread.start()
             finally:
                 threading.stack_size(previous)
-            while True:
-                worker.join(POLL)
-                if not worker.is_alive():
-                    break
-                if self.fired is None:
-                    self._check()
-                if self.fired is not None and self.sockets is not None:
-                    # DuckDB retries a request whose connection died: cut until it gives up.
-                    self.sockets.cut(foreign)
         finally:
-            if self.sockets is not None:
-                now = _socket_inodes()
-                self.sockets.owned = {i for i in now.values() if i not in foreign}
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+    def _loop(self):
+        while True:
+            with self._cond:
+                while self._job is None and not self._closed:
+                    self._cond.wait()
+                if self._job is None:
+                    return
+                job = self._job
+            try:
+                job.value = job.fn(*job.args)
+            except BaseException as e:      # noqa: BLE001 - handed to the backend's thread
+                job.error = e
+            with self._cond:
+                self._job = None
+            job.done.set()
+
+    def submit(self, fn, args):
+        job = _Job(fn, args)
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the engine's worker is closed")
+            self._job = job
+            self._cond.notify()
+        return job
+
+    def close(self):
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join()
+
+
+class _Job:
+    __slots__ = ("fn", "args", "value", "error", "done")
+
+    def __init__(self, fn, args):
+        self.fn, self.args = fn, args
+        self.value = self.error = None
+        self.done = threading.Event()
+
+
+class Guard:
+    """Guard(con, deadline, sockets, worker).run(fn, *args): one DuckDB call that
+    PostgreSQL can stop, on a thread with a large stack (the engine's worker, or
+    a thread of its own); the backend's thread waits for it and watches for its
+    interrupts meanwhile. fn must not call into PostgreSQL (plpy): it runs on
+    another thread.
+
+    deadline: time.time() value of the statement_timeout, or None."""
+
+    def __init__(self, con, deadline=None, sockets=None, worker=None):
+        self.con = con
+        self.deadline = deadline
+        self.sockets = sockets
+        self.worker = worker
+        self.fired = None           # 'signal' or 'timeout' once the call was interrupted
+
+    def run(self, fn, *args):
+        own = self.worker is None
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, BLOCKED)
+        try:
+            worker = Worker() if own else self.worker
+            try:
+                job = worker.submit(fn, args)
+                while not job.done.wait(POLL):
+                    if self.fired is None:
+                        self._check()
+                    if self.fired is not None and self.sockets is not None:
+                        # DuckDB retries a request whose connection died: cut until it gives up.
+                        self.sockets.cut()
+            finally:
+                if own:
+                    worker.close()
+        finally:
             # Pending signals are delivered here, to the backend's own thread.
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        if "error" in outcome:
-            raise outcome["error"]
-        return outcome.get("value")
+        if job.error is not None:
+            raise job.error
+        return job.value
 
     def _check(self):
         if signal.sigpending() & STOPPING:

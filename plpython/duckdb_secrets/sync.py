@@ -19,10 +19,6 @@ from .engine import Engine, Profile, parse_engine_settings, secret_sql, quote_id
 from .errors import PgError, MissingMapping, Scrubber, NO_SCRUB, from_duckdb, INSUFFICIENT_PRIVILEGE
 
 FINGERPRINT_SQL = """
-SELECT f.*, pg_catalog.has_table_privilege(f.tbl_oid, 'SELECT') AS tbl_read,
-       (SELECT c.oid::regclass::text FROM pg_catalog.pg_class c WHERE c.oid = f.tbl_oid) AS tbl_name,
-       (SELECT """ + storage.DISTRUST_SQL_EXPR.format(role="f.role") + """
-          FROM pg_catalog.pg_class c WHERE c.oid = f.tbl_oid) AS tbl_distrust FROM (
 SELECT g.n, g.xmin::text AS gx, r.oid AS role, pg_catalog.statement_timestamp()::text AS st,
        pg_catalog.date_part('epoch', pg_catalog.statement_timestamp()) AS st_epoch,
        pg_catalog.current_setting('statement_timeout') AS stmt_timeout,
@@ -33,15 +29,14 @@ SELECT g.n, g.xmin::text AS gx, r.oid AS role, pg_catalog.statement_timestamp():
        pg_catalog.current_setting('duckdb.threads', true) AS thr,
        pg_catalog.current_setting('duckdb.secret_storage_table', true) AS tbl,
        pg_catalog.current_setting('duckdb.attach_lock_timeout', true) AS alt,
-       -- the relation at the place the administrator named ($1 schema, $2 name)
-       (SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-         WHERE c.relname = $2 AND n.nspname = ANY ($1)) AS tbl_oid,
+       t.oid AS tbl_oid, t.qualified AS tbl_name, t.distrust AS tbl_distrust, t.readable AS tbl_read,
        (SELECT pg_catalog.md5(coalesce(pg_catalog.string_agg(m.roleid::text || ':' || m.member::text,
                                                              ',' ORDER BY m.roleid, m.member), ''))
           FROM pg_catalog.pg_auth_members m) AS am,
-       (SELECT pg_catalog.md5(coalesce(pg_catalog.string_agg(s.oid::text || ':' || s.srvowner::text || ':'
-                                                             || a.rolsuper::text, ',' ORDER BY s.oid), ''))
-          FROM pg_catalog.pg_foreign_server s JOIN pg_catalog.pg_roles a ON a.oid = s.srvowner) AS owners,
+       -- who is a superuser decides whose servers count as an administrator's
+       -- (a change of owner bumps the generation: ALTER SERVER ... OWNER TO)
+       (SELECT pg_catalog.string_agg(a.oid::text, ',' ORDER BY a.oid) FROM pg_catalog.pg_roles a
+         WHERE a.rolsuper) AS owners,
        pg_catalog.has_function_privilege('duckdb.query(text)', 'EXECUTE') AS can_query,
        pg_catalog.has_function_privilege('duckdb.raw_query(text)', 'EXECUTE') AS can_raw,
        concat_ws(';', pg_catalog.current_setting('duckdb.allowed_url_prefixes', true),
@@ -55,14 +50,33 @@ SELECT g.n, g.xmin::text AS gx, r.oid AS role, pg_catalog.statement_timestamp():
                  pg_catalog.current_setting('duckdb.aws_assume_role_duration', true),
                  pg_catalog.current_setting('duckdb.aws_refresh_margin', true),
                  pg_catalog.current_setting('duckdb.rds_token_max_age', true)) AS conf
-  FROM duckdb._generation g, pg_catalog.pg_roles r
- WHERE r.rolname = pg_catalog.current_user()
-) f
+  FROM duckdb._generation g
+  JOIN pg_catalog.pg_roles r ON r.rolname = pg_catalog.current_user()
+  -- the relation at the place the administrator named ($1 schema, $2 name)
+  LEFT JOIN LATERAL (
+       SELECT c.oid, c.oid::regclass::text AS qualified,
+              pg_catalog.has_table_privilege(c.oid, 'SELECT') AS readable,
+              """ + storage.DISTRUST_SQL_EXPR.format(role="r.oid") + """ AS distrust
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relname = $2 AND n.nspname = ANY ($1)) t ON true
 """
 
-# Who is calling, in which statement: a pending result belongs to both.
-CALLER_SQL = ("SELECT r.oid AS role, pg_catalog.statement_timestamp()::text AS st "
-              "FROM pg_catalog.pg_roles r WHERE r.rolname = pg_catalog.current_user()")
+_backend = None
+
+
+def caller():
+    """(current role's oid, the current statement's start): who is calling, in
+    which statement. A pending result belongs to both. Read from the backend
+    itself (GetUserId, GetCurrentStatementStartTimestamp), without a query."""
+    global _backend
+    if _backend is None:
+        import ctypes
+        lib = ctypes.CDLL(None)
+        lib.GetUserId.restype = ctypes.c_uint32
+        lib.GetCurrentStatementStartTimestamp.restype = ctypes.c_int64
+        _backend = (lib.GetUserId, lib.GetCurrentStatementStartTimestamp)
+    return (int(_backend[0]()), int(_backend[1]()))
+
 
 # Runs as the extension owner (duckdb._role_secrets is SECURITY DEFINER): only
 # there are PUBLIC user mappings readable for roles that merely have USAGE.
@@ -365,7 +379,7 @@ def ensure(plpy, GD, require=None):
         raise PgError("55000", "duckdb_secrets is not set up in this database",
                       hint="CREATE EXTENSION duckdb_secrets CASCADE;")
     r = rows[0]
-    sess.caller = (r["role"], r["st"])
+    sess.caller = caller()
     sess.deadline = interrupts.deadline(r["st_epoch"], r["stmt_timeout"])
     if sess.pending is not None and sess.pending.owner != sess.caller:
         sess.pending = None     # left by another statement (an error) or another role: gone
