@@ -153,6 +153,79 @@ def test_kill_9_in_the_middle_of_a_query(world):
     everything_there_and_working(world)
 
 
+SPILL = ("SELECT * FROM duckdb.query($$ SELECT count(*) FROM (SELECT i, md5(i::VARCHAR) h FROM range(20000000) t(i) "
+         "ORDER BY h) $$) AS t(n bigint)")
+
+
+def _spill_dirs(w):
+    parent = os.path.join(w["cluster"].data, "base", "pgsql_tmp")
+    return [n for n in os.listdir(parent) if n.endswith(".duckdb")] if os.path.isdir(parent) else []
+
+
+def test_kill_9_mid_spill_leaves_nothing_once_an_engine_starts(world):
+    c = connect(world)
+    c.execute("SET duckdb.memory_limit = '60MB'")
+    pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+    t, out = in_background(c, SPILL)
+    deadline = time.monotonic() + 30
+    while not _spill_dirs(world) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _spill_dirs(world), "the query did not spill"
+    start = len(world["cluster"].read_log())
+    os.kill(pid, signal.SIGKILL)             # a backend of the cluster this test started
+    STATS["faults"] += 1
+    t.join(60)
+    c.close()
+    _wait_for_crash_restart(world, start)
+    with connect(world) as fresh:
+        fresh.execute("SELECT count(*) FROM duckdb.secrets()").fetchall()      # a new engine starts
+        assert _spill_dirs(world) == []
+    everything_there_and_working(world)
+
+
+def test_a_base_backup_taken_while_a_query_spills_holds_no_spill_file(world):
+    c = connect(world)
+    c.execute("SET duckdb.memory_limit = '60MB'")
+    t, out = in_background(c, SPILL.replace("20000000", "6000000"))
+    deadline = time.monotonic() + 30
+    while not _spill_dirs(world) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _spill_dirs(world), "the query did not spill"
+    backup = os.path.join(world["base"], "backup")
+    os.makedirs(backup)
+    localenv._chown_postgres(backup)
+    subprocess.run(localenv._as_postgres([f"{localenv.PG_BIN}/pg_basebackup", "-h", "127.0.0.1", "-p",
+                                          str(world["cluster"].port), "-U", "postgres", "-D", backup,
+                                          "-X", "none", "--no-sync", "-c", "fast"]), check=True)
+    t.join(120)
+    c.close()
+    found = [os.path.join(d, f) for d, _, files in os.walk(backup) for f in files
+             if any(part in os.path.join(d, f) for part in ("pgsql_tmp", ".duckdb", "/.tmp/", "duckdb_temp"))]
+    assert found == [], found[:5]
+    assert "rows" in out, out
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+def test_exceeding_the_spill_cap_fails_only_that_statement(world):
+    c = connect(world)
+    c.execute("SET duckdb.memory_limit = '60MB'")
+    with pytest.raises(psycopg.Error) as e:
+        c.execute(SPILL).fetchall()                 # 20M rows: well over the 1GB default cap
+    assert e.value.sqlstate == "53100", (e.value.sqlstate, str(e.value))
+    assert "duckdb.max_temp_directory_size" in e.value.diag.message_hint
+    assert c.execute(READ).fetchone() == (10,)
+    c.close()
+
+
+def test_no_duckdb_file_is_left_in_the_data_directory(world):
+    for _ in range(50):
+        if not _spill_dirs(world):
+            break
+        time.sleep(0.1)
+    assert _spill_dirs(world) == []
+    assert not os.path.exists(os.path.join(world["cluster"].data, ".tmp"))
+
+
 def test_immediate_shutdown_and_restart(world):
     c = connect(world)
     c.execute(READ)

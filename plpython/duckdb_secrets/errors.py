@@ -106,6 +106,11 @@ def from_duckdb(exc, prefix=None):
         hint = ("DuckDB's connection to PostgreSQL is a separate session: it waits for locks this "
                 "transaction holds and does not see its uncommitted rows. duckdb.attach_lock_timeout "
                 "bounds the wait.")
+    elif "failed to offload" in text or "max_temp_directory_size" in text:
+        # The spill area is full: PostgreSQL's class for it (disk_full), not out of memory.
+        sqlstate = "53100"
+        hint = ("The statement needed more than duckdb.max_temp_directory_size of spill space; an "
+                "administrator can raise it, or the query can use less memory.")
     message = f"{prefix}: {first}" if prefix else first
     return PgError(sqlstate, message, detail=rest.strip() or None, hint=hint)
 
