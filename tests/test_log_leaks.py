@@ -74,3 +74,15 @@ def test_a_session_setting_of_its_own_is_kept(db, s3):
     with pytest.raises(psycopg.Error):
         c.execute("ALTER SERVER own_s3 OPTIONS (ADD secret 'CANARY-log-own')")
     assert c.execute("SHOW log_min_error_statement").fetchone() == ("warning",)
+
+
+def test_nothing_is_left_raised_while_the_checking_trigger_is_disabled(db, s3):
+    """Bulk loads and restores may disable duckdb_secrets_ddl: the start trigger
+    then leaves the setting alone (nobody would put it back)."""
+    c = db.connect()
+    c.execute("ALTER EVENT TRIGGER duckdb_secrets_ddl DISABLE")
+    try:
+        c.execute(s3_server_sql("bulk_s3", s3))
+        assert c.execute("SHOW log_min_error_statement").fetchone() == ("error",)
+    finally:
+        c.execute("ALTER EVENT TRIGGER duckdb_secrets_ddl ENABLE")
