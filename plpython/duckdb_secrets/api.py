@@ -91,6 +91,20 @@ def create_azure_secret(plpy, GD, args):
     return _helper(ddl.create_azure_secret, plpy, GD, args)
 
 
+@entry
+def set_user_mapping(plpy, GD, server_name, role_name, options):
+    try:
+        return _value(ddl.set_user_mapping(plpy, GD, server_name, role_name, options))
+    except Exception as e:
+        import json
+        try:
+            values = [str(v) for v in json.loads(options or "{}").values() if v is not None]
+        except (ValueError, AttributeError):
+            values = []
+        e.scrub = Scrubber(values)
+        raise
+
+
 def role_secrets(plpy, GD, nonce):
     """Rows for the SECURITY DEFINER duckdb._role_secrets(); first column: error."""
     try:

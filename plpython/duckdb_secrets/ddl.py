@@ -237,16 +237,8 @@ def _create_helper_secret(plpy, GD, type_name, server_args, mapping_args):
 
 
 def _store_as_caller(plpy, GD, server_name, options):
-    nonce = os.urandom(16).hex()
     role = plpy.execute("SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user")[0]["oid"]
-    GD[CALLER_KEY] = (nonce, role)
-    try:
-        plan = session(GD).plan(plpy, "store_mapping",
-                                "SELECT duckdb._store_mapping_options($1, $2, $3)",
-                                ["text", "text", "text[]"])
-        plpy.execute(plan, [nonce, server_name, options])
-    finally:
-        GD.pop(CALLER_KEY, None)
+    _store(plpy, GD, server_name, role, options)
 
 
 STORE_SQL = """
@@ -275,3 +267,100 @@ def store_mapping_options(plpy, GD, nonce, server_name, options):
                        [server_name])[0]
     check_server(plpy, sess, srv, rows[0]["oid"])
     plpy.execute("SELECT duckdb._bump()")
+
+
+# --- duckdb.set_user_mapping -------------------------------------------------
+
+# The server, whether the caller may change the target's mapping (PostgreSQL's
+# own rule: a server's owner may change anyone's and PUBLIC's; others only their
+# own, with USAGE on the server), and the mapping's options as the caller sees
+# them. $1 server name, $2 target role oid (0: PUBLIC). Runs as the caller.
+SET_MAPPING_SQL = """
+SELECT s.srvname::text AS srvname, w.fdwname::text AS fdwname,
+       pg_catalog.pg_has_role(s.srvowner, 'USAGE') AS owner,
+       pg_catalog.has_server_privilege(s.oid, 'USAGE') AS usage,
+       me.oid AS me,
+       um.umid IS NOT NULL AS exists, um.umoptions
+  FROM pg_catalog.pg_foreign_server s
+  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+  JOIN pg_catalog.pg_roles me ON me.rolname = current_user
+  LEFT JOIN pg_catalog.pg_user_mappings um ON um.srvid = s.oid AND um.umuser = $2
+ WHERE s.srvname = $1
+"""
+
+
+def _target_role(plpy, role_name):
+    """(oid, SQL for CREATE USER MAPPING FOR ...): 0 for PUBLIC."""
+    if role_name.strip().upper() == "PUBLIC":
+        return 0, "PUBLIC"
+    if role_name.strip().upper() == "CURRENT_USER":
+        r = plpy.execute("SELECT oid, rolname::text AS n FROM pg_catalog.pg_roles WHERE rolname = current_user")
+    else:
+        r = plpy.execute(plpy.prepare("SELECT oid, rolname::text AS n FROM pg_catalog.pg_roles WHERE rolname = $1",
+                                      ["name"]), [role_name])
+    if not r:
+        raise PgError(UNDEFINED_OBJECT, f'role "{validation.shown(role_name)}" does not exist')
+    return r[0]["oid"], plpy.quote_ident(r[0]["n"])
+
+
+def _merged_options(current, changes):
+    """The mapping's options after the JSON changes (null removes an option)."""
+    if not isinstance(changes, dict):
+        raise PgError(INVALID_PARAMETER_VALUE, "options must be a JSON object",
+                      hint='For example {"key_id": "...", "secret": "..."}; null removes an option.')
+    options = validation.normalise(validation.parse_options(current), "")
+    for name, value in changes.items():
+        key = str(name).lower()
+        if value is None:
+            options.pop(key, None)
+        elif isinstance(value, bool):
+            options[key] = "true" if value else "false"
+        elif isinstance(value, (str, int, float)):
+            options[key] = str(value)
+        else:
+            raise PgError(INVALID_PARAMETER_VALUE, f'the value of option "{validation.shown(key)}" must be a '
+                                                  "string, a number, a boolean or null")
+    return [f"{k}={v}" for k, v in options.items()]
+
+
+def set_user_mapping(plpy, GD, server_name, role_name, options_json):
+    """duckdb.set_user_mapping(): create or change a user mapping, values bound, never in SQL text."""
+    import json
+    for what, v in (("server_name", server_name), ("role_name", role_name), ("options", options_json)):
+        if v is None:
+            raise PgError(NULL_VALUE_NOT_ALLOWED, f"{what} must not be null")
+    changes = json.loads(options_json)
+    role_oid, role_sql = _target_role(plpy, role_name)
+    sess = session(GD)
+    rows = plpy.execute(sess.plan(plpy, "set_mapping", SET_MAPPING_SQL, ["name", "oid"]), [server_name, role_oid])
+    if not rows:
+        raise PgError(UNDEFINED_OBJECT, f'server "{validation.shown(server_name)}" does not exist')
+    r = rows[0]
+    if r["fdwname"] != "duckdb":
+        raise PgError("42809", f'server "{validation.shown(server_name)}" is not a duckdb secret',
+                      detail=f'It belongs to foreign-data wrapper "{validation.shown(r["fdwname"])}".')
+    if not (r["owner"] or (role_oid == r["me"] and r["usage"])):
+        raise PgError(INSUFFICIENT_PRIVILEGE,
+                      f'permission denied to change the user mapping of {"PUBLIC" if role_oid == 0 else "role " + role_sql} '
+                      f'for server "{validation.shown(server_name)}"',
+                      hint="A server's owner may change any user mapping of it; other roles only their own, "
+                           "with USAGE on the server (as for CREATE/ALTER USER MAPPING).")
+    options = _merged_options(r["umoptions"] if r["exists"] else [], changes)
+    validation.validate_options(options, validation.MAPPING_CATALOG)
+    if not r["exists"]:
+        plpy.execute(f"CREATE USER MAPPING FOR {role_sql} SERVER {plpy.quote_ident(r['srvname'])}")
+    _store(plpy, GD, r["srvname"], role_oid, options)
+    return None
+
+
+def _store(plpy, GD, server_name, role_oid, options):
+    """Options of role_oid's mapping stored by SECURITY DEFINER
+    duckdb._store_mapping_options() with bound parameters (one-time token)."""
+    nonce = os.urandom(16).hex()
+    GD[CALLER_KEY] = (nonce, role_oid)
+    try:
+        plan = session(GD).plan(plpy, "store_mapping", "SELECT duckdb._store_mapping_options($1, $2, $3)",
+                                ["text", "text", "text[]"])
+        plpy.execute(plan, [nonce, server_name, options])
+    finally:
+        GD.pop(CALLER_KEY, None)
