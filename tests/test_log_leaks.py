@@ -86,3 +86,25 @@ def test_nothing_is_left_raised_while_the_checking_trigger_is_disabled(db, s3):
         assert c.execute("SHOW log_min_error_statement").fetchone() == ("error",)
     finally:
         c.execute("ALTER EVENT TRIGGER duckdb_secrets_ddl ENABLE")
+
+
+@pytest.mark.parametrize("setting", ["log_statement = 'ddl'", "log_min_duration_statement = 0"])
+def test_a_setting_that_logs_statement_text_is_pointed_out_once(db, s3, setting):
+    c = db.connect()
+    notices = []
+    c.add_notice_handler(lambda d: notices.append((d.message_primary, d.message_hint)))
+    c.execute(f"SET {setting}")
+    c.execute(s3_server_sql("noted_s3", s3))
+    c.execute("CREATE USER MAPPING FOR CURRENT_USER SERVER noted_s3 OPTIONS (key_id 'k', secret 's')")
+    c.execute("ALTER USER MAPPING FOR CURRENT_USER SERVER noted_s3 OPTIONS (SET secret 't')")
+    warned = [n for n in notices if "may log this statement" in n[0]]
+    assert len(warned) == 1 and "duckdb.set_user_mapping" in warned[0][1]
+
+
+def test_no_warning_at_default_settings(db, s3):
+    c = db.connect()
+    notices = []
+    c.add_notice_handler(lambda d: notices.append(d.message_primary))
+    c.execute(s3_server_sql("quiet_s3", s3))
+    c.execute("CREATE USER MAPPING FOR CURRENT_USER SERVER quiet_s3 OPTIONS (key_id 'k', secret 's')")
+    assert not [n for n in notices if "may log this statement" in n]
