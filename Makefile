@@ -1,11 +1,11 @@
 # duckdb_secrets: a PGXS Makefile plus the project's set-up, demo, test and bench commands.
 
 EXTENSION   = duckdb_secrets
-EXTVERSION  = 0.3.0
+EXTVERSION  = 0.4.0
 # Install scripts of earlier versions and the upgrade path from each
 # (CREATE EXTENSION ... VERSION '0.1.0'; ALTER EXTENSION ... UPDATE).
 DATA_built  = sql/$(EXTENSION)--$(EXTVERSION).sql sql/$(EXTENSION)--0.1.0.sql sql/$(EXTENSION)--0.1.0--0.2.0.sql \
-              sql/$(EXTENSION)--0.2.0--0.3.0.sql
+              sql/$(EXTENSION)--0.2.0--0.3.0.sql sql/$(EXTENSION)--0.3.0--0.4.0.sql
 REGRESS     = validation simple_secret engine types_aws types_azure types_http types_databases table_storage
 REGRESS_OPTS = --load-extension=plpython3u
 EXTRA_CLEAN = results results-upgrade regression.diffs regression.out
@@ -49,6 +49,8 @@ sql/$(EXTENSION)--0.1.0--0.2.0.sql: sql/$(EXTENSION)--0.1.0--0.2.0.sql.in Makefi
 	$(SUBST) -e 's|@VERSION@|0.2.0|g' $< > $@
 sql/$(EXTENSION)--0.2.0--0.3.0.sql: sql/$(EXTENSION)--0.2.0--0.3.0.sql.in Makefile
 	$(SUBST) -e 's|@VERSION@|0.3.0|g' $< > $@
+sql/$(EXTENSION)--0.3.0--0.4.0.sql: sql/$(EXTENSION)--0.3.0--0.4.0.sql.in Makefile
+	$(SUBST) -e 's|@VERSION@|0.4.0|g' $< > $@
 
 # The Python package and its pinned dependencies, for the server's interpreter,
 # in a private directory that the SQL functions put on sys.path.

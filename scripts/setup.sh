@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS="postgresql-15 postgresql-plpython3-15 postgresql-server-dev-15 postgresql-contrib python3-venv python3-pip make"
+PKGS="postgresql-15 postgresql-plpython3-15 postgresql-server-dev-15 postgresql-contrib postgresql-15-pgaudit python3-venv python3-pip make"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

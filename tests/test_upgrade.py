@@ -63,7 +63,7 @@ def test_update_from_0_1_0_keeps_every_secret(cluster, s3):
         assert len(stale.execute("SELECT * FROM duckdb.secrets()").description) == 7      # 0.1.0's columns
 
         old.execute("ALTER EXTENSION duckdb_secrets UPDATE")
-        assert old.execute("SELECT extversion FROM pg_extension WHERE extname = 'duckdb_secrets'").fetchone() == ("0.3.0",)
+        assert old.execute("SELECT extversion FROM pg_extension WHERE extname = 'duckdb_secrets'").fetchone() == ("0.4.0",)
 
         # ... refuses the new objects with a clear message, and keeps refusing until it reconnects.
         for _ in range(2):
@@ -106,7 +106,7 @@ def test_an_unknown_sql_version_is_refused_clearly(db):
     with psycopg.connect(db.cluster.dsn(db.dbname), autocommit=True) as c:
         c.execute("BEGIN")
         c.execute("CREATE OR REPLACE FUNCTION duckdb._boot() RETURNS text[] LANGUAGE plpython3u "
-                  "SET search_path = pg_catalog, pg_temp AS $py$" + src.replace("'0.3.0'", "'9.9.9'") + "$py$")
+                  "SET search_path = pg_catalog, pg_temp AS $py$" + src.replace("'0.4.0'", "'9.9.9'") + "$py$")
         with pytest.raises(psycopg.Error) as e:
             c.execute("SELECT * FROM duckdb.secrets()")
         assert e.value.sqlstate == "55000"

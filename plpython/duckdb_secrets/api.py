@@ -71,6 +71,17 @@ def check_ddl(plpy, GD, classid, objid):
     return None
 
 
+@entry
+def quiet_refusal(plpy, GD, nonce):
+    ddl.quiet_refusal_impl(plpy, GD, nonce)
+    return None
+
+
+@entry
+def reencrypt_secrets(plpy, GD):
+    return _value(str(ddl.reencrypt_secrets(plpy, GD)))
+
+
 # --- helpers -----------------------------------------------------------------
 
 def _helper(fn, plpy, GD, args):
@@ -78,6 +89,7 @@ def _helper(fn, plpy, GD, args):
         return _value(fn(plpy, GD, args))
     except Exception as e:
         e.scrub = Scrubber([args.get(k) for k in ddl.HELPER_SENSITIVE_ARGS])
+        ddl.quiet_refusal(plpy, GD)
         raise
 
 
@@ -102,6 +114,7 @@ def set_user_mapping(plpy, GD, server_name, role_name, options):
         except (ValueError, AttributeError):
             values = []
         e.scrub = Scrubber(values)
+        ddl.quiet_refusal(plpy, GD)
         raise
 
 
@@ -110,7 +123,8 @@ def role_secrets(plpy, GD, nonce):
     try:
         return [(None,) + r for r in sync.role_secrets(plpy, GD, nonce)]
     except Exception as e:  # noqa: BLE001
-        return [(_error(plpy, GD, e), None, None, None, None, None)]
+        width = 6 if GD.get("duckdb_secrets.version") in ("0.1.0", "0.2.0", "0.3.0") else 7
+        return [(_error(plpy, GD, e),) + (None,) * (width - 1)]
 
 
 @entry
@@ -232,6 +246,9 @@ def secrets(plpy, GD):
         for name, (server, spec) in sorted(sess.not_in_engine.items()):
             out.append((None, name, server, spec["type"], spec["provider"], list(spec["scope"] or []), "none",
                         _redacted_string(spec), sess.origins.get(name, "server")))
+        # Servers the engine could not be given, and why (e.g. no key to decrypt them).
+        for name, (server, typ, why) in sorted(sess.skipped.items()):
+            out.append((None, name, server, (typ or "").strip().lower(), None, [], "skipped", why, "server"))
         if GD.get("duckdb_secrets.version") == "0.1.0":
             out = [r[:-1] for r in out]         # 0.1.0's secrets() has no origin column
         return out

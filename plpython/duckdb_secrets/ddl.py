@@ -3,7 +3,7 @@ that create servers and user mappings for the user.
 """
 
 import os
-from . import aws, catalog, validation
+from . import aws, catalog, crypto, validation
 from . import interrupts
 from .engine import Scratch
 from .errors import (PgError, MissingMapping, Scrubber, from_duckdb, FDW_ERROR, NULL_VALUE_NOT_ALLOWED,
@@ -27,7 +27,20 @@ MAPPINGS_SQL = """
 SELECT m.umid, m.usename::text AS usename, m.umoptions
   FROM pg_catalog.pg_user_mappings m WHERE m.srvid = $1 AND ($2 IS NULL OR m.umid = $2)
 """
-MAPPING_SERVER_SQL = "SELECT m.umserver FROM pg_catalog.pg_user_mapping m WHERE m.oid = $1"
+MAPPING_SERVER_SQL = """
+SELECT m.umserver, m.umoptions, coalesce(a.rolname::text, 'public') AS umrole
+  FROM pg_catalog.pg_user_mapping m LEFT JOIN pg_catalog.pg_authid a ON a.oid = m.umuser
+ WHERE m.oid = $1
+"""
+# Every mapping of a server with its role's name (runs as the extension owner).
+SERVER_MAPPINGS_SQL = """
+SELECT m.oid, m.umoptions, coalesce(a.rolname::text, 'public') AS umrole
+  FROM pg_catalog.pg_user_mapping m LEFT JOIN pg_catalog.pg_authid a ON a.oid = m.umuser
+ WHERE m.umserver = $1
+"""
+UPDATE_MAPPING_SQL = "UPDATE pg_catalog.pg_user_mapping SET umoptions = $2 WHERE oid = $1"
+# The names the duckdb servers had when this ALTER SERVER started (duckdb._ddl_log_start).
+NAMES_BEFORE_SQL = "SELECT pg_catalog.current_setting('duckdb.server_names_before', true) AS v"
 DUCKDB_SERVER_NAMES_SQL = """
 SELECT s.srvname::text AS srvname FROM pg_catalog.pg_foreign_server s
   JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'duckdb'
@@ -56,16 +69,26 @@ def _dry_run(plpy, sess, name, spec, scrub):
                       detail=scrub(err.message), hint="Check the option values against docs/secret-types.md.")
 
 
+def keyring(plpy, sess):
+    conf = {r["name"]: r["setting"] for r in plpy.execute(
+        sess.plan(plpy, "conf", CONF_SQL, ["text[]"]), [CONF_SETTINGS])}
+    return crypto.Keyring(conf)
+
+
 def check_object(plpy, GD, classid, objid):
-    """Validate the server or user mapping a DDL command just created/altered."""
+    """Validate the server or user mapping a DDL command just created/altered,
+    then encrypt what it left in clear (a key file configured).
+
+    Runs inside the SECURITY DEFINER event trigger, as the extension's owner."""
     sess = session(GD)
-    umid = None
+    umid = mapping = None
     if classid == MAPPING_CLASS:
         umid = objid
         rows = plpy.execute(sess.plan(plpy, "mapping_server", MAPPING_SERVER_SQL, ["oid"]), [objid])
         if not rows:
             return
-        srvid = rows[0]["umserver"]
+        mapping = rows[0]
+        srvid = mapping["umserver"]
     elif classid == SERVER_CLASS:
         srvid = objid
     else:
@@ -74,12 +97,51 @@ def check_object(plpy, GD, classid, objid):
     if not rows or rows[0]["fdw"] != "duckdb":
         return
     srv = rows[0]
-    check_server(plpy, sess, srv, umid)
+    keys = keyring(plpy, sess)
+    if classid == SERVER_CLASS:
+        _rebind_renamed(plpy, sess, keys, srv)
+    check_server(plpy, sess, srv, umid, keys)
+    if mapping is not None and keys.configured:
+        sealing = keys.sealing()
+        options, n = crypto.seal_options(sealing, mapping["umoptions"], srv["srvname"], mapping["umrole"],
+                                         catalog.SENSITIVE)
+        if n:
+            plpy.execute(sess.plan(plpy, "update_mapping", UPDATE_MAPPING_SQL, ["oid", "text[]"]),
+                         [umid, options])
 
 
-def check_server(plpy, sess, srv, umid=None):
+def _rebind_renamed(plpy, sess, keys, srv):
+    """ALTER SERVER ... RENAME TO: encrypted values are bound to the server's
+    name; move them to the new one. The old name comes from the catalog as the
+    statement started, never from the values themselves."""
+    before = plpy.execute(sess.plan(plpy, "names_before", NAMES_BEFORE_SQL))[0]["v"] or ""
+    old = None
+    for line in before.split("\n"):
+        oid, _, name = line.partition("=")
+        if oid == str(srv["oid"]):
+            old = name
+    if old is None or old == srv["srvname"]:
+        return
+    for m in plpy.execute(sess.plan(plpy, "server_mappings", SERVER_MAPPINGS_SQL, ["oid"]), [srv["oid"]]):
+        if not any(crypto.is_sealed(i.partition("=")[2]) for i in m["umoptions"] or ()):
+            continue
+        try:
+            plain = keys.open(m["umoptions"], old, m["umrole"])
+            sealed, _ = crypto.seal_options(keys.sealing(), plain, srv["srvname"], m["umrole"], catalog.SENSITIVE)
+        except crypto.KeyProblem as e:
+            plpy.warning(f'the encrypted values of the user mapping for {validation.shown(m["umrole"])} stay bound '
+                         f'to the old server name "{validation.shown(old)}": {e}',
+                         hint="With the key file in place, rename the server back and again, or set the values "
+                              "anew (duckdb.set_user_mapping).")
+            continue
+        plpy.execute(sess.plan(plpy, "update_mapping", UPDATE_MAPPING_SQL, ["oid", "text[]"]), [m["oid"], sealed])
+
+
+def check_server(plpy, sess, srv, umid=None, keys=None):
     """Check a server alone and with each user mapping the invoker can see
     (umid given: only with that mapping)."""
+    if keys is None:
+        keys = keyring(plpy, sess)
     name = srv["srvname"]
     combos = []
     if umid is None:
@@ -88,7 +150,20 @@ def check_server(plpy, sess, srv, umid=None):
         validation.check_name_collision(name, names)
         combos.append(None)
     mappings = plpy.execute(sess.plan(plpy, "mappings", MAPPINGS_SQL, ["oid", "oid"]), [srv["oid"], umid])
-    combos += [m["umoptions"] for m in mappings if m["umoptions"] is not None]
+    for m in mappings:
+        if m["umoptions"] is None:
+            continue
+        try:
+            combos.append(keys.open(m["umoptions"], name, m["usename"]))
+        except crypto.KeyProblem as e:
+            if e.foreign and umid is not None:
+                # A value encrypted for another place, given in this very DDL.
+                raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, f"{e}", hint="Give the value itself; it is encrypted "
+                              "when stored (duckdb.set_user_mapping keeps it out of statement text).") from None
+            # A server must stay manageable while its values cannot be read
+            # (a restore without the key file): not checked, said so.
+            plpy.warning(f'user mapping for {validation.shown(m["usename"])} on server "{validation.shown(name)}" '
+                         f"not checked: {e}", hint=crypto.HINT)
     for umoptions in combos:
         pairs = validation.parse_options(umoptions) + validation.parse_options(srv["srvoptions"])
         # Our own messages never carry values; DuckDB's may carry any of them.
@@ -249,6 +324,14 @@ RETURNING m.oid
 """
 
 
+def _role_label(plpy, role_oid):
+    """The name encrypted values of role_oid's mapping are bound to ('public': PUBLIC)."""
+    if role_oid == 0:
+        return "public"
+    return plpy.execute(plpy.prepare("SELECT rolname::text AS n FROM pg_catalog.pg_roles WHERE oid = $1", ["oid"]),
+                        [role_oid])[0]["n"]
+
+
 def store_mapping_options(plpy, GD, nonce, server_name, options):
     """Body of SECURITY DEFINER duckdb._store_mapping_options(): only for this
     package's own code, for the caller's own mapping (token in GD)."""
@@ -258,6 +341,10 @@ def store_mapping_options(plpy, GD, nonce, server_name, options):
                       hint="Use ALTER USER MAPPING, or duckdb.create_simple_secret().")
     validation.validate_options(options, validation.MAPPING_CATALOG)
     sess = session(GD)
+    sealing = keyring(plpy, sess).sealing()
+    if sealing is not None:        # _store sealed them; anything left is sealed here
+        options, _ = crypto.seal_options(sealing, options, server_name, _role_label(plpy, token[1]),
+                                         catalog.SENSITIVE)
     rows = plpy.execute(sess.plan(plpy, "store", STORE_SQL, ["oid", "name", "text[]"]),
                         [token[1], server_name, options])
     if not rows:
@@ -353,9 +440,43 @@ def set_user_mapping(plpy, GD, server_name, role_name, options_json):
     return None
 
 
+QUIET_KEY = "duckdb_secrets.quiet"
+
+
+def quiet_refusal(plpy, GD):
+    """A helper is about to refuse a call whose text may carry secret values
+    (literal arguments): have the error logged without the statement, as the
+    event trigger does for DDL. The refusal aborts the transaction (or
+    subtransaction), which brings the session's setting back."""
+    if GD.get("duckdb_secrets.version") in ("0.1.0", "0.2.0", "0.3.0"):
+        return
+    nonce = os.urandom(16).hex()
+    GD[QUIET_KEY] = nonce
+    try:
+        plpy.execute(session(GD).plan(plpy, "quiet", "SELECT duckdb._quiet_refusal($1)", ["text"]), [nonce])
+    except plpy.SPIError:
+        pass                # the refusal itself matters more
+    finally:
+        GD.pop(QUIET_KEY, None)
+
+
+def quiet_refusal_impl(plpy, GD, nonce):
+    """Body of SECURITY DEFINER duckdb._quiet_refusal(): only for this package's code."""
+    token = GD.pop(QUIET_KEY, None)
+    if token is None or nonce is None or token != nonce:
+        raise PgError(INSUFFICIENT_PRIVILEGE, "duckdb._quiet_refusal is internal to duckdb_secrets")
+    plpy.execute("SELECT pg_catalog.set_config('log_min_error_statement', 'panic', false)")
+
+
 def _store(plpy, GD, server_name, role_oid, options):
     """Options of role_oid's mapping stored by SECURITY DEFINER
-    duckdb._store_mapping_options() with bound parameters (one-time token)."""
+    duckdb._store_mapping_options() with bound parameters (one-time token);
+    sensitive values already encrypted when a key file is configured, so that
+    not even that call's parameters carry them in clear."""
+    sealing = keyring(plpy, session(GD)).sealing()
+    if sealing is not None:
+        options, _ = crypto.seal_options(sealing, options, server_name, _role_label(plpy, role_oid),
+                                         catalog.SENSITIVE)
     nonce = os.urandom(16).hex()
     GD[CALLER_KEY] = (nonce, role_oid)
     try:
@@ -364,3 +485,56 @@ def _store(plpy, GD, server_name, role_oid, options):
         plpy.execute(plan, [nonce, server_name, options])
     finally:
         GD.pop(CALLER_KEY, None)
+
+
+# --- duckdb.reencrypt_secrets ------------------------------------------------
+
+ALL_DUCKDB_MAPPINGS_SQL = """
+SELECT m.oid, s.srvname::text AS srvname, m.umoptions, coalesce(a.rolname::text, 'public') AS umrole
+  FROM pg_catalog.pg_user_mapping m
+  JOIN pg_catalog.pg_foreign_server s ON s.oid = m.umserver
+  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'duckdb'
+  LEFT JOIN pg_catalog.pg_authid a ON a.oid = m.umuser
+ ORDER BY s.srvname, m.oid
+"""
+
+
+def reencrypt_secrets(plpy, GD):
+    """duckdb.reencrypt_secrets(): every sensitive value encrypted with the key
+    file's current key; returns how many values were rewritten."""
+    if not plpy.execute("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user")[0]["rolsuper"]:
+        raise PgError(INSUFFICIENT_PRIVILEGE, "permission denied for function reencrypt_secrets",
+                      hint="Only superusers may re-encrypt every role's secret values.")
+    sess = session(GD)
+    keys = keyring(plpy, sess)
+    if not keys.configured:
+        raise PgError("55000", f"{crypto.SETTING} is not set",
+                      hint="Set it in postgresql.conf (or ALTER SYSTEM) and reload; " + crypto.HINT)
+    sealing = keys.sealing()
+    rewritten = 0
+    for m in plpy.execute(ALL_DUCKDB_MAPPINGS_SQL):
+        out, changed = [], 0
+        for item in m["umoptions"] or ():
+            name, _, value = item.partition("=")
+            if name.lower() in catalog.SENSITIVE or crypto.is_sealed(value):
+                if crypto.is_sealed(value) and value.split(":", 2)[1] == sealing.current_id:
+                    pass                # already under the current key
+                else:
+                    try:
+                        plain = sealing.open(value, m["srvname"], m["umrole"], name) if crypto.is_sealed(value) \
+                            else value
+                    except crypto.KeyProblem as e:
+                        plpy.warning(f'option "{validation.shown(name)}" of the user mapping for '
+                                     f'{validation.shown(m["umrole"])} on server "{validation.shown(m["srvname"])}" '
+                                     f"left as it is: {e}")
+                        out.append(item)
+                        continue
+                    value = sealing.seal(plain, m["srvname"], m["umrole"], name)
+                    changed += 1
+            out.append(f"{name}={value}")
+        if changed:
+            plpy.execute(sess.plan(plpy, "update_mapping", UPDATE_MAPPING_SQL, ["oid", "text[]"]), [m["oid"], out])
+            rewritten += changed
+    if rewritten:
+        plpy.execute("SELECT duckdb._bump()")
+    return rewritten

@@ -14,7 +14,7 @@ import re
 
 import datetime
 
-from . import aws, catalog, egress, interrupts, storage, validation
+from . import aws, catalog, crypto, egress, interrupts, storage, validation
 from .engine import Engine, Profile, parse_engine_settings, secret_sql, quote_ident
 from .errors import PgError, MissingMapping, Scrubber, NO_SCRUB, from_duckdb, INSUFFICIENT_PRIVILEGE
 
@@ -49,7 +49,8 @@ SELECT g.n, g.xmin::text AS gx, r.oid AS role, pg_catalog.statement_timestamp():
                  pg_catalog.current_setting('duckdb.aws_shared_credentials_file', true),
                  pg_catalog.current_setting('duckdb.aws_assume_role_duration', true),
                  pg_catalog.current_setting('duckdb.aws_refresh_margin', true),
-                 pg_catalog.current_setting('duckdb.rds_token_max_age', true)) AS conf
+                 pg_catalog.current_setting('duckdb.rds_token_max_age', true),
+                 pg_catalog.current_setting('duckdb.encryption_key_file', true)) AS conf
   FROM duckdb._generation g
   JOIN pg_catalog.pg_roles r ON r.rolname = pg_catalog.current_user()
   -- the relation at the place the administrator named ($1 schema, $2 name)
@@ -82,7 +83,10 @@ def caller():
 # there are PUBLIC user mappings readable for roles that merely have USAGE.
 ROLE_SECRETS_SQL = """
 SELECT s.oid, s.srvname::text AS srvname, s.srvtype, s.srvoptions,
-       CASE WHEN um.oid IS NOT NULL THEN um.umoptions ELSE pm.umoptions END AS umoptions
+       CASE WHEN um.oid IS NOT NULL THEN um.umoptions ELSE pm.umoptions END AS umoptions,
+       -- whose mapping it is: encrypted values are bound to it
+       CASE WHEN um.oid IS NOT NULL THEN (SELECT a.rolname::text FROM pg_catalog.pg_authid a WHERE a.oid = $1)
+            WHEN pm.oid IS NOT NULL THEN 'public' END AS umrole
   FROM pg_catalog.pg_foreign_server s
   JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'duckdb'
   LEFT JOIN pg_catalog.pg_user_mapping um ON um.umserver = s.oid AND um.umuser = $1
@@ -94,7 +98,8 @@ SELECT s.oid, s.srvname::text AS srvname, s.srvtype, s.srvoptions,
 
 CONF_SETTINGS = ["duckdb.allowed_url_prefixes", "duckdb.engine_settings", "duckdb.trusted_server_owners",
                  "duckdb.max_memory_limit", "duckdb.max_threads", "duckdb.max_temp_directory_size", "duckdb.aws_config_file",
-                 "duckdb.aws_shared_credentials_file", "duckdb.aws_assume_role_duration", "duckdb.aws_refresh_margin", "duckdb.rds_token_max_age"]
+                 "duckdb.aws_shared_credentials_file", "duckdb.aws_assume_role_duration", "duckdb.aws_refresh_margin", "duckdb.rds_token_max_age",
+                 crypto.SETTING]
 # Only what an administrator wrote in the configuration files counts (see
 # duckdb._admin_settings): a file path a role could SET would let it run a
 # credential_process as the server.
@@ -137,6 +142,7 @@ class Session:
         self.specs = {}           # (server, type, options, mapping) -> validated spec
         self.digests = {}         # id(spec) -> (spec, digest), from the last sync
         self.origins = {}         # engine secret name -> 'server', a table's name, or 'default'
+        self.skipped = {}         # engine secret name -> (server, type, why): not exported, listed by secrets()
         # (duckdb.secret_storage_table as last seen, [schema] or None, table name or None)
         self.table_args = (None, [storage.DEFAULT_SCHEMA], storage.DEFAULT_TABLE)
 
@@ -160,6 +166,7 @@ class Session:
         self.not_in_engine = {}
         self.refresh_at = None
         self.origins = {}
+        self.skipped = {}
 
 
 def session(GD):
@@ -202,8 +209,11 @@ def role_secrets(plpy, GD, nonce):
         raise PgError(INSUFFICIENT_PRIVILEGE, "duckdb._role_secrets is internal to duckdb_secrets",
                       hint="Use duckdb.secrets() to see the secrets of the current role.")
     plan = session(GD).plan(plpy, "role_secrets", ROLE_SECRETS_SQL, ["oid"])
-    return [(r["oid"], r["srvname"], r["srvtype"], r["srvoptions"], r["umoptions"])
+    rows = [(r["oid"], r["srvname"], r["srvtype"], r["srvoptions"], r["umoptions"], r["umrole"])
             for r in plpy.execute(plan, [token[1]])]
+    if GD.get("duckdb_secrets.version") in ("0.1.0", "0.2.0", "0.3.0"):
+        rows = [r[:5] for r in rows]        # before 0.4.0 the function has no umrole column
+    return rows
 
 
 def _fetch_role_secrets(plpy, GD, sess, role):
@@ -400,9 +410,10 @@ def ensure(plpy, GD, require=None):
         sess.plan(plpy, "conf", CONF_SQL, ["text[]"]), [CONF_SETTINGS])}
     settings = aws.Settings.from_conf(conf)
     settings.lock_timeout = lock_timeout(r["alt"])
-    desired, specs, origins, trusted = {}, {}, {}, {}
+    desired, specs, origins, trusted, skipped = {}, {}, {}, {}, {}
     trust = {t["oid"]: t["trusted"] for t in plpy.execute(
         sess.plan(plpy, "trust", TRUST_SQL, ["text[]"]), [trusted_owners(conf)])}
+    keys = crypto.Keyring(conf)
     for row in _fetch_role_secrets(plpy, GD, sess, r["role"]):
         if r["rolsuper"] and not trust.get(row["oid"]):
             # A less privileged owner must not steer a superuser's engine (the
@@ -412,11 +423,18 @@ def ensure(plpy, GD, require=None):
         try:
             spec = sess.specs.get(key)          # validated before, unchanged since
             if spec is None:
+                umoptions = keys.open(row["umoptions"], row["srvname"], row.get("umrole"))
                 spec = validation.secret_spec(row["srvname"], row["srvtype"],
-                                              row["srvoptions"], row["umoptions"])
+                                              row["srvoptions"], umoptions)
             specs[key] = spec
         except MissingMapping:
             continue            # this role has no mapping that completes the secret
+        except crypto.KeyProblem as e:
+            # Never a crash, never a half secret: the others load, this one says why.
+            why = f"cannot decrypt: {e}"
+            plpy.warning(f'skipping DuckDB secret for server "{validation.shown(row["srvname"])}": {why}')
+            skipped[validation.engine_name(row["srvname"])] = (row["srvname"], row["srvtype"], why)
+            continue
         except PgError as e:
             # Validated at DDL time; can only happen after a catalogue change
             # (an upgrade) or a catalog edit behind our back. Skip it loudly.
@@ -525,6 +543,7 @@ def ensure(plpy, GD, require=None):
         raise interrupts.raise_pending(plpy, guard.fired)
     sess.not_in_engine = not_in_engine
     sess.origins = origins
+    sess.skipped = skipped
     sess.refresh_at = refresh_at
     sess.fingerprint = fp
     return sess
