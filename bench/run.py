@@ -188,6 +188,30 @@ class Bench:
                 times.append(time.perf_counter() - t0)
         return median(times)
 
+    # --- 9. encryption at rest ---------------------------------------------------
+
+    def encryption(self, n=1000):
+        """A fresh engine's start + sync of n secrets whose values are encrypted
+        (duckdb.encryption_key_file) vs the same secrets in plaintext."""
+        keys = os.path.join(self.base, "keys")
+        with open(keys, "w") as f:
+            f.write(os.urandom(32).hex() + "\n")
+        os.chmod(keys, 0o600)
+        localenv._chown_postgres(keys)
+        with self.connect() as admin:
+            self.set_secrets(admin, n)
+            plain = self.fresh_engine(REPS)
+            admin.execute("SET duckdb.encryption_key_file = ''")
+            admin.execute(f"ALTER SYSTEM SET duckdb.encryption_key_file = '{keys}'")
+            admin.execute("SELECT pg_reload_conf()")
+            time.sleep(0.5)
+            rewritten = admin.execute("SELECT duckdb.reencrypt_secrets()").fetchone()[0]
+            assert rewritten == n, rewritten
+            sealed = self.fresh_engine(REPS)
+            admin.execute("ALTER SYSTEM RESET duckdb.encryption_key_file")
+            admin.execute("SELECT pg_reload_conf()")
+        self.record(f"9. fresh engine with {n:,} encrypted secrets vs plaintext", sealed * 1e3, plain * 1e3, "ms", 1.2)
+
     # --- 4. memory -------------------------------------------------------------
 
     def memory(self):
@@ -450,7 +474,8 @@ def main():
     b = Bench()
     try:
         b.start()
-        for step in (b.cold_start, b.warm_overhead, b.sync, b.memory, b.throughput, b.concurrency, b.egress, b.stop_time):
+        for step in (b.cold_start, b.warm_overhead, b.sync, b.memory, b.throughput, b.concurrency, b.egress, b.stop_time,
+                     b.encryption):
             print(f"== {step.__name__}", flush=True)
             step()
         b.write(time.time() - started)

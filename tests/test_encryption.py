@@ -345,3 +345,44 @@ def test_a_refused_helper_call_leaves_no_value_in_the_log(db, log_since):
     assert "ERROR:" in log
     # The session's setting is as before.
     assert db.conn.execute("SHOW log_min_error_statement").fetchone() == ("error",)
+
+
+def test_with_pgaudit_logging_everything_the_safe_paths_leave_no_value(s3, tmp_path_factory):
+    """pgaudit (pgaudit.log = 'all', its default log_parameter off) on a cluster of its
+    own, with a key file: values given by set_user_mapping and create_simple_secret
+    reach no log line; a plain DDL carrying one gets the once-per-session NOTICE."""
+    kf = KeyFile()
+    kf.write(KEY1)
+    base = tempfile.mkdtemp(prefix="duckdb_secrets_pgaudit.")
+    os.chmod(base, 0o755)
+    cluster = localenv.PgCluster(os.path.join(base, "pg"), settings={
+        "shared_preload_libraries": "pg_stat_statements,pgaudit", "pgaudit.log": "all",
+        "duckdb.encryption_key_file": kf.path})
+    cluster.start()
+    try:
+        key_id, secret = fresh_key(s3)
+        with psycopg.connect(cluster.dsn(), autocommit=True) as c:
+            c.execute("CREATE EXTENSION pgaudit")
+            c.execute("CREATE EXTENSION duckdb_secrets CASCADE")
+            c.execute(s3_server_sql("lake", s3, scope="s3://bucket"))
+        with psycopg.connect(cluster.dsn(), autocommit=True) as c:
+            notices = []
+            c.add_notice_handler(lambda d: notices.append(d.message_primary))
+            c.execute(SET, ("lake", "PUBLIC", json.dumps({"key_id": key_id, "secret": secret})))
+            assert c.execute(READ).fetchone() == (10,)
+            c.execute(SET, ("lake", "PUBLIC", json.dumps({"secret": secret})))      # an ALTER too
+            c.execute("SELECT duckdb.create_simple_secret(type := 'S3', key_id := %s, secret := %s, "
+                      "scope := 's3://elsewhere')", (key_id, secret))
+            # The safe paths got no warning; the first plain DDL does.
+            assert not [n for n in notices if "may log this statement" in n]
+            c.execute(s3_server_sql("plain", s3, scope="s3://bucket/x"))
+            assert [n for n in notices if "may log this statement" in n]
+            c.execute("CHECKPOINT")
+        log = cluster.read_log()
+        assert "AUDIT: SESSION" in log                   # pgaudit did log the statements ...
+        assert secret not in log                         # ... without the value
+        assert grep_tree(cluster.data, secret) == []
+    finally:
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)
+        kf.remove()

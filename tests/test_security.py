@@ -156,18 +156,13 @@ def test_values_reach_duckdb_unchanged(db, value):
 
 
 def test_secret_never_in_sql_text_of_create_simple_secret(db, log_since):
-    # The helper stores sensitive values with bound parameters; make the DDL
-    # it runs fail after that point and look at everything that comes back.
-    db.conn.execute("SET log_min_messages = 'debug1'")       # the server log sees all our SPI errors
-    db.conn.execute("SET log_statement = 'all'")
+    # The helper stores sensitive values with bound parameters: none of the SQL
+    # it runs carries them, so no log line does, even with every SPI error logged.
+    db.conn.execute("SET log_min_messages = 'debug1'")
     db.conn.execute("SELECT duckdb.create_simple_secret('S3', 'AKIAX', %s)", (CANARY,))
     mapping = db.conn.execute("SELECT umoptions FROM pg_user_mappings").fetchone()[0]
     assert f"secret={CANARY}" in mapping
-    # The only place the canary may appear in the log is the bind-parameter
-    # line of our own top-level statement (PostgreSQL logs those with log_statement=all).
-    for line in log_since().splitlines():
-        if CANARY in line:
-            assert "parameters:" in line, line
+    assert CANARY not in log_since()
 
 
 def test_errors_are_native_and_scrubbed(db, s3, log_since):
@@ -175,13 +170,12 @@ def test_errors_are_native_and_scrubbed(db, s3, log_since):
     db.conn.execute(f"CREATE USER MAPPING FOR CURRENT_USER SERVER leaky OPTIONS (key_id 'k', secret '{CANARY}')")
     # A DuckDB error whose text would contain the secret value is scrubbed.
     with pytest.raises(psycopg.Error) as e:
-        db.conn.execute(f"SELECT * FROM duckdb.query($$ SELECT error('boom {CANARY} boom') $$) AS t(x int)")
+        db.conn.execute(f"SELECT * FROM duckdb.query($$ SELECT error('boom ' || '{CANARY[:3]}' || '{CANARY[3:]} boom')"
+                        " $$) AS t(x int)")
     assert "boom ******** boom" in e.value.diag.message_primary
     assert_clean_error(e.value, CANARY)
     notices = []
     db.conn.add_notice_handler(lambda d: notices.append(d.message_primary))
     db.conn.execute(f"SELECT duckdb.raw_query($$ SELECT 'x-' || '{CANARY[:10]}' || '{CANARY[10:]}' AS leak $$)")
     assert notices and CANARY not in notices[0] and "********" in notices[0]
-    assert CANARY not in "".join(
-        line for line in log_since().splitlines() if "CREATE USER MAPPING" not in line and "error('boom" not in line
-        and "raw_query" not in line)
+    assert CANARY not in log_since()

@@ -141,12 +141,39 @@ def _engine_for(plpy, GD, fn, sql):
     return sync.ensure(plpy, GD, require=fn)
 
 
+# DuckDB SQL that may carry a credential of its own (an ATTACH string with a
+# password, a CREATE SECRET, a URL with user:password@).
+_CREDENTIALISH = re.compile(r"(?i)secret|passw|pwd|token|key_id|access_key|://[^/\s:@'\"]+:[^@\s'\"]+@")
+
+
+def _quiet_if_credentials(plpy, GD, sql):
+    """A failing duckdb.query/raw_query is logged with its statement
+    (log_min_error_statement); if its DuckDB SQL may carry a credential, it is
+    logged without."""
+    if sql and (_CREDENTIALISH.search(sql) or sync.session(GD).scrub(sql) != sql):
+        ddl.quiet_refusal(plpy, GD)
+
+
+def _quiet_on_error(fn):
+    @functools.wraps(fn)
+    def wrapper(plpy, GD, sql):
+        try:
+            return fn(plpy, GD, sql)
+        except Exception:
+            _quiet_if_credentials(plpy, GD, sql)
+            raise
+    return wrapper
+
+
 @entry
+@_quiet_on_error
 def query_start(plpy, GD, sql):
     sess = _engine_for(plpy, GD, "query", sql)
     sess.pending = None
     import duckdb
     coldef, sess.pending = query.start(plpy, duckdb, sess.engine, sql, sess.cell_scrub, sess.caller, sess.deadline)
+    if sess.pending is not None:
+        sess.pending.sql = sql      # for the error at the end, if any
     if coldef is None:
         return _value(None)
     return _value(coldef) + [query.fetch_sql(sess.pending.pg_types)]
@@ -182,11 +209,13 @@ def query_end(plpy, GD):
     pending = _own_pending(plpy, GD)
     sess.pending = None
     if pending is not None and pending.error is not None:
+        _quiet_if_credentials(plpy, GD, getattr(pending, "sql", None))
         raise pending.error
     return None
 
 
 @entry
+@_quiet_on_error
 def raw_query(plpy, GD, sql):
     sess = _engine_for(plpy, GD, "raw_query", sql)
     import duckdb

@@ -303,12 +303,23 @@ def _create_helper_secret(plpy, GD, type_name, server_args, mapping_args):
         name = f"{base}_{i}"
 
     opts = ", ".join(f"{k} {plpy.quote_literal(v)}" for k, v in server_args.items() if v != "")
-    plpy.execute(f"CREATE SERVER {plpy.quote_ident(name)} TYPE {plpy.quote_literal(type_name)} "
-                 f"FOREIGN DATA WRAPPER duckdb" + (f" OPTIONS ({opts})" if opts else ""))
-    plpy.execute(f"CREATE USER MAPPING FOR CURRENT_USER SERVER {plpy.quote_ident(name)}")
+    _valueless_ddl(plpy, f"CREATE SERVER {plpy.quote_ident(name)} TYPE {plpy.quote_literal(type_name)} "
+                         f"FOREIGN DATA WRAPPER duckdb" + (f" OPTIONS ({opts})" if opts else ""),
+                   f"CREATE USER MAPPING FOR CURRENT_USER SERVER {plpy.quote_ident(name)}")
     if mapping_opts:
         _store_as_caller(plpy, GD, name, mapping_opts)
     return name
+
+
+def _valueless_ddl(plpy, *statements):
+    """DDL the helpers run, which carries no secret value: the warning that
+    statement logging may capture values (duckdb._ddl_log_start) is not for it."""
+    plpy.execute("SELECT pg_catalog.set_config('duckdb.valueless_ddl', 'on', true)")
+    try:
+        for sql in statements:
+            plpy.execute(sql)
+    finally:
+        plpy.execute("SELECT pg_catalog.set_config('duckdb.valueless_ddl', 'off', true)")
 
 
 def _store_as_caller(plpy, GD, server_name, options):
@@ -435,7 +446,7 @@ def set_user_mapping(plpy, GD, server_name, role_name, options_json):
     options = _merged_options(r["umoptions"] if r["exists"] else [], changes)
     validation.validate_options(options, validation.MAPPING_CATALOG)
     if not r["exists"]:
-        plpy.execute(f"CREATE USER MAPPING FOR {role_sql} SERVER {plpy.quote_ident(r['srvname'])}")
+        _valueless_ddl(plpy, f"CREATE USER MAPPING FOR {role_sql} SERVER {plpy.quote_ident(r['srvname'])}")
     _store(plpy, GD, r["srvname"], role_oid, options)
     return None
 

@@ -91,6 +91,7 @@ class Pending:
         self.pg_types = pg_types
         self.converters = converters
         self.error = None
+        self.sql = None             # the DuckDB SQL (api: is it logged if it fails)
         # The first batch, fetched in the same call as the statement ran (one
         # guarded call for results that fit in one batch); None: not fetched.
         self.first = first
