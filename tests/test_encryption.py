@@ -222,8 +222,8 @@ def test_a_copied_ciphertext_does_not_decrypt(db, s3, lake, keyfile):
     assert reader.execute(READ).fetchone() == (10,)
 
 
-@pytest.mark.parametrize("problem", ["missing", "open_to_others", "wrong_key", "not_a_key", "in_data_directory",
-                                     "unset"])
+@pytest.mark.parametrize("problem", ["missing", "unreadable", "open_to_others", "wrong_key", "not_a_key",
+                                     "in_data_directory", "unset"])
 def test_without_a_usable_key_the_engine_skips_with_a_warning(db, s3, lake, keyfile, cluster, problem):
     key_id, secret = fresh_key(s3)
     db.conn.execute(SET, ("lake", "PUBLIC", json.dumps({"key_id": key_id, "secret": secret})))
@@ -233,6 +233,8 @@ def test_without_a_usable_key_the_engine_skips_with_a_warning(db, s3, lake, keyf
     setting = None
     if problem == "missing":
         os.unlink(keyfile.path)
+    elif problem == "unreadable":
+        keyfile.write(KEY1, mode=0o000)
     elif problem == "open_to_others":
         keyfile.write(KEY1, mode=0o644)
     elif problem == "wrong_key":

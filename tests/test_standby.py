@@ -99,3 +99,40 @@ def test_standby_uses_replicated_secrets_and_sees_changes_after_replay(pair, s3)
         assert su.execute("SELECT count(*) FROM duckdb.secrets()").fetchone() == (0,)
     conn.execute("DROP OWNED BY analyst")
     conn.execute("DROP ROLE analyst")
+
+
+def test_standby_reads_encrypted_values_with_the_same_key_file(pair, s3):
+    """duckdb.encryption_key_file on both: values stored encrypted on the
+    primary reach the standby as ciphertext and its engines decrypt them."""
+    from test_encryption import KEY1, KeyFile, grep_tree, fresh_key
+    import json
+    primary, standby, conn = pair
+    kf = KeyFile()
+    kf.write(KEY1)
+    try:
+        conn.execute("SET duckdb.encryption_key_file = ''")
+        conn.execute(f"ALTER SYSTEM SET duckdb.encryption_key_file = '{kf.path}'")
+        conn.execute("SELECT pg_reload_conf()")
+        with open(os.path.join(standby.data, "postgresql.auto.conf"), "a") as f:
+            f.write(f"duckdb.encryption_key_file = '{kf.path}'\n")
+        with psycopg.connect(standby.dsn("replicated"), autocommit=True) as s:
+            s.execute("SELECT pg_reload_conf()")
+        time.sleep(0.5)
+        key_id, secret = fresh_key(s3)
+        conn.execute(s3_server_sql("sealed", s3, scope="s3://bucket/data"))
+        conn.execute("SELECT duckdb.set_user_mapping('sealed', 'PUBLIC', %s::jsonb)",
+                     (json.dumps({"key_id": key_id, "secret": secret}),))
+        conn.execute("CHECKPOINT")
+        with psycopg.connect(standby.dsn("replicated"), autocommit=True) as s:
+            replayed(conn, s)
+            assert s.execute("SELECT umoptions FROM pg_user_mappings WHERE srvname = 'sealed'"
+                             ).fetchone()[0][1].startswith("secret=dsenc1:")
+            assert s.execute(READ).fetchone() == (10,)
+            assert dict(s.execute("SELECT name, storage FROM duckdb.secrets()").fetchall())["sealed"] == "memory"
+            s.execute("CHECKPOINT")
+        assert grep_tree(standby.data, secret) == [] and grep_tree(primary.data, secret) == []
+    finally:
+        conn.execute("DROP SERVER IF EXISTS sealed CASCADE")
+        conn.execute("ALTER SYSTEM RESET duckdb.encryption_key_file")
+        conn.execute("SELECT pg_reload_conf()")
+        kf.remove()
