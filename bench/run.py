@@ -5,6 +5,7 @@ runs each measurement several times (median), and writes bench/results.md and
 bench/results.png. Every goal is a ratio against a baseline from this run.
 """
 
+import importlib
 import json
 import os
 import shutil
@@ -19,7 +20,7 @@ import psycopg
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
-import localenv  # noqa: E402
+localenv = importlib.import_module("localenv")
 
 DEPS = subprocess.run(["pg_config", "--pkglibdir"], capture_output=True, text=True,
                       check=True).stdout.strip() + "/duckdb_secrets/deps"
@@ -95,7 +96,8 @@ class Bench:
             conn.execute(f"DROP SERVER {', '.join(names[i:i + 500])} CASCADE")
         conn.execute("""
             DO $$ BEGIN FOR i IN 1..%s LOOP
-              EXECUTE format('CREATE SERVER b%%s TYPE ''s3'' FOREIGN DATA WRAPPER duckdb OPTIONS (region ''us-east-1'', '
+              EXECUTE format('CREATE SERVER b%%s TYPE ''s3'' FOREIGN DATA WRAPPER duckdb '
+                             'OPTIONS (region ''us-east-1'', '
                              'endpoint %%L, url_style ''path'', use_ssl ''false'', scope %%L)', i, %s,
                              CASE WHEN i = 1 THEN 's3://bucket' ELSE 's3://b' || i END);
               EXECUTE format('CREATE USER MAPPING FOR PUBLIC SERVER b%%s OPTIONS (key_id %%L, secret %%L)', i, %s, %s);
@@ -240,7 +242,7 @@ class Bench:
                     c.close()
             print(f"   {k} backends: {totals[-1]:.0f} MiB in all", flush=True)
         self.curves["rss"] = ([1, 8, 32], totals)
-        self.rss_note = ", ".join(f"{k} backends: {t:.0f} MiB" for k, t in zip((1, 8, 32), totals))
+        self.rss_note = ", ".join(f"{k} backends: {t:.0f} MiB" for k, t in zip((1, 8, 32), totals, strict=True))
 
     # --- 5. throughput ---------------------------------------------------------
 
@@ -272,7 +274,8 @@ class Bench:
     def stop_time(self, reps=5):
         """Median delay from a cancel request, and from statement_timeout's expiry,
         to the error: a DuckDB query against a PostgreSQL query of the same kind."""
-        duck = "SELECT * FROM duckdb.query($$ SELECT count(*) FROM range(40000000000) t(i) WHERE i % 7 = 3 $$) AS t(n bigint)"
+        duck = ("SELECT * FROM duckdb.query($$ SELECT count(*) FROM range(40000000000) t(i) WHERE i % 7 = 3 $$) "
+                "AS t(n bigint)")
         pg = "SELECT count(*) FROM generate_series(1, 40000000000) g WHERE g % 7 = 3"
         with self.connect() as admin:
             self.set_secrets(admin, 1, valid=True)
@@ -293,7 +296,7 @@ class Bench:
                     c.execute("RESET statement_timeout")
                     done = {}
 
-                    def run():
+                    def run(c=c, sql=sql, done=done):
                         try:
                             c.execute(sql).fetchall()
                         except psycopg.errors.QueryCanceled:
@@ -474,8 +477,8 @@ def main():
     b = Bench()
     try:
         b.start()
-        for step in (b.cold_start, b.warm_overhead, b.sync, b.memory, b.throughput, b.concurrency, b.egress, b.stop_time,
-                     b.encryption):
+        for step in (b.cold_start, b.warm_overhead, b.sync, b.memory, b.throughput, b.concurrency, b.egress,
+                     b.stop_time, b.encryption):
             print(f"== {step.__name__}", flush=True)
             step()
         b.write(time.time() - started)

@@ -26,7 +26,7 @@ def boot(GD, sql_version):
     try:
         import duckdb_secrets
         import duckdb_secrets.api as api
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - a broken install may fail in any way; reported, not raised
         return ["58000", "could not load the duckdb_secrets Python package",
                 f"{type(e).__name__}: {e}", "Reinstall the extension (make install)."]
     if sql_version not in getattr(duckdb_secrets, "SQL_VERSIONS", (duckdb_secrets.__version__,)):

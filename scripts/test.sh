@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# make test: pg_regress (make installcheck) against a throwaway cluster, then
-# the pytest suites (which start their own cluster and S3 server).
+# make test: the linter (ruff, configured in pyproject.toml), pg_regress (make
+# installcheck) against a throwaway cluster, then the pytest suites (which
+# start their own cluster and S3 server).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh" regress
+
+echo "== ruff"
+.venv/bin/ruff check plpython tests bench
 PGPORT=$(free_port)
 cleanup() {
     $PY tests/localenv.py pg-stop "$BASE/pg" || true

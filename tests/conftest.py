@@ -4,16 +4,15 @@ template), and a moto S3 server on 127.0.0.1 that checks signatures."""
 
 import os
 import shutil
-import sys
 import tempfile
 import uuid
 
 import psycopg
 import pytest
+from psycopg import sql
 from pytest_postgresql import factories
 
-sys.path.insert(0, os.path.dirname(__file__))
-import localenv  # noqa: E402
+import localenv
 
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
@@ -132,6 +131,12 @@ def s3_server_sql(name, s3, **extra):
     return f"CREATE SERVER {name} TYPE 's3' FOREIGN DATA WRAPPER duckdb OPTIONS ({body})"
 
 
+def s3_mapping_sql(server, s3, role="PUBLIC"):
+    """CREATE USER MAPPING with the local S3 server's working keys."""
+    return (f"CREATE USER MAPPING FOR {role} SERVER {server} "
+            f"OPTIONS (key_id '{s3.key_id}', secret '{s3.secret}')")
+
+
 def assert_clean_error(err, *secrets):
     """A PostgreSQL-native error: no plpy prefix, no traceback, no secret."""
     diag = err.diag
@@ -174,3 +179,43 @@ class file_setting:
 
     def __exit__(self, *exc):
         self._alter(None)
+
+
+# --- shared by the attack suites ----------------------------------------------
+
+READ = ("SELECT * FROM duckdb.query($$ SELECT count(*) FROM read_parquet('s3://bucket/data/numbers.parquet') $$) "
+        "AS t(n bigint)")
+WORLD_CANARY = "CANARY-attack-e83c"      # the PUBLIC mapping's secret in world()
+
+
+def q(conn, text, cols="x text"):
+    stmt = sql.SQL("SELECT * FROM duckdb.query({}) AS t(" + cols + ")").format(sql.Literal(text))
+    return conn.execute(stmt).fetchall()
+
+
+def refused(conn, text, sqlstate="42501", *, raw=False):
+    """sqlstate: one SQLSTATE or a set of acceptable ones."""
+    with pytest.raises(psycopg.Error) as e:
+        if raw:
+            conn.execute("SELECT duckdb.raw_query(%s)", (text,))
+        else:
+            q(conn, text)
+    states = {sqlstate} if isinstance(sqlstate, str) else sqlstate
+    assert e.value.sqlstate in states, (e.value.sqlstate, str(e.value))
+    assert_clean_error(e.value, *_SECRETS_TO_WATCH)
+    assert "root:x:0:0" not in str(e.value)
+    return e.value
+
+
+@pytest.fixture
+def world(db, s3):
+    """alice: USAGE on team_s3 with her own (valid) mapping; bob: no USAGE;
+    carol: USAGE through PUBLIC's mapping; all may run duckdb.query."""
+    alice, bob, carol = db.role("alice"), db.role("bob"), db.role("carol")
+    c = db.conn
+    c.execute(s3_server_sql("team_s3", s3, scope="s3://bucket"))
+    c.execute(s3_mapping_sql("team_s3", s3, f'"{alice}"'))
+    c.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER team_s3 OPTIONS (key_id 'PUBLICKEY', secret '{WORLD_CANARY}')")
+    c.execute(f'GRANT USAGE ON FOREIGN SERVER team_s3 TO "{alice}", "{carol}"')
+    c.execute(f'GRANT EXECUTE ON FUNCTION duckdb.query(text), duckdb.raw_query(text) TO "{alice}", "{bob}", "{carol}"')
+    return {"alice": alice, "bob": bob, "carol": carol}

@@ -12,9 +12,10 @@ import json
 import os
 import sys
 
-os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+import duckdb
 
-import duckdb  # noqa: E402
+# Set before DuckDB's aws code can run (it reads it when it resolves credentials).
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 
 def extension(pkg, name):

@@ -181,7 +181,7 @@ class S3Server:
                 break
             except OSError:
                 if time.time() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError("moto_server did not start; see " + log.name)
+                    raise RuntimeError("moto_server did not start; see " + log.name) from None
                 time.sleep(0.2)
         if self.seed is not None:
             req = urllib.request.Request(f"{self.url}/moto-api/seed?a={int(self.seed)}", data=b"", method="POST")

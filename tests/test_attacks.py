@@ -11,43 +11,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import assert_clean_error, s3_server_sql
+from conftest import READ, WORLD_CANARY, assert_clean_error, q, refused
 
-CANARY = "CANARY-attack-e83c"
-READ = ("SELECT * FROM duckdb.query($$ SELECT count(*) FROM read_parquet('s3://bucket/data/numbers.parquet') $$) "
-        "AS t(n bigint)")
-
-
-def q(conn, text, cols="x text"):
-    return conn.execute(sql.SQL("SELECT * FROM duckdb.query({}) AS t(" + cols + ")").format(sql.Literal(text))).fetchall()
-
-
-def refused(conn, text, sqlstate="42501", *, raw=False):
-    """sqlstate: one SQLSTATE or a set of acceptable ones."""
-    with pytest.raises(psycopg.Error) as e:
-        if raw:
-            conn.execute("SELECT duckdb.raw_query(%s)", (text,))
-        else:
-            q(conn, text)
-    states = {sqlstate} if isinstance(sqlstate, str) else sqlstate
-    assert e.value.sqlstate in states, (e.value.sqlstate, str(e.value))
-    assert_clean_error(e.value, CANARY)
-    assert "root:x:0:0" not in str(e.value)
-    return e.value
-
-
-@pytest.fixture
-def world(db, s3):
-    """alice: USAGE on team_s3 with her own (valid) mapping; bob: no USAGE;
-    carol: USAGE through PUBLIC's mapping; all may run duckdb.query."""
-    alice, bob, carol = db.role("alice"), db.role("bob"), db.role("carol")
-    c = db.conn
-    c.execute(s3_server_sql("team_s3", s3, scope="s3://bucket"))
-    c.execute(f'CREATE USER MAPPING FOR "{alice}" SERVER team_s3 OPTIONS (key_id \'{s3.key_id}\', secret \'{s3.secret}\')')
-    c.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER team_s3 OPTIONS (key_id 'PUBLICKEY', secret '{CANARY}')")
-    c.execute(f'GRANT USAGE ON FOREIGN SERVER team_s3 TO "{alice}", "{carol}"')
-    c.execute(f'GRANT EXECUTE ON FUNCTION duckdb.query(text), duckdb.raw_query(text) TO "{alice}", "{bob}", "{carol}"')
-    return {"alice": alice, "bob": bob, "carol": carol}
+CANARY = WORLD_CANARY
+S3_SERVER = "CREATE SERVER x TYPE 's3' FOREIGN DATA WRAPPER duckdb"
 
 
 # --- 1. the local file system and the network, through every reader ----------
@@ -145,7 +112,8 @@ LIFTS = [
     "PRAGMA enable_profiling",
     "PRAGMA enable_checkpoint_on_shutdown",
     "CALL pragma_database_list()",
-    "LOAD '/usr/lib/postgresql/15/lib/duckdb_secrets/deps/duckdb_extension_postgres_scanner/extensions/v1.5.5/postgres_scanner.duckdb_extension'",
+    "LOAD '/usr/lib/postgresql/15/lib/duckdb_secrets/deps/duckdb_extension_postgres_scanner/extensions/v1.5.5/"
+    "postgres_scanner.duckdb_extension'",
     "INSTALL postgres",
     "FORCE INSTALL httpfs",
     "SET VARIABLE x = 1",
@@ -198,11 +166,11 @@ def admin(db):
 SMUGGLES = [
     ("type", f"CREATE SERVER x TYPE 's3, secret ''{CANARY}''' FOREIGN DATA WRAPPER duckdb", "HV024"),
     ("type-newline", f"CREATE SERVER x TYPE E's3\\nSECRET {CANARY}' FOREIGN DATA WRAPPER duckdb", "HV024"),
-    ("option-name-with-equals", f"CREATE SERVER x TYPE 's3' FOREIGN DATA WRAPPER duckdb OPTIONS (\"secret=x\" '{CANARY}')", "22023"),
-    ("quoted-upper", f"CREATE SERVER x TYPE 's3' FOREIGN DATA WRAPPER duckdb OPTIONS (\"SECRET\" '{CANARY}')", "42501"),
-    ("mixed-case", f"CREATE SERVER x TYPE 's3' FOREIGN DATA WRAPPER duckdb OPTIONS (\"SeSsIoN_ToKeN\" '{CANARY}')", "42501"),
-    ("proxy-password", f"CREATE SERVER x TYPE 's3' FOREIGN DATA WRAPPER duckdb OPTIONS (http_proxy_password '{CANARY}')", "42501"),
-    ("provider", f"CREATE SERVER x TYPE 's3' FOREIGN DATA WRAPPER duckdb OPTIONS (provider 'config, secret {CANARY}')", "HV024"),
+    ("option-name-with-equals", f"{S3_SERVER} OPTIONS (\"secret=x\" '{CANARY}')", "22023"),
+    ("quoted-upper", f"{S3_SERVER} OPTIONS (\"SECRET\" '{CANARY}')", "42501"),
+    ("mixed-case", f"{S3_SERVER} OPTIONS (\"SeSsIoN_ToKeN\" '{CANARY}')", "42501"),
+    ("proxy-password", f"{S3_SERVER} OPTIONS (http_proxy_password '{CANARY}')", "42501"),
+    ("provider", f"{S3_SERVER} OPTIONS (provider 'config, secret {CANARY}')", "HV024"),
     ("fdw-option", f"ALTER FOREIGN DATA WRAPPER duckdb OPTIONS (ADD secret '{CANARY}')", "42501"),
 ]
 

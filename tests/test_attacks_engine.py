@@ -18,7 +18,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 
@@ -26,11 +25,9 @@ import psycopg
 import pytest
 
 import localenv
-from conftest import assert_clean_error, fresh_database, s3_server_sql, secret_lines
-from test_attacks import CANARY, READ, q, refused, world  # noqa: F401 - world is a fixture
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "plpython"))
-from duckdb_secrets import egress  # noqa: E402
+from conftest import READ, assert_clean_error, fresh_database, q, refused, s3_server_sql, secret_lines
+from conftest import WORLD_CANARY as CANARY
+from duckdb_secrets import egress
 
 
 class Counter:
@@ -384,7 +381,8 @@ def test_results_do_not_cross_a_security_definer_boundary(db, world):
     db.conn.execute(f'GRANT CREATE ON SCHEMA public TO "{bob}"')
     b = db.connect(bob)
     b.execute("CREATE FUNCTION public.peek() RETURNS bigint LANGUAGE sql SECURITY DEFINER "
-              "SET search_path = pg_catalog AS $$ SELECT count(*) FROM duckdb._query_rows() AS t(a bigint, b bigint) $$")
+              "SET search_path = pg_catalog AS "
+              "$$ SELECT count(*) FROM duckdb._query_rows() AS t(a bigint, b bigint) $$")
     b.execute(f'GRANT EXECUTE ON FUNCTION public.peek() TO "{alice}"')
     a = db.connect(alice)
     _leave_a_result(a, "SELECT range AS id, range AS v FROM range(10)")

@@ -10,7 +10,6 @@ import os
 import shutil
 import socket
 import struct
-import sys
 import tempfile
 import threading
 import time
@@ -20,15 +19,11 @@ import psycopg
 import pytest
 
 import localenv
-from conftest import assert_clean_error, fresh_database, secret_lines
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "plpython"))
-from duckdb_secrets import aws  # noqa: E402
+from conftest import READ, assert_clean_error, fresh_database, secret_lines
+from duckdb_secrets import aws
 
 CANARY = "CANARY-aws-77d1"
 ROLE_ARN = "arn:aws:iam::123456789012:role/s3-reader"
-READ = ("SELECT * FROM duckdb.query($$ SELECT count(*) FROM read_parquet('s3://bucket/data/numbers.parquet') $$) "
-        "AS t(n bigint)")
 DUCK_KEY = ("SELECT * FROM duckdb.query($$ SELECT regexp_extract(secret_string, 'key_id=([^;]*)', 1) "
             "FROM duckdb_secrets() WHERE name = '{}' $$) AS t(k text)")
 
@@ -221,7 +216,9 @@ def verify_rds_token(token, key_id, secret, host, port, user, region):
     key, date, reg, service, _ = q["X-Amz-Credential"].split("/")
     assert (key, reg, service) == (key_id, region, "rds-db")
     signature = q.pop("X-Amz-Signature")
-    quote = lambda v: urllib.parse.quote(v, safe="-_.~")  # noqa: E731
+    def quote(v):
+        return urllib.parse.quote(v, safe="-_.~")
+
     canonical_query = "&".join(f"{quote(k)}={quote(v)}" for k, v in sorted(q.items()))
     payload = hashlib.sha256(b"").hexdigest()
     canonical = "\n".join(["GET", "/", canonical_query, f"host:{host}:{port}", "", "host", payload])

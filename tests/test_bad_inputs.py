@@ -2,16 +2,12 @@
 is wrong, a HINT where one helps, no Python traceback, no secret value echoed
 (every case carries the canary), and leaves the catalog exactly as it was."""
 
-import os
-import sys
 
 import psycopg
 import pytest
 
 from conftest import assert_clean_error, fresh_database
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "plpython"))
-from duckdb_secrets import catalog  # noqa: E402
+from duckdb_secrets import catalog
 
 C = "CANARY-bad-51f0"
 DB = "bad_inputs"
@@ -94,7 +90,8 @@ def _cases():
         case("bool-empty", srv("'s3'", "use_ssl ''"), "HV024", "use_ssl", True),
         case("bool-huge", srv("'s3'", f"use_ssl '{C}{'x' * 100000}'"), "HV024", "use_ssl", True),
         case("int-float", srv("'postgres'", "port '5432.5'"), "HV024", "port"),
-        case("chain-empty-member", srv("'s3'", f"provider 'credential_chain', chain 'env;;{C}'"), "HV024", "chain", True),
+        case("chain-empty-member", srv("'s3'", f"provider 'credential_chain', chain 'env;;{C}'"), "HV024", "chain",
+             True),
     ]
     # 5. Options that cannot go together.
     out += [
@@ -138,7 +135,8 @@ def _cases():
         out.append(case(f"rds-missing-{missing}", srv("'rds'", f"{opts}, session_name '{C}'"), "HV024", missing))
     # 7. TYPE.
     out += [
-        case("type-missing", f"CREATE SERVER x FOREIGN DATA WRAPPER duckdb OPTIONS (region '{C}')", "HV024", "TYPE", True),
+        case("type-missing", f"CREATE SERVER x FOREIGN DATA WRAPPER duckdb OPTIONS (region '{C}')", "HV024", "TYPE",
+             True),
         case("type-empty", srv("''", f"region '{C}'"), "HV024", "TYPE", True),
         case("type-unknown", srv("'nosuchtype'", f"region '{C}'"), "HV024", "nosuchtype", True),
         case("type-smuggle-quote", srv(f"'s3, secret ''{C}'''"), "HV024", "TYPE", True),

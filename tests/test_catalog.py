@@ -3,13 +3,11 @@ accepted by the engine, every type/provider exports with the right type,
 provider, scope and redaction, and the docs are generated from it."""
 
 import os
-import sys
 
 import psycopg
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "plpython"))
-from duckdb_secrets import catalog, docs  # noqa: E402
+from duckdb_secrets import catalog, docs
 
 CANARY = "CANARY-cat-4b2e"
 PAIRS = [(t, p) for t in catalog.TYPES.values() for p in t.providers.values()]
@@ -117,7 +115,8 @@ def test_each_type_and_provider_exports_with_type_provider_scope_and_redaction(d
     if scoped:
         opts["scope"] = f"{t.default_scope[0]}my-bucket"
     create(db.conn, "full_secret", t.name, opts)
-    row = db.conn.execute("SELECT name, server, type, provider, scope, secret_string FROM duckdb.secrets() WHERE origin = 'server'").fetchone()
+    row = db.conn.execute("SELECT name, server, type, provider, scope, secret_string FROM duckdb.secrets() "
+                          "WHERE origin = 'server'").fetchone()
     name, server, typ, provider, scope, shown = row
     assert (name, server, typ, provider) == ("full_secret", "full_secret", t.name, p.name)
     if scoped:

@@ -22,7 +22,7 @@ import time
 
 import psycopg
 
-from conftest import s3_server_sql
+from conftest import s3_mapping_sql, s3_server_sql
 
 SESSIONS = 16
 SLOTS = 4                 # servers per session, created and dropped over and over
@@ -68,7 +68,7 @@ def test_sixteen_sessions_for_a_minute(db, s3, log_since):
     for m in range(STABLE):
         s3.put_parquet(f"conc/stable{m}/numbers.parquet", "SELECT range AS n FROM range(10)")
         admin.execute(s3_server_sql(f"stable{m}", s3, scope=f"s3://bucket/conc/stable{m}/"))
-        admin.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER stable{m} OPTIONS (key_id '{s3.key_id}', secret '{s3.secret}')")
+        admin.execute(s3_mapping_sql(f"stable{m}", s3))
         admin.execute(f"GRANT USAGE ON FOREIGN SERVER stable{m} TO PUBLIC")
     worker_role = db.role("conc")
     admin.execute(f'GRANT USAGE ON FOREIGN DATA WRAPPER duckdb TO "{worker_role}"')

@@ -10,11 +10,9 @@ import tempfile
 import psycopg
 
 import localenv
-from conftest import s3_server_sql
+from conftest import READ, s3_mapping_sql, s3_server_sql
 
 PG_BIN = localenv.PG_BIN
-READ = ("SELECT * FROM duckdb.query($$ SELECT count(*) FROM read_parquet('s3://bucket/data/numbers.parquet') $$) "
-        "AS t(n bigint)")
 CATALOG = """
 SELECT (SELECT array_agg(row(srvname, srvtype, (SELECT array_agg(o ORDER BY o) FROM unnest(srvoptions) o))::text
                          ORDER BY srvname) FROM pg_foreign_server),
@@ -28,7 +26,7 @@ def test_dump_and_restore_into_a_fresh_cluster(db, s3, cluster):
     alice, bob = db.role("alice"), db.role("bob")
     c = db.conn
     c.execute(s3_server_sql("team_s3", s3, scope="s3://bucket"))
-    c.execute(f'CREATE USER MAPPING FOR "{alice}" SERVER team_s3 OPTIONS (key_id \'{s3.key_id}\', secret \'{s3.secret}\')')
+    c.execute(s3_mapping_sql("team_s3", s3, f'"{alice}"'))
     c.execute("CREATE USER MAPPING FOR PUBLIC SERVER team_s3 OPTIONS (key_id 'PUB', secret 'public-secret')")
     c.execute(f'GRANT USAGE ON FOREIGN SERVER team_s3 TO "{alice}", "{bob}"')
     c.execute(f'GRANT EXECUTE ON FUNCTION duckdb.query(text) TO "{alice}"')
@@ -37,7 +35,8 @@ def test_dump_and_restore_into_a_fresh_cluster(db, s3, cluster):
     c.execute("CREATE SERVER z_rds TYPE 'rds' FOREIGN DATA WRAPPER duckdb OPTIONS (chain 'env', validation 'none', "
               "region 'r', rds_user 'u', rds_host 'h', rds_port '5432')")
     c.execute("CREATE USER MAPPING FOR PUBLIC SERVER z_rds OPTIONS (key_id 'AKIARDS', secret 'rds-secret')")
-    c.execute("CREATE SERVER a_pg TYPE 'postgres' FOREIGN DATA WRAPPER duckdb OPTIONS (host 'h', aws_rds_secret 'z_rds')")
+    c.execute("CREATE SERVER a_pg TYPE 'postgres' FOREIGN DATA WRAPPER duckdb "
+              "OPTIONS (host 'h', aws_rds_secret 'z_rds')")
     before = c.execute(CATALOG).fetchone()
 
     base = tempfile.mkdtemp(prefix="duckdb_secrets_restore.")

@@ -14,10 +14,8 @@ import psycopg
 import pytest
 
 import localenv
-from conftest import assert_clean_error, file_setting, s3_server_sql
+from conftest import READ, assert_clean_error, file_setting, s3_server_sql
 
-READ = ("SELECT * FROM duckdb.query($$ SELECT count(*) FROM read_parquet('s3://bucket/data/numbers.parquet') $$) "
-        "AS t(n bigint)")
 SET = "SELECT duckdb.set_user_mapping(%s, %s, %s::jsonb)"
 KEY1, KEY2, KEY3 = "1f" * 32, "2e" * 32, "3d" * 32
 SEALED = "dsenc1:"
@@ -203,7 +201,8 @@ def test_a_copied_ciphertext_does_not_decrypt(db, s3, lake, keyfile):
     assert e.value.sqlstate == "HV024" and "does not belong" in e.value.diag.message_primary
     # For another role of the same server, or another option: refused too.
     with pytest.raises(psycopg.Error):
-        db.conn.execute(f"CREATE USER MAPPING FOR \"{lake}\" SERVER lake OPTIONS (key_id '{key_id}', secret '{sealed}')")
+        db.conn.execute(f"CREATE USER MAPPING FOR \"{lake}\" SERVER lake "
+                        f"OPTIONS (key_id '{key_id}', secret '{sealed}')")
     with pytest.raises(psycopg.Error):
         db.conn.execute(f"ALTER USER MAPPING FOR PUBLIC SERVER lake OPTIONS (ADD session_token '{sealed}')")
     # Written into the catalog behind the extension's back: the engine skips it, says why, loads the rest.

@@ -17,14 +17,15 @@ import time
 import psycopg
 import pytest
 
-from conftest import assert_clean_error, fresh_database, s3_server_sql, secret_lines
 import localenv
+from conftest import assert_clean_error, fresh_database, s3_server_sql, secret_lines
 
 N_SERVERS = 1500          # enough that a sync takes a while
 PARQUET = "s3://bucket/data/numbers.parquet"
 READ = f"SELECT * FROM duckdb.query($$ SELECT count(*) FROM read_parquet('{PARQUET}') $$) AS t(n bigint)"
 # A read that takes a while: ~100 MB of random text.
-BIG_READ = ("SELECT * FROM duckdb.query($$ SELECT count(DISTINCT h) FROM read_parquet('s3://bucket/data/big.parquet') $$) "
+BIG_READ = ("SELECT * FROM duckdb.query("
+            "$$ SELECT count(DISTINCT h) FROM read_parquet('s3://bucket/data/big.parquet') $$) "
             "AS t(n bigint)")
 CATALOG = """
 SELECT count(*), md5(string_agg(concat_ws('|', s.srvname, s.srvtype, s.srvoptions::text, s.srvacl::text,
@@ -264,44 +265,37 @@ def test_s3_server_stopped_and_restarted_mid_query(world):
     everything_there_and_working(world)
 
 
-@pytest.fixture
-def httpfs_file():
-    backup = HTTPFS + ".faults-backup"
+def test_corrupt_truncated_and_missing_extension_file(world):
+    """Each is a clear error; with the file restored, everything works again."""
+    httpfs_file, backup = HTTPFS, HTTPFS + ".faults-backup"
     shutil.copy2(HTTPFS, backup)
     try:
-        yield HTTPFS
+        with open(httpfs_file, "r+b") as f:       # damage the middle: the signature no longer matches
+            f.seek(os.path.getsize(httpfs_file) // 2)
+            f.write(os.urandom(4096))
+        STATS["faults"] += 1
+        with connect(world) as c:
+            with pytest.raises(psycopg.Error) as e:
+                c.execute(READ)
+            assert 'could not load DuckDB extension "httpfs"' in e.value.diag.message_primary
+            assert_clean_error(e.value, world["s3"].secret)
+        with open(httpfs_file, "r+b") as f:
+            f.truncate(1000)
+        STATS["faults"] += 1
+        with connect(world) as c:
+            with pytest.raises(psycopg.Error) as e:
+                c.execute(READ)
+            assert 'could not load DuckDB extension "httpfs"' in e.value.diag.message_primary
+        os.remove(httpfs_file)
+        STATS["faults"] += 1
+        with connect(world) as c:
+            with pytest.raises(psycopg.Error) as e:
+                c.execute(READ)
+            assert e.value.sqlstate == "55000"
+            assert 'DuckDB extension "httpfs" for DuckDB 1.5.5 is missing' in e.value.diag.message_primary
+            assert "make install" in e.value.diag.message_hint
     finally:
         os.replace(backup, HTTPFS)
-
-
-def test_corrupt_duckdb_extension_file(world, httpfs_file):
-    with open(httpfs_file, "r+b") as f:       # damage the middle: the signature no longer matches
-        f.seek(os.path.getsize(httpfs_file) // 2)
-        f.write(os.urandom(4096))
-    STATS["faults"] += 1
-    with connect(world) as c:
-        with pytest.raises(psycopg.Error) as e:
-            c.execute(READ)
-        assert 'could not load DuckDB extension "httpfs"' in e.value.diag.message_primary
-        assert_clean_error(e.value, world["s3"].secret)
-    with open(httpfs_file, "r+b") as f:
-        f.truncate(1000)
-    STATS["faults"] += 1
-    with connect(world) as c:
-        with pytest.raises(psycopg.Error) as e:
-            c.execute(READ)
-        assert 'could not load DuckDB extension "httpfs"' in e.value.diag.message_primary
-    os.remove(httpfs_file)
-    STATS["faults"] += 1
-    with connect(world) as c:
-        with pytest.raises(psycopg.Error) as e:
-            c.execute(READ)
-        assert e.value.sqlstate == "55000"
-        assert 'DuckDB extension "httpfs" for DuckDB 1.5.5 is missing' in e.value.diag.message_primary
-        assert "make install" in e.value.diag.message_hint
-
-
-def test_corrupt_extension_file_is_fine_again_after_restore(world):
     everything_there_and_working(world)
 
 

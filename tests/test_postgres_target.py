@@ -13,8 +13,8 @@ import time
 import psycopg
 import pytest
 
-from conftest import assert_clean_error, fresh_database, secret_lines
 import localenv
+from conftest import assert_clean_error, fresh_database, secret_lines
 
 PASSWORD = "CANARY-app-pass-9f1e"
 WRONG = "CANARY-wrong-pass-77c2"

@@ -2,19 +2,16 @@
 answers with a clean PostgreSQL error or accepts them, and what it accepts
 the engine then holds. Never a traceback, never a value echoed."""
 
-import os
-import sys
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, event, given, settings, strategies as st
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from psycopg import sql
 
 from conftest import assert_clean_error, fresh_database
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "plpython"))
-from duckdb_secrets import catalog, validation  # noqa: E402
-from duckdb_secrets.errors import MissingMapping  # noqa: E402
+from duckdb_secrets import catalog, validation
+from duckdb_secrets.errors import MissingMapping
 
 DB = "properties"
 # Option names whose export would make DuckDB call AWS: never generated here.
@@ -37,7 +34,10 @@ value = st.one_of(
 
 def _names_for(type_name):
     """Mostly the type's own (default provider's) option names, some of any type, some odd."""
-    own = sorted(set(catalog.options_for(type_name, None)) - NETWORK - {"provider"}) if type_name in catalog.TYPES else NAMES
+    if type_name in catalog.TYPES:
+        own = sorted(set(catalog.options_for(type_name, None)) - NETWORK - {"provider"})
+    else:
+        own = NAMES
     return st.one_of(st.sampled_from(own).flatmap(spelled), st.sampled_from(own), st.sampled_from(own),
                      st.sampled_from(NAMES), ODD_NAME)
 

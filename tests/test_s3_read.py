@@ -4,10 +4,19 @@ duckdb.query(), with secrets defined both ways, and keeping them in line."""
 import psycopg
 import pytest
 
-from conftest import assert_clean_error, s3_server_sql
+from conftest import assert_clean_error, s3_mapping_sql, s3_server_sql
 
 PARQUET = "s3://bucket/data/numbers.parquet"
-READ = f"SELECT * FROM duckdb.query($$ SELECT count(*), sum(n) FROM read_parquet('{PARQUET}') $$) AS t(c bigint, s numeric)"
+READ = (f"SELECT * FROM duckdb.query($$ SELECT count(*), sum(n) FROM read_parquet('{PARQUET}') $$) "
+        "AS t(c bigint, s numeric)")
+
+
+def failed_read(conn, *secrets):
+    """READ fails with a clean error that carries none of secrets."""
+    with pytest.raises(psycopg.Error) as e:
+        conn.execute(READ)
+    assert_clean_error(e.value, *secrets)
+    return e.value
 
 
 def simple_secret(conn, s3, key_id=None, secret=None):
@@ -28,8 +37,7 @@ def test_read_with_create_simple_secret(db, s3):
 
 def test_read_with_server_and_user_mapping(db, s3):
     db.conn.execute(s3_server_sql("my_s3", s3, scope="s3://bucket"))
-    db.conn.execute(f"CREATE USER MAPPING FOR CURRENT_USER SERVER my_s3 "
-                    f"OPTIONS (key_id '{s3.key_id}', secret '{s3.secret}')")
+    db.conn.execute(s3_mapping_sql("my_s3", s3, "CURRENT_USER"))
     assert db.conn.execute(READ).fetchone() == (10, 45)
     assert db.conn.execute("SELECT name FROM duckdb.which_secret(%s, 's3')", (PARQUET,)).fetchone() == ("my_s3",)
 
@@ -47,9 +55,7 @@ def test_wrong_secret_gives_access_error_without_the_secret(db, s3, log_since):
 
 def test_unknown_key_id_is_refused(db, s3):
     simple_secret(db.conn, s3, key_id="AKIAUNKNOWNKEY000000")
-    with pytest.raises(psycopg.Error) as e:
-        db.conn.execute(READ)
-    assert_clean_error(e.value, s3.secret)
+    failed_read(db.conn, s3.secret)
 
 
 def test_mapping_altered_in_another_session_is_used_without_reconnecting(db, s3):
@@ -59,9 +65,7 @@ def test_mapping_altered_in_another_session_is_used_without_reconnecting(db, s3)
 
     other.execute("ALTER USER MAPPING FOR postgres SERVER simple_s3_secret "
                   "OPTIONS (SET secret 'rotated-away-CANARY')")
-    with pytest.raises(psycopg.Error) as e:
-        db.conn.execute(READ)
-    assert_clean_error(e.value, "rotated-away-CANARY")
+    failed_read(db.conn, "rotated-away-CANARY")
 
     other.execute(f"ALTER USER MAPPING FOR postgres SERVER simple_s3_secret OPTIONS (SET secret '{s3.secret}')")
     assert db.conn.execute(READ).fetchone() == (10, 45)
@@ -86,8 +90,7 @@ def test_rolled_back_simple_secret_leaves_nothing_in_the_engine(db, s3):
     db.conn.execute("ROLLBACK")
     assert db.conn.execute("SELECT count(*) FROM duckdb.secrets()").fetchone() == (0,)
     assert db.conn.execute("SELECT count(*) FROM pg_foreign_server").fetchone() == (0,)
-    with pytest.raises(psycopg.Error):
-        db.conn.execute(READ)
+    failed_read(db.conn)
 
 
 def test_savepoint_rollback_restores_the_previous_secret(db, s3):
@@ -95,8 +98,7 @@ def test_savepoint_rollback_restores_the_previous_secret(db, s3):
     db.conn.execute("BEGIN")
     db.conn.execute("SAVEPOINT a")
     db.conn.execute("ALTER USER MAPPING FOR postgres SERVER simple_s3_secret OPTIONS (SET secret 'sp-CANARY')")
-    with pytest.raises(psycopg.Error):
-        db.conn.execute(READ)
+    failed_read(db.conn)
     db.conn.execute("ROLLBACK TO SAVEPOINT a")
     assert db.conn.execute(READ).fetchone() == (10, 45)
     db.conn.execute("COMMIT")
@@ -106,8 +108,7 @@ def test_set_role_without_usage_loses_the_secret_and_reset_role_brings_it_back(d
     alice = db.role("alice")
     bob = db.role("bob")
     db.conn.execute(s3_server_sql("team_s3", s3))
-    db.conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER team_s3 "
-                    f"OPTIONS (key_id '{s3.key_id}', secret '{s3.secret}')")
+    db.conn.execute(s3_mapping_sql("team_s3", s3))
     db.conn.execute(f'GRANT USAGE ON FOREIGN SERVER team_s3 TO "{alice}"')
     db.conn.execute(f'GRANT EXECUTE ON FUNCTION duckdb.query(text) TO "{alice}", "{bob}"')
     db.conn.execute(f'GRANT "{bob}" TO "{alice}"')
@@ -118,9 +119,7 @@ def test_set_role_without_usage_loses_the_secret_and_reset_role_brings_it_back(d
 
     conn.execute(f'SET ROLE "{bob}"')
     assert conn.execute("SELECT count(*) FROM duckdb.secrets()").fetchone() == (0,)
-    with pytest.raises(psycopg.Error) as e:
-        conn.execute(READ)
-    assert_clean_error(e.value, s3.secret)
+    failed_read(conn, s3.secret)
 
     conn.execute("RESET ROLE")
     assert [r[0] for r in conn.execute("SELECT name FROM duckdb.secrets()")] == ["team_s3"]
@@ -130,9 +129,9 @@ def test_set_role_without_usage_loses_the_secret_and_reset_role_brings_it_back(d
 def test_role_mapping_wins_over_public_mapping(db, s3):
     alice = db.role("alice")
     db.conn.execute(s3_server_sql("team_s3", s3))
-    db.conn.execute("CREATE USER MAPPING FOR PUBLIC SERVER team_s3 OPTIONS (key_id 'PUBLICKEY', secret 'public-CANARY')")
-    db.conn.execute(f'CREATE USER MAPPING FOR "{alice}" SERVER team_s3 '
-                    f"OPTIONS (key_id '{s3.key_id}', secret '{s3.secret}')")
+    db.conn.execute("CREATE USER MAPPING FOR PUBLIC SERVER team_s3 "
+                    "OPTIONS (key_id 'PUBLICKEY', secret 'public-CANARY')")
+    db.conn.execute(s3_mapping_sql("team_s3", s3, f'"{alice}"'))
     db.conn.execute(f'GRANT USAGE ON FOREIGN SERVER team_s3 TO "{alice}"')
     db.conn.execute(f'GRANT EXECUTE ON FUNCTION duckdb.query(text) TO "{alice}"')
     conn = db.connect(alice)
@@ -144,8 +143,7 @@ def test_role_mapping_wins_over_public_mapping(db, s3):
 def test_grant_and_revoke_usage_mid_session(db, s3):
     alice = db.role("alice")
     db.conn.execute(s3_server_sql("team_s3", s3))
-    db.conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER team_s3 "
-                    f"OPTIONS (key_id '{s3.key_id}', secret '{s3.secret}')")
+    db.conn.execute(s3_mapping_sql("team_s3", s3))
     db.conn.execute(f'GRANT EXECUTE ON FUNCTION duckdb.query(text) TO "{alice}"')
     conn = db.connect(alice)
     assert conn.execute("SELECT count(*) FROM duckdb.secrets()").fetchone() == (0,)
@@ -155,16 +153,13 @@ def test_grant_and_revoke_usage_mid_session(db, s3):
 
     db.conn.execute(f'REVOKE USAGE ON FOREIGN SERVER team_s3 FROM "{alice}"')
     assert conn.execute("SELECT count(*) FROM duckdb.secrets()").fetchone() == (0,)
-    with pytest.raises(psycopg.Error) as e:
-        conn.execute(READ)
-    assert_clean_error(e.value, s3.secret)
+    failed_read(conn, s3.secret)
 
 
 def test_usage_through_a_group_role_follows_membership(db, s3):
     alice, team = db.role("alice"), db.role("team", login=False)
     db.conn.execute(s3_server_sql("team_s3", s3))
-    db.conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER team_s3 "
-                    f"OPTIONS (key_id '{s3.key_id}', secret '{s3.secret}')")
+    db.conn.execute(s3_mapping_sql("team_s3", s3))
     db.conn.execute(f'GRANT USAGE ON FOREIGN SERVER team_s3 TO "{team}"')
     db.conn.execute(f'GRANT EXECUTE ON FUNCTION duckdb.query(text) TO "{alice}"')
     conn = db.connect(alice)

@@ -6,7 +6,7 @@ import json
 import psycopg
 import pytest
 
-from conftest import assert_clean_error, s3_server_sql
+from conftest import assert_clean_error, q, s3_server_sql
 
 CANARY = "CANARY-secret-9d1e5b"
 
@@ -17,10 +17,6 @@ def user(db):
     name = db.role("carol")
     db.conn.execute(f'GRANT EXECUTE ON FUNCTION duckdb.query(text), duckdb.raw_query(text) TO "{name}"')
     return db.connect(name)
-
-
-def q(conn, sql, cols="x text"):
-    return conn.execute(f"SELECT * FROM duckdb.query($q${sql}$q$) AS t({cols})").fetchall()
 
 
 @pytest.mark.parametrize("sql", [

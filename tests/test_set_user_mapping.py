@@ -8,10 +8,8 @@ import json
 import psycopg
 import pytest
 
-from conftest import assert_clean_error, s3_server_sql
+from conftest import READ, assert_clean_error, s3_server_sql
 
-READ = ("SELECT * FROM duckdb.query($$ SELECT count(*) FROM read_parquet('s3://bucket/data/numbers.parquet') $$) "
-        "AS t(n bigint)")
 SET = "SELECT duckdb.set_user_mapping(%s, %s, %s::jsonb)"
 
 

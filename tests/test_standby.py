@@ -11,11 +11,9 @@ import time
 import psycopg
 import pytest
 
-from conftest import assert_clean_error, fresh_database, s3_server_sql, secret_lines
 import localenv
+from conftest import READ, assert_clean_error, fresh_database, s3_server_sql, secret_lines
 
-READ = ("SELECT * FROM duckdb.query($$ SELECT count(*) FROM read_parquet('s3://bucket/data/numbers.parquet') $$) "
-        "AS t(n bigint)")
 WRONG = "CANARY-standby-wrong-secret"
 
 
@@ -104,8 +102,9 @@ def test_standby_uses_replicated_secrets_and_sees_changes_after_replay(pair, s3)
 def test_standby_reads_encrypted_values_with_the_same_key_file(pair, s3):
     """duckdb.encryption_key_file on both: values stored encrypted on the
     primary reach the standby as ciphertext and its engines decrypt them."""
-    from test_encryption import KEY1, KeyFile, grep_tree, fresh_key
     import json
+
+    from test_encryption import KEY1, KeyFile, fresh_key, grep_tree
     primary, standby, conn = pair
     kf = KeyFile()
     kf.write(KEY1)

@@ -15,7 +15,8 @@ from conftest import file_setting, s3_server_sql
 
 CPU = "SELECT * FROM duckdb.query($$ SELECT count(*) FROM range(40000000000) t(i) WHERE i % 7 = 3 $$) AS t(n bigint)"
 ENDLESS = "SELECT * FROM duckdb.query($$ SELECT count(*) FROM summary(NULL) $$) AS t(n bigint)"
-READ = "SELECT * FROM duckdb.query($$ SELECT count(*) FROM read_parquet('s3://bucket/data/numbers.parquet') $$) AS t(n bigint)"
+READ = ("SELECT * FROM duckdb.query($$ SELECT count(*) FROM read_parquet('s3://bucket/data/numbers.parquet') $$) "
+        "AS t(n bigint)")
 LIMIT = 0.5       # seconds from the request to the error
 
 

@@ -16,12 +16,13 @@ import sys
 import psycopg
 import pytest
 
-from conftest import assert_clean_error, file_setting, s3_server_sql
 import localenv
+from conftest import assert_clean_error, file_setting, s3_mapping_sql, s3_server_sql
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PARQUET = "s3://bucket/data/numbers.parquet"
-READ = f"SELECT * FROM duckdb.query($$ SELECT count(*), sum(n) FROM read_parquet('{PARQUET}') $$) AS t(c bigint, s numeric)"
+READ = (f"SELECT * FROM duckdb.query($$ SELECT count(*), sum(n) FROM read_parquet('{PARQUET}') $$) "
+        "AS t(c bigint, s numeric)")
 
 
 def client(db, *statements, table="duckdb_secrets", attach=None):
@@ -156,7 +157,7 @@ def test_store_table_secret_into_a_named_table_and_an_update(db, s3):
 
 def test_store_table_secret_refuses_values_the_caller_cannot_read(db, s3):
     db.conn.execute(s3_server_sql("team_s3", s3))
-    db.conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER team_s3 OPTIONS (key_id '{s3.key_id}', secret '{s3.secret}')")
+    db.conn.execute(s3_mapping_sql("team_s3", s3))
     r = db.role()
     db.conn.execute(f'GRANT USAGE ON FOREIGN SERVER team_s3 TO "{r}"')
     db.conn.execute(f'GRANT CREATE ON SCHEMA public TO "{r}"')
@@ -218,7 +219,7 @@ def test_a_row_never_overrides_a_server_nor_opens_urls(db, s3):
     """Whoever can write a row must not steer another role's reads, act as the
     server, or widen what an engine may reach."""
     db.conn.execute(s3_server_sql("admin_s3", s3, scope="s3://bucket"))
-    db.conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER admin_s3 OPTIONS (key_id '{s3.key_id}', secret '{s3.secret}')")
+    db.conn.execute(s3_mapping_sql("admin_s3", s3))
     # A row with a longer scope inside the server's would win DuckDB's longest-prefix match.
     client(db, s3_secret_sql("steer", s3, secret="CANARY-steer", scope="s3://bucket/data"),
            s3_secret_sql("elsewhere", s3, scope="s3://another-bucket"),

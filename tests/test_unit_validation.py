@@ -1,14 +1,10 @@
 """The catalogue and validation as plain Python (no PostgreSQL needed)."""
 
-import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "plpython"))
-
-from duckdb_secrets import catalog, validation  # noqa: E402
-from duckdb_secrets.errors import PgError, Scrubber  # noqa: E402
+from duckdb_secrets import catalog, validation
+from duckdb_secrets.errors import PgError, Scrubber
 
 
 def test_every_sensitive_option_is_refused_on_a_server_in_any_case():
@@ -22,8 +18,10 @@ def test_every_sensitive_option_is_refused_on_a_server_in_any_case():
 
 def test_option_names_split_at_the_first_equals_sign_like_postgresql():
     # OPTIONS ("secret=abc" 'x') is stored as "secret=abc=x": the name is secret.
-    with pytest.raises(PgError):
+    with pytest.raises(PgError) as e:
         validation.validate_options(["secret=abc=x"], validation.SERVER_CATALOG)
+    assert e.value.sqlstate == "42501"          # the sensitive option secret, not an unknown "secret=abc"
+    assert 'option "secret"' in e.value.message and "abc" not in e.value.message
 
 
 def test_every_type_provider_option_is_known_to_stage_one():
@@ -46,6 +44,7 @@ def test_type_checks(srvtype):
         return
     with pytest.raises(PgError) as e:
         validation.secret_type_name("s", srvtype)
+    assert e.value.sqlstate == "HV024", e.value.sqlstate
     assert "secret 'x'" not in e.value.message + (e.value.detail or "")
 
 
@@ -56,8 +55,9 @@ def test_scrubber_masks_plain_and_url_encoded_values():
 
 
 def test_collision_is_case_insensitive():
-    with pytest.raises(PgError):
+    with pytest.raises(PgError) as e:
         validation.check_name_collision("S3_OK", ["s3_ok", "S3_OK"])
+    assert e.value.sqlstate == "42710" and "s3_ok" in e.value.message.lower()
     validation.check_name_collision("s3_ok", ["s3_ok", "other"])
 
 
@@ -75,5 +75,6 @@ def test_covering_server_follows_longest_prefix_rules():
     assert storage.covering_server(_s3(["gs://x"], "gcs"), scopes) is None          # another type
     assert storage.covering_server(_s3(["https://x/"], "http"), scopes) == "web"    # no scope covers all
     only_bucket = storage.server_scopes({"bucket": ("bucket", _s3(["s3://bucket/a"]))})
-    assert storage.covering_server(_s3(["s3://bucket/"]), only_bucket) is None      # broader: server still wins its part
+    # broader: the server still wins its part
+    assert storage.covering_server(_s3(["s3://bucket/"]), only_bucket) is None
     assert storage.covering_server(_s3(), only_bucket) is None

@@ -7,11 +7,9 @@ updated database run in `make test` (make installcheck-upgrade)."""
 import psycopg
 import pytest
 
-from conftest import assert_clean_error, s3_server_sql
+from conftest import READ, assert_clean_error, s3_mapping_sql, s3_server_sql
 
-READ = ("SELECT * FROM duckdb.query($$ SELECT count(*) FROM read_parquet('s3://bucket/data/numbers.parquet') $$) "
-        "AS t(n bigint)")
-
+VERSION = "SELECT extversion FROM pg_extension WHERE extname = 'duckdb_secrets'"
 OBJECTS = """
 SELECT p.oid::regprocedure::text, pg_get_functiondef(p.oid), coalesce(p.proacl::text, ''), p.prosecdef
   FROM pg_proc p WHERE p.pronamespace = 'duckdb'::regnamespace ORDER BY 1
@@ -37,7 +35,7 @@ def test_update_from_0_1_0_keeps_every_secret(cluster, s3):
     old = _db(cluster, "upgrade_from_010", "0.1.0")
     fresh = _db(cluster, "upgrade_fresh")
     try:
-        assert old.execute("SELECT extversion FROM pg_extension WHERE extname = 'duckdb_secrets'").fetchone() == ("0.1.0",)
+        assert old.execute(VERSION).fetchone() == ("0.1.0",)
         roles = []
         for i in range(3):
             r = f"upg_role_{i}"
@@ -45,13 +43,13 @@ def test_update_from_0_1_0_keeps_every_secret(cluster, s3):
             old.execute(f"CREATE ROLE {r} LOGIN")
             roles.append(r)
         old.execute(s3_server_sql("shared", s3, scope="s3://bucket"))
-        old.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER shared OPTIONS (key_id '{s3.key_id}', secret '{s3.secret}')")
+        old.execute(s3_mapping_sql("shared", s3))
         old.execute(s3_server_sql("per_role", s3, scope="s3://bucket/data"))
         for r in roles:
             old.execute(f"GRANT USAGE ON FOREIGN SERVER shared TO {r}")
             old.execute(f"GRANT USAGE ON FOREIGN SERVER per_role TO {r}")
             old.execute(f"GRANT EXECUTE ON FUNCTION duckdb.query(text) TO {r}")
-            old.execute(f"CREATE USER MAPPING FOR {r} SERVER per_role OPTIONS (key_id '{s3.key_id}', secret '{s3.secret}')")
+            old.execute(s3_mapping_sql("per_role", s3, r))
         old.execute("SELECT duckdb.create_simple_secret(type := 'S3', key_id := 'AKIAUPGRADE', secret := 'CANARY-upg', "
                     "scope := 's3://other')")
         before = old.execute(CATALOG).fetchone()
@@ -63,7 +61,7 @@ def test_update_from_0_1_0_keeps_every_secret(cluster, s3):
         assert len(stale.execute("SELECT * FROM duckdb.secrets()").description) == 7      # 0.1.0's columns
 
         old.execute("ALTER EXTENSION duckdb_secrets UPDATE")
-        assert old.execute("SELECT extversion FROM pg_extension WHERE extname = 'duckdb_secrets'").fetchone() == ("0.4.0",)
+        assert old.execute(VERSION).fetchone() == ("0.4.0",)
 
         # ... refuses the new objects with a clear message, and keeps refusing until it reconnects.
         for _ in range(2):

@@ -10,7 +10,7 @@ import functools
 import re
 
 from . import catalog, ddl, query, storage, sync, validation
-from .errors import PgError, Scrubber, INTERNAL_ERROR
+from .errors import INTERNAL_ERROR, PgError, Scrubber
 
 OK = "00000"
 
@@ -118,13 +118,24 @@ def set_user_mapping(plpy, GD, server_name, role_name, options):
         raise
 
 
+def rows_entry(width):
+    """For set-returning entry points: rows whose first column is NULL, or one
+    row carrying the error. width(GD): the number of columns."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def wrapper(plpy, GD, *args):
+            try:
+                return fn(plpy, GD, *args)
+            except Exception as e:   # noqa: BLE001 - nothing may escape as a traceback
+                return [(_error(plpy, GD, e, getattr(e, "scrub", None)),) + (None,) * (width(GD) - 1)]
+        return wrapper
+    return wrap
+
+
+@rows_entry(lambda GD: 6 if GD.get("duckdb_secrets.version") in ("0.1.0", "0.2.0", "0.3.0") else 7)
 def role_secrets(plpy, GD, nonce):
     """Rows for the SECURITY DEFINER duckdb._role_secrets(); first column: error."""
-    try:
-        return [(None,) + r for r in sync.role_secrets(plpy, GD, nonce)]
-    except Exception as e:  # noqa: BLE001
-        width = 6 if GD.get("duckdb_secrets.version") in ("0.1.0", "0.2.0", "0.3.0") else 7
-        return [(_error(plpy, GD, e),) + (None,) * (width - 1)]
+    return [(None,) + r for r in sync.role_secrets(plpy, GD, nonce)]
 
 
 @entry
@@ -247,43 +258,40 @@ def _redacted_string(spec):
     return ";".join(parts)
 
 
+@rows_entry(lambda GD: 8 if GD.get("duckdb_secrets.version") == "0.1.0" else 9)
 def secrets(plpy, GD):
     """Rows of duckdb.secrets(); the first column carries an error, if any."""
-    try:
-        sess = sync.ensure(plpy, GD)
-        rows = sess.engine.con.execute(
-            "SELECT name, type, provider, scope, storage, secret_string FROM duckdb_secrets() ORDER BY name"
-        ).fetchall()
-        out = []
-        for name, typ, provider, scope, storage, secret_string in rows:
-            managed = sess.loaded.get(name) if storage == "memory" else None
-            if managed is not None:
-                # As the server or table row defines it (a credential chain reaches
-                # DuckDB as resolved keys).
-                origin = sess.origins.get(name, "server")
-                server = managed[1] if origin == "server" else None
-                shown = _redacted_string(managed[2])
-                typ, provider = managed[2]["type"], managed[2]["provider"]
-            else:
-                # Created inside the engine (superusers), or DuckDB's own view of
-                # a database a superuser attached.
-                server, shown = None, _REDACT_KV.sub(r"\1\2=redacted", secret_string or "")
-                origin = "duckdb"
-            out.append((None, name, server, typ, provider, [x for x in scope or [] if x], storage,
-                        sess.scrub(shown), origin))
-        # Token sources (rds) that DuckDB holds no copy of.
-        for name, (server, spec) in sorted(sess.not_in_engine.items()):
-            out.append((None, name, server, spec["type"], spec["provider"], list(spec["scope"] or []), "none",
-                        _redacted_string(spec), sess.origins.get(name, "server")))
-        # Servers the engine could not be given, and why (e.g. no key to decrypt them).
-        for name, (server, typ, why) in sorted(sess.skipped.items()):
-            out.append((None, name, server, (typ or "").strip().lower(), None, [], "skipped", why, "server"))
-        if GD.get("duckdb_secrets.version") == "0.1.0":
-            out = [r[:-1] for r in out]         # 0.1.0's secrets() has no origin column
-        return out
-    except Exception as e:  # noqa: BLE001
-        width = 8 if GD.get("duckdb_secrets.version") == "0.1.0" else 9
-        return [(_error(plpy, GD, e),) + (None,) * (width - 1)]
+    sess = sync.ensure(plpy, GD)
+    rows = sess.engine.con.execute(
+        "SELECT name, type, provider, scope, storage, secret_string FROM duckdb_secrets() ORDER BY name"
+    ).fetchall()
+    out = []
+    for name, typ, provider, scope, kept_in, secret_string in rows:
+        managed = sess.loaded.get(name) if kept_in == "memory" else None
+        if managed is not None:
+            # As the server or table row defines it (a credential chain reaches
+            # DuckDB as resolved keys).
+            origin = sess.origins.get(name, "server")
+            server = managed[1] if origin == "server" else None
+            shown = _redacted_string(managed[2])
+            typ, provider = managed[2]["type"], managed[2]["provider"]
+        else:
+            # Created inside the engine (superusers), or DuckDB's own view of
+            # a database a superuser attached.
+            server, shown = None, _REDACT_KV.sub(r"\1\2=redacted", secret_string or "")
+            origin = "duckdb"
+        out.append((None, name, server, typ, provider, [x for x in scope or [] if x], kept_in,
+                    sess.scrub(shown), origin))
+    # Token sources (rds) that DuckDB holds no copy of.
+    for name, (server, spec) in sorted(sess.not_in_engine.items()):
+        out.append((None, name, server, spec["type"], spec["provider"], list(spec["scope"] or []), "none",
+                    _redacted_string(spec), sess.origins.get(name, "server")))
+    # Servers the engine could not be given, and why (e.g. no key to decrypt them).
+    for name, (server, typ, why) in sorted(sess.skipped.items()):
+        out.append((None, name, server, (typ or "").strip().lower(), None, [], "skipped", why, "server"))
+    if GD.get("duckdb_secrets.version") == "0.1.0":
+        out = [r[:-1] for r in out]         # 0.1.0's secrets() has no origin column
+    return out
 
 
 @entry
@@ -300,23 +308,20 @@ def store_table_secret(plpy, GD, server_name, table_name, include_sensitive):
         raise PgError("42704", f'no DuckDB secret for server "{validation.shown(server_name)}"',
                       hint="duckdb.secrets() lists the secrets the current role can use; the server needs "
                            "a user mapping for this role (or PUBLIC) if it has sensitive options.")
-    name, entry = found[0]
-    spec = entry[2] if len(entry) == 3 else entry[1]
+    name, held = found[0]
+    spec = held[2] if len(held) == 3 else held[1]
     return _value(storage.store(plpy, sess, server_name, table_name, bool(include_sensitive), spec))
 
 
+@rows_entry(lambda GD: 4)
 def which_secret(plpy, GD, path, typ):
+    if path is None or typ is None:
+        return []
+    sess = sync.ensure(plpy, GD)
+    import duckdb
     try:
-        if path is None or typ is None:
-            return []
-        sess = sync.ensure(plpy, GD)
-        import duckdb
-        try:
-            rows = sess.engine.con.execute("SELECT name, persistent, storage FROM which_secret(?, ?)",
-                                           [path, typ]).fetchall()
-        except duckdb.Error as e:
-            raise query.from_duckdb(e) from None
-        return [(None, n, p, s) for n, p, s in rows]
-    except Exception as e:  # noqa: BLE001
-        return [(_error(plpy, GD, e), None, None, None)]
-
+        rows = sess.engine.con.execute("SELECT name, persistent, storage FROM which_secret(?, ?)",
+                                       [path, typ]).fetchall()
+    except duckdb.Error as e:
+        raise query.from_duckdb(e) from None
+    return [(None, n, p, s) for n, p, s in rows]

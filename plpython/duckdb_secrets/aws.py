@@ -15,7 +15,7 @@ The instance-metadata endpoint is used only when a chain names "instance".
 import datetime
 import os
 
-from .errors import PgError, FDW_INVALID_ATTRIBUTE_VALUE
+from .errors import FDW_INVALID_ATTRIBUTE_VALUE, PgError
 
 # DuckDB chain member -> botocore credential provider METHODs, in order.
 CHAIN_PROVIDERS = {
@@ -32,10 +32,9 @@ DEFAULT_CHAIN = ("env", "config", "sso", "process", "web_identity")
 
 NO_CREDENTIALS = "28000"        # invalid_authorization_specification
 DEFAULT_SESSION_NAME = "duckdb_secrets"
-RDS_TOKEN_LIFETIME = 900        # seconds, fixed by AWS
 
 
-def _now():
+def now():
     return datetime.datetime.now(datetime.timezone.utc)
 
 
@@ -80,8 +79,8 @@ class Settings:
 
 
 def _session(params, settings):
-    import botocore.session
     import botocore.exceptions
+    import botocore.session
     os.environ["AWS_EC2_METADATA_DISABLED"] = os.environ.get("AWS_EC2_METADATA_DISABLED", "true")
     sess = botocore.session.Session()
     if settings.config_file:
@@ -111,6 +110,7 @@ def _chain(params):
 def _base_credentials(sess, params, server):
     if params.get("key_id") and params.get("secret"):
         return Resolved(params["key_id"], params["secret"], params.get("session_token"))
+    import botocore.exceptions
     resolver = sess.get_component("credential_provider")
     by_method = {p.METHOD: p for p in resolver.providers}
     chain = _chain(params)
@@ -118,7 +118,7 @@ def _base_credentials(sess, params, server):
                           if m in by_method]
     try:
         creds = resolver.load_credentials()
-    except Exception as e:   # botocore raises many kinds; the message names no secret
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, ValueError, OSError) as e:
         raise PgError(NO_CREDENTIALS, f'could not load AWS credentials for server "{server}"',
                       detail=f"{type(e).__name__}: {e}") from None
     if creds is None:
@@ -162,6 +162,7 @@ def resolve(params, server, settings):
 
 def rds_token(params, creds, server):
     """An RDS IAM auth token (a presigned URL) for an rds secret's params."""
+    import botocore.exceptions
     import botocore.session
     sess = botocore.session.Session()
     region = params.get("region")
@@ -172,6 +173,6 @@ def rds_token(params, creds, server):
     try:
         return client.generate_db_auth_token(DBHostname=params["rds_host"], Port=int(params["rds_port"]),
                                              DBUsername=params["rds_user"], Region=region)
-    except Exception as e:  # noqa: BLE001
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, ValueError) as e:
         raise PgError(NO_CREDENTIALS, f'could not generate an RDS auth token for server "{server}"',
                       detail=f"{type(e).__name__}") from None

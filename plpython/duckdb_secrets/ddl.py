@@ -3,16 +3,26 @@ that create servers and user mappings for the user.
 """
 
 import os
-from . import aws, catalog, crypto, validation
-from . import interrupts
-from .engine import Scratch
-from .errors import (PgError, MissingMapping, Scrubber, from_duckdb, FDW_ERROR, NULL_VALUE_NOT_ALLOWED,
-                     INVALID_PARAMETER_VALUE, INSUFFICIENT_PRIVILEGE, UNDEFINED_OBJECT, DUPLICATE_OBJECT,
-                     FDW_INVALID_ATTRIBUTE_VALUE)
-from .sync import session, CALLER_KEY, CONF_SQL, CONF_SETTINGS
 
-SERVER_CLASS = 1417     # pg_foreign_server
-MAPPING_CLASS = 1418    # pg_user_mapping
+from . import aws, catalog, crypto, interrupts, validation
+from .engine import Scratch
+from .errors import (
+    DUPLICATE_OBJECT,
+    FDW_ERROR,
+    FDW_INVALID_ATTRIBUTE_VALUE,
+    INSUFFICIENT_PRIVILEGE,
+    INVALID_PARAMETER_VALUE,
+    NULL_VALUE_NOT_ALLOWED,
+    UNDEFINED_OBJECT,
+    MissingMapping,
+    PgError,
+    Scrubber,
+    from_duckdb,
+)
+from .sync import CALLER_KEY, CONF_SETTINGS, CONF_SQL, session
+
+SERVER_CLASS = validation.SERVER_CATALOG      # pg_foreign_server
+MAPPING_CLASS = validation.MAPPING_CATALOG    # pg_user_mapping
 
 # Runs as the DDL's invoker: pg_user_mappings shows the options to the server
 # owner, to the mapping's own user, and to superusers: exactly those who can
@@ -52,6 +62,7 @@ DEADLINE_SQL = ("SELECT pg_catalog.date_part('epoch', pg_catalog.statement_times
 
 
 def _dry_run(plpy, sess, name, spec, scrub):
+    import duckdb
     if sess.scratch is None:
         sess.scratch = Scratch()
     t = plpy.execute(sess.plan(plpy, "deadline", DEADLINE_SQL))[0]
@@ -61,12 +72,12 @@ def _dry_run(plpy, sess, name, spec, scrub):
         guard.run(sess.scratch.dry_run, name, spec)
     except PgError:
         raise
-    except Exception as e:   # duckdb.Error
+    except duckdb.Error as e:   # becomes a scrubbed PgError
         if guard.fired:
             raise interrupts.raise_pending(plpy, guard.fired) from None
         err = from_duckdb(e)
         raise PgError(FDW_ERROR, f'DuckDB does not accept the secret for server "{validation.shown(name)}"',
-                      detail=scrub(err.message), hint="Check the option values against docs/secret-types.md.")
+                      detail=scrub(err.message), hint="Check the option values against docs/secret-types.md.") from None
 
 
 def keyring(plpy, sess):
@@ -438,8 +449,9 @@ def set_user_mapping(plpy, GD, server_name, role_name, options_json):
         raise PgError("42809", f'server "{validation.shown(server_name)}" is not a duckdb secret',
                       detail=f'It belongs to foreign-data wrapper "{validation.shown(r["fdwname"])}".')
     if not (r["owner"] or (role_oid == r["me"] and r["usage"])):
+        whose = "PUBLIC" if role_oid == 0 else "role " + role_sql
         raise PgError(INSUFFICIENT_PRIVILEGE,
-                      f'permission denied to change the user mapping of {"PUBLIC" if role_oid == 0 else "role " + role_sql} '
+                      f"permission denied to change the user mapping of {whose} "
                       f'for server "{validation.shown(server_name)}"',
                       hint="A server's owner may change any user mapping of it; other roles only their own, "
                            "with USAGE on the server (as for CREATE/ALTER USER MAPPING).")

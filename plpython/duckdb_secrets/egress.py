@@ -27,6 +27,7 @@ import re
 import select
 import signal
 import socket
+import subprocess
 import sys
 import threading
 
@@ -186,7 +187,7 @@ class Proxy:
                 pass
         try:
             proc.wait(timeout=2)
-        except Exception:           # noqa: BLE001 - still running: end the process we started
+        except subprocess.TimeoutExpired:     # still running: end the process we started
             proc.kill()
             proc.wait()
 

@@ -16,7 +16,7 @@ import re
 import shutil
 
 from . import catalog, egress, interrupts
-from .errors import PgError, from_duckdb, INSUFFICIENT_PRIVILEGE, OBJECT_NOT_IN_PREREQUISITE_STATE
+from .errors import INSUFFICIENT_PRIVILEGE, INTERNAL_ERROR, OBJECT_NOT_IN_PREREQUISITE_STATE, PgError, from_duckdb
 
 # DuckDB extension name -> Python package (wheel) that carries its binary.
 EXTENSION_PACKAGES = {
@@ -92,7 +92,7 @@ def _quiet_default_connection(duckdb):
     try:
         duckdb.default_connection().close()
         duckdb._clean_default_connection()
-    except Exception:       # noqa: BLE001 - an older/newer duckdb without these: keep going
+    except (AttributeError, duckdb.Error):      # an older/newer duckdb without these: keep going
         pass
 
 
@@ -393,9 +393,10 @@ class Engine:
     def _close_connection(self):
         con, self.con = getattr(self, "con", None), None
         if con is not None:
+            import duckdb
             try:
                 con.close()
-            except Exception:       # noqa: BLE001 - closing what may be half-open
+            except duckdb.Error:    # closing what may be half-open
                 pass
 
     def close(self):
@@ -421,8 +422,10 @@ def secret_sql(name, spec):
         parts.append("SCOPE ?")
         params.append(spec["scope"] if len(spec["scope"]) > 1 else spec["scope"][0])
     for key, value in spec["params"].items():
-        # Keys come from the catalogue; values (str, bool, int, list, dict) are bound.
-        assert key in catalog.ALL_OPTIONS
+        # Keys come from the catalogue (checked here, not by an assert that
+        # python -O would drop); values (str, bool, int, list, dict) are bound.
+        if key not in catalog.ALL_OPTIONS:
+            raise PgError(INTERNAL_ERROR, f'option "{key[:63]}" is not in the catalogue')
         parts.append(f"{key} ?")
         params.append(value)
     return f"CREATE OR REPLACE TEMPORARY SECRET {quote_ident(name)} ({', '.join(parts)})", params

@@ -12,15 +12,12 @@ import re
 FDW_ERROR = "HV000"
 FDW_INVALID_OPTION_NAME = "HV00D"
 FDW_INVALID_ATTRIBUTE_VALUE = "HV024"
-FDW_OPTION_NAME_NOT_FOUND = "HV00J"
-FDW_DYNAMIC_PARAMETER_VALUE_NEEDED = "HV002"
 INVALID_PARAMETER_VALUE = "22023"
 NULL_VALUE_NOT_ALLOWED = "22004"
 INSUFFICIENT_PRIVILEGE = "42501"
 SYNTAX_ERROR = "42601"
 DUPLICATE_OBJECT = "42710"
 UNDEFINED_OBJECT = "42704"
-FEATURE_NOT_SUPPORTED = "0A000"
 INTERNAL_ERROR = "XX000"
 OBJECT_NOT_IN_PREREQUISITE_STATE = "55000"
 
@@ -133,7 +130,7 @@ class Scrubber:
         self._built = not self.values
 
     def _build(self):
-        import urllib.parse     # only when there is something to mask
+        import urllib.parse  # only when there is something to mask
         forms = set()
         for v in self.values:
             forms.update({v, urllib.parse.quote(v, safe=""), urllib.parse.quote_plus(v)})

@@ -7,7 +7,6 @@ column list PostgreSQL should expect, then RETURN QUERY EXECUTEs rows().
 
 import datetime
 import json
-import re
 
 from . import statements
 from .errors import PgError, from_duckdb
@@ -101,7 +100,7 @@ class Pending:
         if cell_scrub is not None:
             # Text cells may carry a secret DuckDB shows in clear (duckdb_secrets()).
             self.converters = [_chain(c, cell_scrub) if pg in ("text", "json", "jsonb") else c
-                               for c, pg in zip(converters, pg_types)]
+                               for c, pg in zip(converters, pg_types, strict=True)]
 
     def _batches(self, batch):
         """The result in batches of at most `batch` rows (the first may be the
@@ -140,7 +139,7 @@ class Pending:
         try:
             for chunk in self._batches(batch):
                 cols = []
-                for i, col in enumerate(zip(*chunk)):
+                for i, col in enumerate(zip(*chunk, strict=True)):
                     c = self.converters[i]
                     cols.append([c(v) for v in col] if c is not None else list(col))
                 yield cols
@@ -204,7 +203,10 @@ def render(con_result, limit=100):
     head = [d[0] for d in desc]
     cells = [["NULL" if v is None else str(v) for v in r] for r in rows]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(head)]
-    line = lambda vals: " | ".join(v.ljust(w) for v, w in zip(vals, widths)).rstrip()
+
+    def line(vals):
+        return " | ".join(v.ljust(w) for v, w in zip(vals, widths, strict=True)).rstrip()
+
     out = [line(head), "-+-".join("-" * w for w in widths)] + [line(c) for c in cells]
     out.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''}{', more not shown' if more else ''})")
     return "\n".join(out)

@@ -69,7 +69,7 @@ class _Reader:
         return False
 
     def _varint(self):
-        """(value, bits) of a LEB128 integer."""
+        """(value, bits read, last byte) of a LEB128 integer."""
         result = shift = 0
         while True:
             b = self._take(1)[0]
@@ -174,7 +174,7 @@ def _read_value(r, depth=0):
     if depth > MAX_DEPTH:
         raise Unreadable("value nested too deeply")
     r.expect(100)
-    tid, sub = _read_type(r, depth)
+    tid, _ = _read_type(r, depth)
     r.expect(101)
     if r.boolean():                     # is_null
         r.end()

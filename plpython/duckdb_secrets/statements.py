@@ -23,7 +23,7 @@ computed): the egress proxy does that.
 
 import re
 
-from .errors import PgError, from_duckdb, INSUFFICIENT_PRIVILEGE, SYNTAX_ERROR
+from .errors import INSUFFICIENT_PRIVILEGE, SYNTAX_ERROR, PgError, from_duckdb
 
 # Statement kinds a non-superuser may run. Everything else (SET/RESET/USE,
 # PRAGMA, CALL, LOAD/INSTALL, EXPORT/IMPORT, VACUUM, COPY FROM DATABASE, ...)

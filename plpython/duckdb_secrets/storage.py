@@ -21,7 +21,7 @@ partitioned) table owned by the current role or by a superuser.
 import re
 
 from . import catalog, serialized, validation
-from .errors import PgError, INSUFFICIENT_PRIVILEGE
+from .errors import INSUFFICIENT_PRIVILEGE, PgError
 
 SETTING = "duckdb.secret_storage_table"
 DEFAULT_SCHEMA = "public"
@@ -81,7 +81,8 @@ END"""
 # Finds the table and checks its shape; runs as the current role.
 LOOKUP_SQL = """
 SELECT c.oid::regclass::text AS qualified, c.oid,
-       """ + DISTRUST_SQL_EXPR.format(role="(SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)") + """ AS distrust,
+       """ + DISTRUST_SQL_EXPR.format(
+    role="(SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)") + """ AS distrust,
        pg_catalog.has_table_privilege(c.oid, 'SELECT') AS can_read,
        (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
          WHERE a.attrelid = c.oid AND NOT a.attisdropped AND a.attnum > 0
@@ -289,7 +290,8 @@ def store(plpy, sess, server_name, table_name, include_sensitive, spec):
         visible = plpy.execute(sess.plan(plpy, "visible_mapping", VISIBLE_MAPPING_SQL, ["name"]), [server_name])
         if not visible or not visible[0]["visible"]:
             raise PgError(INSUFFICIENT_PRIVILEGE,
-                          f'permission denied to copy the sensitive options of server "{validation.shown(server_name)}"',
+                          "permission denied to copy the sensitive options of server "
+                          f'"{validation.shown(server_name)}"',
                           detail="The user mapping that holds them is not readable by the current role.",
                           hint="Only the roles that may read a user mapping's options (see pg_user_mappings) "
                                "may store them in a table.")

@@ -1,22 +1,22 @@
 """Export: keep the engine's secrets in line with the catalog, for the current role.
 
-Before each engine use a cheap fingerprint is read (one prepared SPI call):
-the extension's generation row, which every DDL on duckdb servers, mappings and
+Before each engine use a fingerprint is read: one prepared query for the
+extension's generation row, which every DDL on duckdb servers, mappings and
 grants bumps inside its own transaction (so a rollback restores it, and its
 xmin tells transactions apart), plus the current role, its superuser and file
-privileges, role memberships and the engine settings. A different fingerprint
-means: re-read the secrets this role may use, and create, replace or drop
-only the ones that changed.
+privileges, role memberships and the engine settings; and, when a secret table
+is configured and readable, a digest of its rows (a second query, which reads
+the whole table: storage.probe). A different fingerprint means: re-read the
+secrets this role may use, and create, replace or drop only the ones that
+changed.
 """
 
 import os
 import re
 
-import datetime
-
 from . import aws, catalog, crypto, egress, interrupts, storage, validation
-from .engine import Engine, Profile, parse_engine_settings, secret_sql, quote_ident
-from .errors import PgError, MissingMapping, Scrubber, NO_SCRUB, from_duckdb, INSUFFICIENT_PRIVILEGE
+from .engine import Engine, Profile, parse_engine_settings, quote_ident, secret_sql
+from .errors import INSUFFICIENT_PRIVILEGE, NO_SCRUB, MissingMapping, PgError, Scrubber, from_duckdb
 
 FINGERPRINT_SQL = """
 SELECT g.n, g.xmin::text AS gx, r.oid AS role, pg_catalog.statement_timestamp()::text AS st,
@@ -97,9 +97,9 @@ SELECT s.oid, s.srvname::text AS srvname, s.srvtype, s.srvoptions,
 """
 
 CONF_SETTINGS = ["duckdb.allowed_url_prefixes", "duckdb.engine_settings", "duckdb.trusted_server_owners",
-                 "duckdb.max_memory_limit", "duckdb.max_threads", "duckdb.max_temp_directory_size", "duckdb.aws_config_file",
-                 "duckdb.aws_shared_credentials_file", "duckdb.aws_assume_role_duration", "duckdb.aws_refresh_margin", "duckdb.rds_token_max_age",
-                 crypto.SETTING]
+                 "duckdb.max_memory_limit", "duckdb.max_threads", "duckdb.max_temp_directory_size",
+                 "duckdb.aws_config_file", "duckdb.aws_shared_credentials_file", "duckdb.aws_assume_role_duration",
+                 "duckdb.aws_refresh_margin", "duckdb.rds_token_max_age", crypto.SETTING]
 # Only what an administrator wrote in the configuration files counts (see
 # duckdb._admin_settings): a file path a role could SET would let it run a
 # credential_process as the server.
@@ -227,10 +227,6 @@ def _fetch_role_secrets(plpy, GD, sess, role):
         GD.pop(CALLER_KEY, None)
 
 
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc)
-
-
 def _credentials(sess, srvname, spec, settings, now):
     """Resolved AWS credentials for a credential_chain spec, cached until due."""
     key = _digest(spec)
@@ -270,7 +266,8 @@ def with_lock_timeout(params, timeout):
     if "uri" in params:
         uri = params["uri"]
         if "lock_timeout" not in uri and "options=" not in uri:
-            params["uri"] = uri + ("&" if "?" in uri else "?") + "options=" + setting.replace(" ", "%20").replace("=", "%3D")
+            encoded = setting.replace(" ", "%20").replace("=", "%3D")
+            params["uri"] = uri + ("&" if "?" in uri else "?") + "options=" + encoded
         return params
     existing = params.get("options") or ""
     if "lock_timeout" not in existing:
@@ -338,6 +335,7 @@ def reach_of(specs, prefixes, conf):
 def _apply(sess, exported, origins, guard):
     """Create, replace or drop the engine's secrets so that they are `exported`;
     returns the warnings to give (this runs on the guard's thread: no plpy)."""
+    import duckdb
     con = sess.engine.con
     warnings = []
     for name in [n for n in sess.loaded if n not in exported]:
@@ -351,7 +349,7 @@ def _apply(sess, exported, origins, guard):
         sql, params = secret_sql(name, sess.engine.adapt(out))
         try:
             con.execute(sql, params)
-        except Exception as e:  # duckdb.Error; message scrubbed below
+        except duckdb.Error as e:   # the message is scrubbed below
             sess.loaded.pop(name, None)
             con.execute(f"DROP TEMPORARY SECRET IF EXISTS {quote_ident(name)}")
             if guard.fired:
@@ -401,7 +399,7 @@ def ensure(plpy, GD, require=None):
                           r["tbl_distrust"], r["tbl_name"])
     fp = (r["n"], r["gx"], r["role"], r["rolsuper"], r["rd"], r["wr"], r["mem"], r["thr"], r["am"], r["conf"],
           r["alt"], r["owners"], table.key())
-    now = _now()
+    now = aws.now()
     if (sess.engine is not None and fp == sess.fingerprint and sess.engine.usable()
             and (sess.refresh_at is None or now < sess.refresh_at)):
         return sess

@@ -11,8 +11,14 @@ import difflib
 import re
 
 from . import catalog
-from .errors import (PgError, MissingMapping, FDW_INVALID_OPTION_NAME, FDW_INVALID_ATTRIBUTE_VALUE,
-                     DUPLICATE_OBJECT, INSUFFICIENT_PRIVILEGE)
+from .errors import (
+    DUPLICATE_OBJECT,
+    FDW_INVALID_ATTRIBUTE_VALUE,
+    FDW_INVALID_OPTION_NAME,
+    INSUFFICIENT_PRIVILEGE,
+    MissingMapping,
+    PgError,
+)
 
 # pg_catalog OIDs the validator receives as its second argument.
 FDW_CATALOG = 2328          # pg_foreign_data_wrapper
