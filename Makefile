@@ -1,14 +1,17 @@
 # duckdb_secrets: a PGXS Makefile plus the project's set-up, demo, test and bench commands.
 
 EXTENSION   = duckdb_secrets
-EXTVERSION  = 0.4.0
-# Install scripts of earlier versions and the upgrade path from each
-# (CREATE EXTENSION ... VERSION '0.1.0'; ALTER EXTENSION ... UPDATE).
-DATA_built  = sql/$(EXTENSION)--$(EXTVERSION).sql sql/$(EXTENSION)--0.1.0.sql sql/$(EXTENSION)--0.1.0--0.2.0.sql \
-              sql/$(EXTENSION)--0.2.0--0.3.0.sql sql/$(EXTENSION)--0.3.0--0.4.0.sql
-REGRESS     = validation simple_secret engine types_aws types_azure types_http types_databases table_storage
+# The version is written once, in the control file; everything else derives it.
+EXTVERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
+# Install-script sources live in sql/install/ (the current version's script,
+# earlier versions' scripts and every upgrade step); they are built into build/.
+# pg_regress scripts are the .sql files directly in sql/.
+INSTALL_SOURCES = $(wildcard sql/install/$(EXTENSION)--*.sql.in)
+DATA_built  = build/$(EXTENSION)--$(EXTVERSION).sql \
+              $(patsubst sql/install/%.sql.in,build/%.sql,$(INSTALL_SOURCES))
+REGRESS     = $(sort $(basename $(notdir $(wildcard sql/*.sql))))
 REGRESS_OPTS = --load-extension=plpython3u
-EXTRA_CLEAN = results results-upgrade regression.diffs regression.out
+EXTRA_CLEAN = build results results-upgrade regression.diffs regression.out
 
 PG_CONFIG  ?= pg_config
 # The interpreter plpython3u links (Debian 12: libpython3.11 -> /usr/bin/python3.11).
@@ -27,6 +30,10 @@ PYDIR     = $(PYROOT)/python
 
 .PHONY: setup install-python demo test bench docs installcheck-upgrade
 
+# make print-VAR: a variable's value (tests check the derived lists).
+print-%:
+	@echo $($*)
+
 # The pg_cron pattern: the same regression tests on a database that was created
 # at the oldest version and then updated (PGHOST/PGPORT/PGUSER as for installcheck).
 installcheck-upgrade:
@@ -37,20 +44,23 @@ installcheck-upgrade:
 	test "$$(psql -X -A -t -d contrib_regression_upgrade -c "SELECT extversion FROM pg_extension WHERE extname = '$(EXTENSION)'")" = "$(EXTVERSION)"
 	$(pg_regress_installcheck) --use-existing --dbname=contrib_regression_upgrade --outputdir=results-upgrade $(REGRESS)
 
-# Every SQL script is built from a template: @VERSION@ is the version its
-# objects belong to, @PYDIR@ where the Python package is, @API@ the loaded package.
-SUBST = sed -e 's|@API@|(GD.get("duckdb_secrets.api") or plpy.execute("SELECT duckdb._boot()") and GD["duckdb_secrets.api"])|g' \
-	    -e 's|@PYDIR@|$(PYDIR)|g'
-sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql.in Makefile
-	$(SUBST) -e 's|@VERSION@|$(EXTVERSION)|g' $< > $@
-sql/$(EXTENSION)--0.1.0.sql: sql/$(EXTENSION)--0.1.0.sql.in Makefile
-	$(SUBST) -e 's|@VERSION@|0.1.0|g' $< > $@
-sql/$(EXTENSION)--0.1.0--0.2.0.sql: sql/$(EXTENSION)--0.1.0--0.2.0.sql.in Makefile
-	$(SUBST) -e 's|@VERSION@|0.2.0|g' $< > $@
-sql/$(EXTENSION)--0.2.0--0.3.0.sql: sql/$(EXTENSION)--0.2.0--0.3.0.sql.in Makefile
-	$(SUBST) -e 's|@VERSION@|0.3.0|g' $< > $@
-sql/$(EXTENSION)--0.3.0--0.4.0.sql: sql/$(EXTENSION)--0.3.0--0.4.0.sql.in Makefile
-	$(SUBST) -e 's|@VERSION@|0.4.0|g' $< > $@
+# Every SQL script is built from a template: @BOOT@ becomes sql/install/boot.sql.in
+# (duckdb._boot(), one body for all scripts), @VERSION@ the version its objects
+# belong to (an upgrade script's target), @PYDIR@ where the Python package is,
+# @API@ the loaded package.
+SUBST = sed -e '/^@BOOT@$$/{r sql/install/boot.sql.in' -e 'd}' $< | \
+	sed -e 's|@API@|(GD.get("duckdb_secrets.api") or plpy.execute("SELECT duckdb._boot()") and GD["duckdb_secrets.api"])|g' \
+	    -e 's|@PYDIR@|$(PYDIR)|g' -e "s|@VERSION@|$$version|g"
+build/$(EXTENSION)--$(EXTVERSION).sql: sql/install/$(EXTENSION).sql.in sql/install/boot.sql.in Makefile $(EXTENSION).control
+	@mkdir -p build
+	version=$(EXTVERSION); $(SUBST) > $@
+build/%.sql: sql/install/%.sql.in sql/install/boot.sql.in Makefile
+	@mkdir -p build
+	version=$$(echo '$*' | sed 's/.*--//'); $(SUBST) > $@
+
+# PGXN's metadata, with the control file's version (tests/test_layout.py checks it is current).
+META.json: META.json.in $(EXTENSION).control
+	sed -e 's|@VERSION@|$(EXTVERSION)|g' $< > $@
 
 # The Python package and its pinned dependencies, for the server's interpreter,
 # in a private directory that the SQL functions put on sys.path.
@@ -75,4 +85,4 @@ bench: setup
 
 # docs/secret-types.md is generated from the catalogue.
 docs:
-	cd plpython && /usr/bin/python3 -m duckdb_secrets.docs > ../docs/secret-types.md
+	cd plpython && $(SERVER_PYTHON) -m duckdb_secrets.docs > ../docs/secret-types.md

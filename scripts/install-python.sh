@@ -13,6 +13,9 @@ mkdir -p "$DEST/python"
 rm -rf "$DEST/python/duckdb_secrets"
 cp -R plpython/duckdb_secrets "$DEST/python/"
 cp plpython/duckdb_secrets_boot.py "$DEST/python/"
+# The versions, derived from the control file and sql/install/ (written once there).
+{ echo "# Written by make install (scripts/install-python.sh) from duckdb_secrets.control and sql/install/."
+  "$PY" plpython/duckdb_secrets/_tree.py "$PWD"; } > "$DEST/python/duckdb_secrets/_version.py"
 find "$DEST/python" -name '__pycache__' -prune -exec rm -rf {} +
 # Bytecode now: the server's OS user cannot write __pycache__ here, and
 # compiling in every new backend costs tens of milliseconds.
