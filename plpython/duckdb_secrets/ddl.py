@@ -255,7 +255,7 @@ def create_simple_secret(plpy, GD, args):
     _no_nulls("create_simple_secret", args)
     type_name = args["type"].strip().lower()
     if type_name not in catalog.SIMPLE_TYPES:
-        what = f' "{type_name}"' if validation._SIMPLE_WORD.match(type_name) else ""
+        what = validation.simple_word(type_name)
         raise PgError(INVALID_PARAMETER_VALUE, f"unsupported secret type{what} for a simple secret",
                       hint="duckdb.create_simple_secret() takes S3, GCS or R2; for other types use "
                            "CREATE SERVER ... TYPE '...' FOREIGN DATA WRAPPER duckdb.")

@@ -26,6 +26,14 @@ SERVER_CATALOG = 1417       # pg_foreign_server
 MAPPING_CATALOG = 1418      # pg_user_mapping
 
 _SIMPLE_WORD = re.compile(r"^[a-z0-9_]{1,63}$")
+
+
+def simple_word(word):
+    """' "word"' for a message if word is a plain lowercase word, else '': a TYPE,
+    PROVIDER or chain member that is not one may carry anything, and is not echoed."""
+    return f' "{word}"' if _SIMPLE_WORD.match(word) else ""
+
+
 _TRUE = {"true", "t", "yes", "y", "on", "1"}
 _FALSE = {"false", "f", "no", "n", "off", "0"}
 
@@ -172,7 +180,7 @@ def secret_type_name(server_name, srvtype):
                            + _hint_list(catalog.TYPES))
     t = srvtype.strip().lower()
     if t not in catalog.TYPES:
-        what = f' "{t}"' if _SIMPLE_WORD.match(t) else ""
+        what = simple_word(t)
         raise PgError(FDW_INVALID_ATTRIBUTE_VALUE,
                       f'invalid TYPE{what} for server "{shown(server_name)}"',
                       detail=None if what else "The TYPE is not a plain type name; it is not shown.",
@@ -205,7 +213,7 @@ def secret_spec(server_name, srvtype, server_options, mapping_options=None):
 
     provider_name = server.get(catalog.PROVIDER, stype.default_provider).strip().lower()
     if provider_name not in stype.providers:
-        what = f' "{provider_name}"' if _SIMPLE_WORD.match(provider_name) else ""
+        what = simple_word(provider_name)
         raise PgError(FDW_INVALID_ATTRIBUTE_VALUE,
                       f"invalid PROVIDER{what} for a server of TYPE '{type_name}'",
                       hint="Valid providers are: " + _hint_list(stype.providers))
@@ -246,7 +254,7 @@ def _check_choices(opt, value):
     members = [m.strip().lower() for m in value.split(opt.sep)] if opt.sep else [value.strip().lower()]
     for m in members:
         if m not in opt.choices:
-            what = f' "{m}"' if _SIMPLE_WORD.match(m) else ""
+            what = simple_word(m)
             raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, f'invalid value{what} for option "{opt.name}"',
                           hint="Valid values are: " + ", ".join(opt.choices)
                                + (f" (several separated by '{opt.sep}')" if opt.sep else ""))
@@ -348,13 +356,13 @@ def table_spec(secret):
     """
     type_name = (secret.type or "").lower()
     if type_name not in catalog.TYPES:
-        what = f' "{type_name}"' if _SIMPLE_WORD.match(type_name) else ""
+        what = simple_word(type_name)
         raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, f"unknown secret type{what}",
                       hint="Valid types are: " + _hint_list(catalog.TYPES))
     stype = catalog.TYPES[type_name]
     provider_name = (secret.provider or stype.default_provider).lower()
     if provider_name not in stype.providers:
-        what = f' "{provider_name}"' if _SIMPLE_WORD.match(provider_name) else ""
+        what = simple_word(provider_name)
         raise PgError(FDW_INVALID_ATTRIBUTE_VALUE,
                       f"invalid provider{what} for a secret of type '{type_name}'")
     provider = stype.providers[provider_name]
