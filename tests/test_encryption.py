@@ -387,3 +387,11 @@ def test_with_pgaudit_logging_everything_the_safe_paths_leave_no_value(s3, tmp_p
         cluster.stop()
         shutil.rmtree(base, ignore_errors=True)
         kf.remove()
+
+
+def test_options_that_may_carry_credentials_are_encrypted_in_a_mapping(db, keyfile):
+    db.conn.execute("CREATE SERVER h TYPE 'http' FOREIGN DATA WRAPPER duckdb OPTIONS (scope 'https://127.0.0.1:9/')")
+    db.conn.execute(SET, ("h", "CURRENT_USER", json.dumps({"extra_http_headers": "Authorization=Bearer CANARY-enc-h"})))
+    assert umoptions(db, "h", "postgres")["extra_http_headers"].startswith(SEALED)
+    shown = db.conn.execute("SELECT secret_string FROM duckdb.secrets() WHERE name = 'h'").fetchone()[0]
+    assert "Authorization=redacted" in shown and "CANARY-enc-h" not in shown

@@ -6,7 +6,7 @@ exemption. The session's logging setting is as before afterwards."""
 import psycopg
 import pytest
 
-from conftest import s3_server_sql
+from conftest import assert_clean_error, s3_server_sql
 
 
 def _log_has(log_since, canary):
@@ -108,3 +108,103 @@ def test_no_warning_at_default_settings(db, s3):
     c.execute(s3_server_sql("quiet_s3", s3))
     c.execute("CREATE USER MAPPING FOR CURRENT_USER SERVER quiet_s3 OPTIONS (key_id 'k', secret 's')")
     assert not [n for n in notices if "may log this statement" in n]
+
+
+# --- found by a red-team helper (0.4.0) -----------------------------------------
+
+def test_a_refused_statement_run_by_execute_leaves_no_secret_in_a_context_line(db, s3, admin, log_since):
+    """A DO block or function that EXECUTEs the DDL: PostgreSQL's CONTEXT line
+    quotes the statement; it is left out of the log like the statement."""
+    admin.execute(s3_server_sql("ok_s3", s3))
+    admin.execute("CREATE USER MAPPING FOR CURRENT_USER SERVER ok_s3 OPTIONS (key_id 'k', secret 's')")
+    other = db.role("other")
+    for i, body in enumerate([
+            "EXECUTE 'ALTER USER MAPPING FOR CURRENT_USER SERVER ok_s3 OPTIONS (SET secret ''{c}'', ADD bogus ''x'')'",
+            f"EXECUTE 'ALTER USER MAPPING FOR \"{other}\" SERVER ok_s3 OPTIONS (SET secret ''{{c}}'')'",
+            "PERFORM duckdb.set_user_mapping('ok_s3', 'nobody_here', '{{\"secret\": \"{c}\"}}')",
+            "PERFORM duckdb.create_simple_secret('S3', 'k', '{c}', use_ssl := 'maybe')"]):
+        canary = f"CANARY-log-context-{i}"
+        with pytest.raises(psycopg.Error):
+            admin.execute(f"DO $$BEGIN {body.format(c=canary)}; END$$")
+        assert admin.execute("SHOW log_min_error_statement").fetchone() == ("error",)
+        assert admin.execute("SHOW log_error_verbosity").fetchone() == ("default",)
+        assert _log_has(log_since, canary) == []
+
+
+def test_a_role_cannot_keep_its_failing_statements_out_of_the_log(db, s3, admin, log_since):
+    """The values the triggers save are in settings any role can write; the
+    session's logging comes back to its default whatever they hold."""
+    admin.execute("SET duckdb.saved_log_min_error_statement = 'panic'")
+    admin.execute("SET duckdb.saved_log_error_verbosity = 'terse'")
+    admin.execute(s3_server_sql("evade", s3))
+    assert admin.execute("SHOW log_min_error_statement").fetchone() == ("error",)
+    assert admin.execute("SHOW log_error_verbosity").fetchone() == ("default",)
+    # Cleared in the middle of the statement, by a function the DDL runs.
+    schema = admin.execute("SELECT current_user").fetchone()[0]
+    db.conn.execute(f'CREATE SCHEMA "{schema}" AUTHORIZATION "{schema}"')
+    admin.execute("CREATE FUNCTION clear_saved(a int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN "
+                  "PERFORM set_config('duckdb.saved_log_min_error_statement', '', false); RETURN a; END $$")
+    admin.execute("CREATE TABLE parted (a int) PARTITION BY LIST (clear_saved(a))")
+    admin.execute("CREATE TABLE parted_default PARTITION OF parted DEFAULT")
+    admin.execute("INSERT INTO parted VALUES (1)")
+    admin.execute("CREATE FOREIGN TABLE parted_6 PARTITION OF parted FOR VALUES IN (6) SERVER evade")
+    assert admin.execute("SHOW log_min_error_statement").fetchone() == ("error",)
+    with pytest.raises(psycopg.Error):
+        admin.execute("SELECT 'evade-marker-1/0' || 1/0")
+    # A later failing statement is logged with its text (a marker, not a secret).
+    assert "evade-marker-1/0" in log_since()
+
+
+def test_an_internal_function_called_directly_leaves_no_value_in_the_log(db, s3, admin, log_since):
+    with pytest.raises(psycopg.Error) as e:
+        admin.execute("SELECT duckdb._store_mapping_options('x', 'ok', ARRAY['secret=CANARY-log-internal'])")
+    assert e.value.sqlstate == "42501"
+    assert _log_has(log_since, "CANARY-log-internal") == []
+
+
+CREDENTIALS_IN_DUCKDB_SQL = [
+    "SELECT 'secret={c}'::INTEGER",
+    "SELECT * FROM read_parquet('s3://user:{c}@bucket/x.parquet')",
+    "SELECT * FROM read_parquet('s3://' || 'user:{c}@bucket/x.parquet')",
+    "SELECT * FROM read_csv('https://127.0.0.1:9/x.csv?sv=1&sig={c}')",
+    "SELECT * FROM read_csv('https://127.0.0.1:9/x.csv?X-Amz-Signature={c}')",
+    "SELECT * FROM read_csv('https://127.0.0.1:9/x.csv?api_key={c}')",
+]
+
+
+@pytest.mark.parametrize("sql", CREDENTIALS_IN_DUCKDB_SQL)
+def test_a_failing_engine_query_with_a_credential_in_it_is_logged_without_it(db, log_since, sql):
+    canary = "CANARY-log-query-" + str(CREDENTIALS_IN_DUCKDB_SQL.index(sql))
+    with pytest.raises(psycopg.Error) as e:
+        db.conn.execute("SELECT * FROM duckdb.query(%s) AS t(x text)", (sql.format(c=canary),))
+    assert canary not in str(e.value) and canary not in (e.value.diag.message_detail or "")
+    assert db.conn.execute("SHOW log_min_error_statement").fetchone() == ("error",)
+    assert _log_has(log_since, canary) == []
+
+
+@pytest.mark.parametrize("opt", [
+    "extra_http_headers 'Authorization=Bearer CANARY-log-hdr'",
+    "extra_http_headers 'X-Api-Key=CANARY-log-hdr'",
+])
+def test_a_credential_header_on_a_server_is_refused(db, opt, log_since):
+    with pytest.raises(psycopg.Error) as e:
+        db.conn.execute(f"CREATE SERVER h TYPE 'http' FOREIGN DATA WRAPPER duckdb OPTIONS ({opt})")
+    assert e.value.sqlstate == "42501" and "carries a credential" in e.value.diag.message_primary
+    assert_clean_error(e.value, "CANARY-log-hdr")
+    assert _log_has(log_since, "CANARY-log-hdr") == []
+
+
+@pytest.mark.parametrize("value", ["host=h password=CANARY-log-dbn", "postgresql://u:CANARY-log-dbn@h/db"])
+def test_a_password_inside_a_connection_string_on_a_server_is_refused(db, value, log_since):
+    with pytest.raises(psycopg.Error) as e:
+        db.conn.execute(f"CREATE SERVER p TYPE 'postgres' FOREIGN DATA WRAPPER duckdb OPTIONS (dbname '{value}')")
+    assert e.value.sqlstate == "42501" and "carries a password" in e.value.diag.message_primary
+    assert _log_has(log_since, "CANARY-log-dbn") == []
+
+
+def test_credential_headers_in_a_mapping_are_redacted_in_the_listing(db):
+    db.conn.execute("CREATE SERVER h TYPE 'http' FOREIGN DATA WRAPPER duckdb OPTIONS (scope 'https://127.0.0.1:9/')")
+    db.conn.execute("CREATE USER MAPPING FOR CURRENT_USER SERVER h "
+                    "OPTIONS (extra_http_headers 'Authorization=Bearer CANARY-log-hdr2,X-Trace=on')")
+    shown = db.conn.execute("SELECT secret_string FROM duckdb.secrets() WHERE name = 'h'").fetchone()[0]
+    assert "CANARY-log-hdr2" not in shown and "Authorization=redacted" in shown and "X-Trace=on" in shown

@@ -152,17 +152,41 @@ def _engine_for(plpy, GD, fn, sql):
     return sync.ensure(plpy, GD, require=fn)
 
 
-# DuckDB SQL that may carry a credential of its own (an ATTACH string with a
-# password, a CREATE SECRET, a URL with user:password@).
-_CREDENTIALISH = re.compile(r"(?i)secret|passw|pwd|token|key_id|access_key|://[^/\s:@'\"]+:[^@\s'\"]+@")
+# DuckDB SQL that may carry a credential of its own: an ATTACH string with a
+# password, a CREATE SECRET, a URL with user:password@ or a signed query string
+# (SAS sig=, X-Amz-Signature=, api_key=), an Authorization header.
+_CREDENTIALISH = re.compile(
+    r"(?i)secret|passw|pwd|token|key_id|access_key|api_?key|signature|credential|bearer|authoriz"
+    r"|[?&]sig=|[A-Za-z0-9._%~-]+:[^@\s'\"/]+@")
+_URL_PASSWORD = re.compile(r"[A-Za-z0-9._%~-]+:([^@\s'\"/]+)@")
+_KEY_VALUE = re.compile(r"(?i)(?:secret|passw\w*|pwd|token|key|sig|signature|credential)\w*\s*[=:]\s*([^\s&;'\",)]+)")
 
 
-def _quiet_if_credentials(plpy, GD, sql):
+def _credentials_in(sql):
+    """The pieces of sql that may be credentials: its string literals, the
+    passwords of URLs in it, the values of key=value pairs that look secret."""
+    import duckdb
+
+    from . import statements
+    try:
+        values = {t.text for t in statements.tokens(duckdb, sql) if t.kind == statements.STRING and t.text}
+    except duckdb.Error:        # not even tokenizable: every word may be one
+        values = set(re.split(r"[\s'\"(),;]+", sql))
+    values.update(m.group(1) for m in _URL_PASSWORD.finditer(sql))
+    values.update(m.group(1) for m in _KEY_VALUE.finditer(sql))
+    return [v for v in values if len(v) >= 4]
+
+
+def _quiet_if_credentials(plpy, GD, sql, exc):
     """A failing duckdb.query/raw_query is logged with its statement
     (log_min_error_statement); if its DuckDB SQL may carry a credential, it is
-    logged without."""
+    logged without, and the error (which DuckDB may have built from the SQL)
+    has every literal and credential-looking piece of the SQL masked."""
     if sql and (_CREDENTIALISH.search(sql) or sync.session(GD).scrub(sql) != sql):
         ddl.quiet_refusal(plpy, GD)
+        extra = Scrubber(_credentials_in(sql))
+        previous = getattr(exc, "scrub", None)
+        exc.scrub = extra if previous is None else (lambda text: extra(previous(text)))
 
 
 def _quiet_on_error(fn):
@@ -170,8 +194,8 @@ def _quiet_on_error(fn):
     def wrapper(plpy, GD, sql):
         try:
             return fn(plpy, GD, sql)
-        except Exception:
-            _quiet_if_credentials(plpy, GD, sql)
+        except Exception as e:
+            _quiet_if_credentials(plpy, GD, sql, e)
             raise
     return wrapper
 
@@ -220,7 +244,7 @@ def query_end(plpy, GD):
     pending = _own_pending(plpy, GD)
     sess.pending = None
     if pending is not None and pending.error is not None:
-        _quiet_if_credentials(plpy, GD, getattr(pending, "sql", None))
+        _quiet_if_credentials(plpy, GD, getattr(pending, "sql", None), pending.error)
         raise pending.error
     return None
 
@@ -253,7 +277,8 @@ def _redacted_string(spec):
         elif isinstance(v, bool):
             v = "true" if v else "false"
         elif isinstance(v, dict):
-            v = "{" + ", ".join(f"{a}={b}" for a, b in v.items()) + "}"
+            v = "{" + ", ".join(f"{a}={'redacted' if catalog.credential_header(a) else b}"
+                                for a, b in v.items()) + "}"
         parts.append(f"{k}={v}")
     return ";".join(parts)
 

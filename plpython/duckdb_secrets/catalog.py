@@ -6,6 +6,8 @@ httpfs, aws, azure, postgres and mysql extensions, each option checked against
 DuckDB itself by tests/test_catalog.py.
 """
 
+import re
+
 # Option value kinds: how a PostgreSQL option string becomes a DuckDB value.
 TEXT, BOOL, INT, LIST, MAP = "text", "bool", "int", "list", "map"
 KIND_DOC = {
@@ -23,6 +25,30 @@ SENSITIVE = frozenset({
     "proxy_password", "oauth_client_secret", "scram_client_key",
     "scram_server_key", "uri",
 })
+
+# Options whose values may carry credentials though the option itself is not
+# sensitive: a header such as Authorization in extra_http_headers, a password
+# in a connection string given as dbname or host. On a server such values are
+# refused (validation.check_embedded_credentials); in a user mapping the whole
+# option is encrypted at rest like the sensitive ones, and credential headers
+# are redacted and scrubbed.
+MAY_CARRY_CREDENTIALS = frozenset({"extra_http_headers", "dbname", "host", "options"})
+# Encrypted at rest in user mappings (duckdb.encryption_key_file).
+SEALED = SENSITIVE | MAY_CARRY_CREDENTIALS
+_CREDENTIAL_HEADER = re.compile(r"(?i)^(authorization|proxy-authorization|cookie)$|token|secret|passw|api[-_]?key"
+                                r"|auth|signature|credential|session")
+_EMBEDDED_PASSWORD = re.compile(r"(?i)\bpassword\s*=|://[^/@\s]*:[^/@\s]*@")
+
+
+def credential_header(name):
+    """Whether an HTTP header of this name carries a credential."""
+    return bool(_CREDENTIAL_HEADER.search(str(name)))
+
+
+def embedded_password(value):
+    """Whether a connection string (dbname, host, ...) carries a password."""
+    return bool(_EMBEDDED_PASSWORD.search(str(value)))
+
 
 # Sensitive options that DuckDB's own duckdb_secrets() shows in clear: result
 # cells of non-superusers' queries are scrubbed of their values.

@@ -115,7 +115,7 @@ def check_object(plpy, GD, classid, objid):
     if mapping is not None and keys.configured:
         sealing = keys.sealing()
         options, n = crypto.seal_options(sealing, mapping["umoptions"], srv["srvname"], mapping["umrole"],
-                                         catalog.SENSITIVE)
+                                         catalog.SEALED)
         if n:
             plpy.execute(sess.plan(plpy, "update_mapping", UPDATE_MAPPING_SQL, ["oid", "text[]"]),
                          [umid, options])
@@ -138,7 +138,7 @@ def _rebind_renamed(plpy, sess, keys, srv):
             continue
         try:
             plain = keys.open(m["umoptions"], old, m["umrole"])
-            sealed, _ = crypto.seal_options(keys.sealing(), plain, srv["srvname"], m["umrole"], catalog.SENSITIVE)
+            sealed, _ = crypto.seal_options(keys.sealing(), plain, srv["srvname"], m["umrole"], catalog.SEALED)
         except crypto.KeyProblem as e:
             plpy.warning(f'the encrypted values of the user mapping for {validation.shown(m["umrole"])} stay bound '
                          f'to the old server name "{validation.shown(old)}": {e}',
@@ -359,6 +359,7 @@ def store_mapping_options(plpy, GD, nonce, server_name, options):
     package's own code, for the caller's own mapping (token in GD)."""
     token = GD.pop(CALLER_KEY, None)
     if token is None or nonce is None or token[0] != nonce:
+        quiet_refusal(plpy, GD)         # a direct call's arguments may be secret values
         raise PgError(INSUFFICIENT_PRIVILEGE, "duckdb._store_mapping_options is internal to duckdb_secrets",
                       hint="Use ALTER USER MAPPING, or duckdb.create_simple_secret().")
     validation.validate_options(options, validation.MAPPING_CATALOG)
@@ -366,7 +367,7 @@ def store_mapping_options(plpy, GD, nonce, server_name, options):
     sealing = keyring(plpy, sess).sealing()
     if sealing is not None:        # _store sealed them; anything left is sealed here
         options, _ = crypto.seal_options(sealing, options, server_name, _role_label(plpy, token[1]),
-                                         catalog.SENSITIVE)
+                                         catalog.SEALED)
     rows = plpy.execute(sess.plan(plpy, "store", STORE_SQL, ["oid", "name", "text[]"]),
                         [token[1], server_name, options])
     if not rows:
@@ -488,7 +489,8 @@ def quiet_refusal_impl(plpy, GD, nonce):
     token = GD.pop(QUIET_KEY, None)
     if token is None or nonce is None or token != nonce:
         raise PgError(INSUFFICIENT_PRIVILEGE, "duckdb._quiet_refusal is internal to duckdb_secrets")
-    plpy.execute("SELECT pg_catalog.set_config('log_min_error_statement', 'panic', false)")
+    plpy.execute("SELECT pg_catalog.set_config('log_min_error_statement', 'panic', false), "
+                 "pg_catalog.set_config('log_error_verbosity', 'terse', false)")
 
 
 def _store(plpy, GD, server_name, role_oid, options):
@@ -499,7 +501,7 @@ def _store(plpy, GD, server_name, role_oid, options):
     sealing = keyring(plpy, session(GD)).sealing()
     if sealing is not None:
         options, _ = crypto.seal_options(sealing, options, server_name, _role_label(plpy, role_oid),
-                                         catalog.SENSITIVE)
+                                         catalog.SEALED)
     nonce = os.urandom(16).hex()
     GD[CALLER_KEY] = (nonce, role_oid)
     try:
@@ -539,7 +541,7 @@ def reencrypt_secrets(plpy, GD):
         out, changed = [], 0
         for item in m["umoptions"] or ():
             name, _, value = item.partition("=")
-            if name.lower() in catalog.SENSITIVE or crypto.is_sealed(value):
+            if name.lower() in catalog.SEALED or crypto.is_sealed(value):
                 if crypto.is_sealed(value) and value.split(":", 2)[1] == sealing.current_id:
                     pass                # already under the current key
                 else:

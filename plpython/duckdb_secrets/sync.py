@@ -527,6 +527,8 @@ def ensure(plpy, GD, require=None):
         sess.engine = Engine(profile, needed, sess.deadline)
 
     values = [v for _, _, _, out in exported.values() for v in validation.sensitive_values(out)]
+    if not profile.local_files and sess.engine.spill:
+        values.append(sess.engine.spill)    # its name keeps it out of the role's reach (engine.py)
     scrub = Scrubber(values)
     if scrub.values != sess.scrub.values:       # keep the built pattern when nothing changed
         sess.scrub = scrub

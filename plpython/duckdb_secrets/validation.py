@@ -202,6 +202,7 @@ def secret_spec(server_name, srvtype, server_options, mapping_options=None):
     for name in server:
         if name in catalog.SENSITIVE:
             raise_sensitive_on_server(name)
+    check_embedded_credentials(server)
     for name in mapping:
         if name in catalog.SERVER_ONLY:
             raise PgError(FDW_INVALID_OPTION_NAME, f'option "{name}" cannot be set in a user mapping')
@@ -311,8 +312,34 @@ def check_name_collision(server_name, other_server_names):
 
 
 def sensitive_values(spec):
-    """Every value of a sensitive option in a spec (for scrubbing messages)."""
-    return [v for k, v in spec["params"].items() if k in catalog.SENSITIVE and isinstance(v, str)]
+    """Every value of a sensitive option in a spec, and of credential headers
+    (for scrubbing messages)."""
+    out = [v for k, v in spec["params"].items() if k in catalog.SENSITIVE and isinstance(v, str)]
+    headers = spec["params"].get("extra_http_headers")
+    if isinstance(headers, dict):
+        out += [str(v) for k, v in headers.items() if catalog.credential_header(k)]
+    return out
+
+
+def check_embedded_credentials(server):
+    """A server's options are readable by every role: no credential inside an
+    option that is not itself sensitive (server: name -> raw value)."""
+    for name, value in server.items():
+        if name == "extra_http_headers":
+            for item in value.split(","):
+                header = item.partition("=")[0].strip()
+                if catalog.credential_header(header):
+                    raise PgError(INSUFFICIENT_PRIVILEGE,
+                                  f'header "{shown(header)}" of option "extra_http_headers" carries a credential '
+                                  "and cannot be set on a server",
+                                  detail="Server options are readable by every role.",
+                                  hint="Put extra_http_headers in a USER MAPPING (it is encrypted there when "
+                                       "duckdb.encryption_key_file is set), or use bearer_token.")
+        elif name in catalog.MAY_CARRY_CREDENTIALS and catalog.embedded_password(value):
+            raise PgError(INSUFFICIENT_PRIVILEGE,
+                          f'option "{name}" carries a password and cannot be set on a server',
+                          detail="Server options are readable by every role.",
+                          hint="Give the password as the password option of a USER MAPPING.")
 
 
 # --- secrets read from a duckdb_secrets table -------------------------------
