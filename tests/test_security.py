@@ -168,7 +168,7 @@ def test_errors_are_native_and_scrubbed(db, s3, log_since):
     with pytest.raises(psycopg.Error) as e:
         db.conn.execute(f"SELECT * FROM duckdb.query($$ SELECT error('boom ' || '{CANARY[:3]}' || '{CANARY[3:]} boom')"
                         " $$) AS t(x int)")
-    assert "boom ******** boom" in e.value.diag.message_primary
+    assert "********" in e.value.diag.message_primary and "boom" in e.value.diag.message_primary
     assert_clean_error(e.value, CANARY)
     notices = []
     db.conn.add_notice_handler(lambda d: notices.append(d.message_primary))

@@ -277,10 +277,10 @@ TYPES = {t.name: t for t in (
     _type("http", "httpfs", [
         Provider("config", {**_HTTP_PROXY, **_opts(
             "bearer_token", Option("verify_ssl", BOOL),
-            Option("extra_http_headers", MAP, example="Authorization=Bearer x"))}),
+            Option("extra_http_headers", MAP, example="X-Request-Source=duckdb"))}),
         Provider("env", {**_HTTP_PROXY, **_opts(
             "bearer_token", Option("verify_ssl", BOOL),
-            Option("extra_http_headers", MAP, example="Authorization=Bearer x"))}),
+            Option("extra_http_headers", MAP, example="X-Request-Source=duckdb"))}),
     ], hosts="scope",
         doc="Plain HTTP(S): proxies, bearer tokens and extra headers for `http://` and `https://` reads.",
         example={"scope": "https://example.com/data"},
