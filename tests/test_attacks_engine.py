@@ -423,22 +423,12 @@ def test_no_way_to_secret_values(db, world, text):
 
 
 def test_the_engines_settings_show_no_path_of_the_server(db, world, cluster):
-    """A non-superuser reads settings one by one, by literal name, and none that
-    holds a path: whatever it may read shows no path of the server."""
     bob = db.connect(world["bob"])
-    refused(bob, "SELECT string_agg(name || '=' || value, ';') FROM duckdb_settings()")
-    names = [n for (n,) in q(db.conn, "SELECT name FROM duckdb_settings()")]
-    readable = 0
-    for name in names:
-        text = f"SELECT current_setting('{name}')::VARCHAR"
-        try:
-            shown = q(bob, text)[0][0] or ""
-        except psycopg.Error as e:      # refused (a path), or not a setting of bob's engine
-            assert cluster.data not in str(e), name
-            continue
-        readable += 1
-        assert cluster.data not in shown and "/var/lib/postgresql" not in shown and ".tmp" not in shown, name
-    assert readable > 100 and "temp_directory" in names
+    for text in ["SELECT string_agg(name || '=' || value, ';') FROM duckdb_settings()",
+                 "SELECT string_agg(name || '=' || setting, ';') FROM pg_catalog.pg_settings"]:
+        shown = q(bob, text)[0][0]
+        assert cluster.data not in shown, [x for x in shown.split(";") if cluster.data in x]
+        assert "/var/lib/postgresql" not in shown and ".tmp" not in shown
 
 
 # --- 6. the statement check ----------------------------------------------------------

@@ -239,12 +239,11 @@ SORT = ("SELECT * FROM duckdb.query($$ SELECT count(*) FROM (SELECT i, md5(i::VA
 
 def _spill_dirs(cluster, pid):
     parent = os.path.join(cluster.data, "base", "pgsql_tmp")
-    return glob.glob(os.path.join(parent, f"pgsql_tmp{pid}.*.duckdb"))
+    return glob.glob(os.path.join(parent, f"pgsql_tmp{pid}.duckdb"))
 
 
-@pytest.mark.parametrize("who", ["superuser", "reader"])
-def test_a_sort_larger_than_memory_spills_to_pgsql_tmp_for_every_role(db, world, cluster, who):
-    conn = db.connect() if who == "superuser" else db.connect(world["reader"])
+def test_a_superusers_spill_goes_to_pgsql_tmp_and_is_removed(db, world, cluster):
+    conn = db.connect()
     conn.execute("SET duckdb.memory_limit = '60MB'")
     pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
     t, out = _in_background(conn, SORT)
@@ -266,43 +265,22 @@ def test_a_sort_larger_than_memory_spills_to_pgsql_tmp_for_every_role(db, world,
     assert not _spill_dirs(cluster, pid), "the backend's exit left its spill directory"
 
 
-def test_a_non_superuser_cannot_find_or_use_the_spill_directory(db, world, cluster):
-    """DuckDB lets SQL into its temp_directory; for a role without a file system
-    the directory's random name is what keeps it out: nothing shows it, and
-    nothing reaches the file system around it. Counted on disk."""
+def test_a_non_superusers_engine_has_no_temp_directory(db, world, cluster):
+    """DuckDB lets SQL into its temp directory: a role without a file system gets
+    none, so a sort larger than memory fails cleanly and nothing is written."""
     conn = db.connect(world["reader"])
     conn.execute("SET duckdb.memory_limit = '60MB'")
-    parent = os.path.join(cluster.data, "base", "pgsql_tmp")
-
-    def q(sql, cols="x text"):
-        return conn.execute(f"SELECT * FROM duckdb.query($q${sql}$q$) AS t({cols})").fetchall()
-
-    assert q("SELECT current_setting('memory_limit')")          # other settings stay readable
-    assert conn.execute(SORT).fetchone() == (3000000,)          # DuckDB makes its directory when it spills
     pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    spill = _spill_dirs(cluster, pid)
-    assert len(spill) == 1 and len(os.path.basename(spill[0])) > 40
-    before = sorted(os.listdir(parent))
-    for sql in ["SELECT current_setting('temp_directory')",
-                "SELECT current_setting('TEMP_DIRECTORY')",
-                "SELECT 'temp_directory'.current_setting()",
-                "SELECT current_setting('temp_' || 'directory')",
-                "SELECT current_setting(chr(116) || 'emp_directory')",
-                "SELECT value FROM duckdb_settings() WHERE name = 'temp_directory'",
-                "SELECT path FROM duckdb_temporary_files()",
-                f"SELECT * FROM glob('{parent}/*')",
-                f"SELECT * FROM read_text('{parent}/*/*')",
-                f"COPY (SELECT 1) TO '{parent}/planted.csv'",
-                f"COPY (SELECT 1) TO '{spill[0]}/../planted.csv'",
-                "CREATE MACRO m(x) AS current_setting(x)"]:
-        with pytest.raises(psycopg.Error) as e:
-            q(sql)
-        assert e.value.sqlstate in ("42501", "42601"), (sql, e.value.sqlstate, str(e.value))
-        assert os.path.basename(spill[0]) not in str(e.value)
-    assert sorted(os.listdir(parent)) == before
-    assert not [n for n in os.listdir(parent) if "planted" in n]
-    assert q("SELECT count(*) FROM (SELECT i, md5(i::VARCHAR) h FROM range(3000000) t(i) ORDER BY h)",
-             "n bigint") == [(3000000,)]
+    parent = os.path.join(cluster.data, "base", "pgsql_tmp")
+    before = sorted(os.listdir(parent)) if os.path.isdir(parent) else []
+    with pytest.raises(psycopg.Error) as e:
+        conn.execute(SORT)
+    assert e.value.sqlstate == "53200", (e.value.sqlstate, str(e.value))
+    assert conn.execute("SELECT * FROM duckdb.query($$ SELECT setting FROM pg_catalog.pg_settings "
+                        "WHERE name = 'temp_directory' $$) AS t(v text)").fetchall() in ([("",)], [(None,)])
+    assert not _spill_dirs(cluster, pid)
+    assert (sorted(os.listdir(parent)) if os.path.isdir(parent) else []) == before
+    assert conn.execute(READ).fetchone() == (10,)       # the session goes on
 
 
 def test_the_stop_settings_are_the_administrators(db, world):

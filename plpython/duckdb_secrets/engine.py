@@ -200,13 +200,9 @@ ENVIRONMENT_CREDENTIALS = ("s3_access_key_id", "s3_secret_access_key", "s3_sessi
 
 # Spill files live where PostgreSQL keeps its own temporary files (base backups
 # skip pgsql_tmp; PostgreSQL removes pgsql_tmp* entries when it restarts), one
-# directory per engine, removed with the engine and when the backend exits.
-# Its name holds 128 random bits: DuckDB lets SQL read and write in its
-# temp_directory even with external access off, so for a role without a file
-# system the name is a capability no function available to it shows (the
-# settings functions are refused, the path is masked in errors and results).
+# directory per backend, removed with the engine and when the backend exits.
 SPILL_PARENT = os.path.join("base", "pgsql_tmp")
-_SPILL_NAME = re.compile(r"^pgsql_tmp(\d+)(?:\.[0-9a-f]{32})?\.duckdb$")
+_SPILL_NAME = re.compile(r"^pgsql_tmp(\d+)\.duckdb$")
 _exit_hook = None
 
 
@@ -219,7 +215,7 @@ def spill_directory():
         m = _SPILL_NAME.match(name)
         if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
             shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
-    return os.path.join(parent, f"pgsql_tmp{os.getpid()}.{os.urandom(16).hex()}.duckdb")
+    return os.path.join(parent, f"pgsql_tmp{os.getpid()}.duckdb")
 
 
 def _alive(pid):
@@ -271,7 +267,7 @@ class Engine:
         self.sockets = interrupts.Sockets()
         interrupts.large_thread_stacks()
         _close_at_exit()
-        spill = spill_directory()
+        spill = spill_directory() if profile.local_files else None
         _open_engines.append(self)
         # DuckDB's worker threads start with the connection, from a guarded
         # thread: they never take PostgreSQL's signals either. (Each call gets a
@@ -320,10 +316,14 @@ class Engine:
                     self.con.execute(f"SET {name} = '{value.replace(chr(39), chr(39) * 2)}'")
                 except _duckdb().Error as e:
                     raise from_duckdb(e, "duckdb.engine_settings") from None
-            # Every engine spills, within the administrator's cap.
-            self.spill = spill
-            self.con.execute(f"SET temp_directory = '{self.spill}'")
-            self.con.execute(f"SET max_temp_directory_size = '{profile.max_spill}'")
+            if spill is not None:
+                self.spill = spill
+                self.con.execute(f"SET temp_directory = '{self.spill}'")
+                self.con.execute(f"SET max_temp_directory_size = '{profile.max_spill}'")
+            else:
+                # No file system: no spilling, and no path of the data
+                # directory in allowed_directories.
+                self.con.execute("SET temp_directory = ''")
             if not profile.superuser:
                 # Every request leaves through the egress proxy (see egress.py).
                 # curl (httpfs's client) skips any proxy for hosts in NO_PROXY.
@@ -335,11 +335,9 @@ class Engine:
                     self.con.execute(f"SET azure_http_proxy = '{self.proxy.address}'")
                 listed = ", ".join("'" + p.replace("'", "''") + "'" for p in profile.allowed(self.extensions))
                 self.con.execute(f"SET allowed_directories = [{listed}]")
-                # With external access off, DuckDB reaches only allowed_directories
-                # (no local path for a role without a file system) and the spill
-                # directory, whose name the role cannot learn (see SPILL_PARENT).
-                # LocalFileSystem stays enabled: spilling goes through it.
                 self.con.execute("SET enable_external_access = false")
+                if not profile.local_files:
+                    self.con.execute("SET disabled_filesystems = 'LocalFileSystem'")
             self.con.execute("SET lock_configuration = true")
         except BaseException:
             self._close_connection()        # the rest is closed by __init__, on the backend's thread

@@ -44,13 +44,11 @@ UNCHECKABLE = frozenset({"json_execute_serialized_sql"})
 # Functions that change the engine's state (logging, profiling, checkpoints,
 # credentials from the environment), show what a role may not see (secret
 # values DuckDB does not redact, request logs with headers, temporary file
-# paths, settings) or open database connections: superusers only.
+# paths) or open database connections: superusers only.
 SUPERUSER_FUNCTIONS = frozenset({
     "enable_logging", "disable_logging", "truncate_duckdb_logs", "duckdb_logs", "duckdb_logs_parsed",
     "duckdb_log_contexts", "enable_profiling", "disable_profiling", "checkpoint", "force_checkpoint",
     "load_aws_credentials", "duckdb_secrets", "duckdb_temporary_files", "duckdb_external_file_cache",
-    # every setting, the spill directory's among them (its name is what keeps it out of reach)
-    "duckdb_settings",
     "postgres_attach", "postgres_configure_pool", "postgres_execute", "postgres_query", "postgres_scan",
     "postgres_scan_pushdown", "pg_clear_cache", "read_postgres_binary",
     "mysql_clear_cache", "mysql_debug_execution_plan", "mysql_execute", "mysql_explain_federated", "mysql_query",
@@ -64,11 +62,6 @@ COMMON_WORDS = frozenset({"checkpoint"})
 FILE_OUTPUT_FUNCTIONS = frozenset({"enable_logging", "enable_profiling"})
 FILE_OUTPUT_PARAMETERS = frozenset({"storage_path", "storage", "storage_config", "save_location",
                                     "profiling_output", "output"})
-
-# current_setting(): for non-superusers only with a literal name, and not of a
-# setting that holds a path (the spill directory's name keeps it out of reach).
-SETTING_FUNCTION = "current_setting"
-_PATH_SETTING = re.compile(r"director|path|dir$|file|output|repository|home")
 
 # Functions that run SQL given as their argument: only a string literal, checked like a statement.
 DYNAMIC_SQL = frozenset({"query"})
@@ -204,12 +197,6 @@ def _check_functions(duckdb, con, toks, superuser, depth):
             raise _refuse(f'permission denied to call "{name}" with a file output in the DuckDB engine',
                           detail="Logging and profiling stay in memory: a refused file output leaves the "
                                  "engine unable to close cleanly.")
-        if not superuser and name == SETTING_FUNCTION and _called(toks, i):
-            setting = _literal_argument(toks, i)
-            if setting is None or _PATH_SETTING.search(setting.strip().lower()):
-                raise _refuse(f'permission denied to call "{name}" with that argument in the DuckDB engine',
-                              detail="Only superusers may read settings that hold paths of the server, or "
-                                     "settings named by anything but a string literal.")
         if name in DYNAMIC_SQL and _called(toks, i):
             text = _literal_argument(toks, i)
             if text is None:
