@@ -214,6 +214,11 @@ class S3Server:
     def put(self, key, data):
         self.client("s3").put_object(Bucket=self.bucket, Key=key, Body=data)
 
+    def keys(self, prefix=""):
+        """The bucket's object keys (under prefix)."""
+        pages = self.client("s3").get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return [o["Key"] for page in pages for o in page.get("Contents", ())]
+
     def put_parquet(self, key, sql):
         """Upload the result of a DuckDB query as Parquet."""
         import duckdb

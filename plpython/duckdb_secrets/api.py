@@ -277,7 +277,7 @@ def _redacted_string(spec):
         elif isinstance(v, bool):
             v = "true" if v else "false"
         elif isinstance(v, dict):
-            v = "{" + ", ".join(f"{a}={'redacted' if catalog.credential_header(a) else b}"
+            v = "{" + ", ".join(f"{a}={'redacted' if catalog.credential_key(k, a) else b}"
                                 for a, b in v.items()) + "}"
         parts.append(f"{k}={v}")
     return ";".join(parts)

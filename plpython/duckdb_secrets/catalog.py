@@ -23,7 +23,7 @@ SENSITIVE = frozenset({
     "sslpassword", "passfile", "connection_string", "client_secret",
     "client_certificate_path", "access_token", "http_proxy_password",
     "proxy_password", "oauth_client_secret", "scram_client_key",
-    "scram_server_key", "uri",
+    "scram_server_key", "uri", "refresh_token",
 })
 
 # Options whose values may carry credentials though the option itself is not
@@ -32,7 +32,8 @@ SENSITIVE = frozenset({
 # refused (validation.check_embedded_credentials); in a user mapping the whole
 # option is encrypted at rest like the sensitive ones, and credential headers
 # are redacted and scrubbed.
-MAY_CARRY_CREDENTIALS = frozenset({"extra_http_headers", "dbname", "host", "options"})
+MAY_CARRY_CREDENTIALS = frozenset({"extra_http_headers", "dbname", "host", "options", "metadata_path",
+                                   "metadata_parameters"})
 # Encrypted at rest in user mappings (duckdb.encryption_key_file).
 SEALED = SENSITIVE | MAY_CARRY_CREDENTIALS
 _CREDENTIAL_HEADER = re.compile(r"(?i)^(authorization|proxy-authorization|cookie)$|token|secret|passw|api[-_]?key"
@@ -40,9 +41,20 @@ _CREDENTIAL_HEADER = re.compile(r"(?i)^(authorization|proxy-authorization|cookie
 _EMBEDDED_PASSWORD = re.compile(r"(?i)\bpassword\s*=|://[^/@\s]*:[^/@\s]*@")
 
 
+_CREDENTIAL_PARAMETER = re.compile(r"(?i)passw|token|(^|_)key$|credential|auth")
+
+
 def credential_header(name):
     """Whether an HTTP header of this name carries a credential."""
     return bool(_CREDENTIAL_HEADER.search(str(name)))
+
+
+def credential_key(option, key):
+    """Whether a key of a map option (extra_http_headers, metadata_parameters)
+    carries a credential. (metadata_parameters' SECRET names a secret: fine.)"""
+    if option == "extra_http_headers":
+        return credential_header(key)
+    return bool(_CREDENTIAL_PARAMETER.search(str(key)))
 
 
 def embedded_password(value):
@@ -62,7 +74,7 @@ PROXY_OPTIONS = frozenset({"http_proxy", "http_proxy_username", "http_proxy_pass
 # Types whose secrets open database connections from the server process: a
 # non-superuser could point them at this very cluster and authenticate as the
 # server's OS user. Exported to superusers' engines only.
-SUPERUSER_ONLY_TYPES = frozenset({"postgres", "mysql", "rds"})
+SUPERUSER_ONLY_TYPES = frozenset({"postgres", "mysql", "rds", "ducklake", "quack", "iceberg", "uc", "unity_catalog"})
 
 # Types whose credential_chain the extension resolves with boto3 (exported to
 # DuckDB as provider config with concrete keys).
@@ -310,7 +322,60 @@ TYPES = {t.name: t for t in (
         example={"chain": "env", "region": "eu-west-1", "rds_user": "app",
                  "rds_host": "db.xxxx.eu-west-1.rds.amazonaws.com", "rds_port": "5432"},
         example_mapping={}),
+    # Lakehouse types (DuckDB 1.5.5's iceberg, ducklake, quack and unity_catalog
+    # extensions; each has the config provider only). Their use opens
+    # connections to catalogs and databases from the server: superusers only.
+    _type("iceberg", "iceberg", [
+        Provider("config", _opts(
+            "token", "client_id", Option("client_secret", needs=("client_id",)), "refresh_token", "endpoint",
+            "oauth2_server_uri",
+            "oauth2_scope", Option("oauth2_grant_type", choices=("client_credentials",)),
+            Option("expires_in", INT), Option("extra_http_headers", MAP, example="X-Request-Source=duckdb")),
+            required=(("token", "client_secret"),), extension="avro",
+            # CREATE SECRET with client credentials asks the token endpoint for a
+            # token at once: the DDL-time check gives one instead, and stays offline.
+            dry_run={"token": "dry-run", "client_id": None, "client_secret": None, "refresh_token": None}),
+    ], doc="Iceberg REST catalogs, for `ATTACH '<warehouse>' AS i (TYPE iceberg, SECRET <server>)`: a bearer "
+           "`token`, or OAuth2 client credentials (`client_id`, `client_secret`, and `oauth2_server_uri` or "
+           "`endpoint`), for which the engine asks the token endpoint when it takes the secret. SCOPE is "
+           "ignored by DuckDB.",
+        example={"endpoint": "https://catalog.example.com", "client_id": "reader"},
+        example_mapping={"client_secret": "..."}),
+    _type("ducklake", "ducklake", [
+        Provider("config", _opts(
+            "metadata_path", "data_path", "metadata_schema", "metadata_catalog", Option("encrypted", BOOL),
+            Option("metadata_parameters", MAP, example="TYPE=postgres")),
+            required=("metadata_path",)),
+    ], doc="DuckLake, for `ATTACH 'ducklake:<server>' AS l`: the metadata database (`metadata_path`, e.g. "
+           "`postgres:dbname=lake host=...`, whose password goes in a postgres server named by "
+           "`metadata_parameters` `SECRET=<server>`, or in the user mapping) and where the data files go "
+           "(`data_path`, e.g. `s3://bucket/lake/`, read with the role's s3 secrets). SCOPE is ignored by DuckDB.",
+        example={"metadata_path": "postgres:dbname=lake host=127.0.0.1", "data_path": "s3://bucket/lake/"},
+        example_mapping={}),
+    _type("quack", "quack", [
+        Provider("config", _opts("token"), required=("token",)),
+    ], default_scope=("quack:",),
+        doc="DuckDB's client-server protocol: the `token` of a `quack_serve` server, for "
+            "`ATTACH 'quack:<host>:<port>' AS r` (the secret whose scope matches the address is used).",
+        example={"scope": "quack:127.0.0.1:9494"},
+        example_mapping={"token": "..."}),
+    _type("uc", "unity_catalog", [
+        Provider("config", _opts("token", "endpoint", "aws_region")),
+    ], doc="Unity Catalog (short name), for `ATTACH '<catalog>' AS u (TYPE uc, SECRET <server>)`.",
+        example={"endpoint": "https://uc.example.com"},
+        example_mapping={"token": "..."}),
+    _type("unity_catalog", "unity_catalog", [
+        Provider("config", _opts("token", "endpoint", "aws_region")),
+    ], doc="Unity Catalog, for `ATTACH '<catalog>' AS u (TYPE unity_catalog, SECRET <server>)`.",
+        example={"endpoint": "https://uc.example.com"},
+        example_mapping={"token": "..."}),
 )}
+
+# Types DuckDB 1.5.5 offers that the extension does not: why.
+REFUSED_TYPES = {
+    "motherduck": "the motherduck extension downloads its implementation from the internet when it loads, "
+                  "and this server's engines run offline",
+}
 
 # Every option name any type/provider knows, aliases, and provider and scope:
 # the first validation stage (which does not know the TYPE) accepts these.
@@ -336,8 +401,14 @@ def options_for(type_name, provider_name):
 
 
 def extensions_for(specs):
-    """DuckDB extensions needed to hold these secrets (specs from validation)."""
-    return sorted(set().union(*(TYPES[s["type"]].extensions_for(s["provider"]) for s in specs)))
+    """DuckDB extensions needed to hold these secrets (specs from validation);
+    a DuckLake whose metadata is in PostgreSQL needs the postgres extension."""
+    out = set()
+    for s in specs:
+        out |= TYPES[s["type"]].extensions_for(s["provider"])
+        if s["type"] == "ducklake" and str(s["params"].get("metadata_path", "")).startswith("postgres:"):
+            out.add("postgres_scanner")
+    return sorted(out)
 
 
 def endpoint_rules(authority, ports):

@@ -56,12 +56,21 @@ def render():
            "SERVER, whose options every role can read: put them in a USER MAPPING. `duckdb.secrets()` "
            "shows them as `redacted`.", "",
            "Not offered: " + "; ".join(f"`{k}` ({v})" for k, v in catalog.WITHHELD.items()) + ".", "",
-           "Sensitive options, everywhere: " + ", ".join(f"`{s}`" for s in sorted(catalog.SENSITIVE)) + ".", ""]
-    out += ["| type | providers (default first) | default scope | DuckDB extension |", "| --- | --- | --- | --- |"]
+           "Sensitive options, everywhere: " + ", ".join(f"`{s}`" for s in sorted(catalog.SENSITIVE)) + ".", "",
+           "Options that may carry a credential without being sensitive themselves ("
+           + ", ".join(f"`{s}`" for s in sorted(catalog.MAY_CARRY_CREDENTIALS)) + ") are refused on a SERVER "
+           "when they do (a credential header or key, a password in a connection string), and are encrypted "
+           "at rest in a USER MAPPING.", "",
+           "Refused types: " + "; ".join(f"`{k}` ({v})" for k, v in catalog.REFUSED_TYPES.items()) + ".", "",
+           "Who gets a secret: a role with `USAGE` on the server; types whose use opens connections to "
+           "databases or catalogs from the server are for superusers' engines only (column below).", ""]
+    out += ["| type | providers (default first) | default scope | DuckDB extension | engines |",
+            "| --- | --- | --- | --- | --- |"]
     for t in catalog.TYPES.values():
         providers = [t.default_provider] + sorted(set(t.providers) - {t.default_provider})
+        who = "superusers only" if t.name in catalog.SUPERUSER_ONLY_TYPES else "any role with USAGE"
         out.append(f"| [`{t.name}`](#{t.name}) | {', '.join(providers)} | "
-                   f"{', '.join(f'`{s}`' for s in t.default_scope) or 'none'} | {t.extension} |")
+                   f"{', '.join(f'`{s}`' for s in t.default_scope) or 'none'} | {t.extension} | {who} |")
     for t in catalog.TYPES.values():
         out += ["", f"## {t.name}", "", t.doc]
         for pname in [t.default_provider] + sorted(set(t.providers) - {t.default_provider}):

@@ -25,6 +25,11 @@ EXTENSION_PACKAGES = {
     "azure": "duckdb_extension_azure",
     "postgres_scanner": "duckdb_extension_postgres_scanner",
     "mysql_scanner": "duckdb_extension_mysql_scanner",
+    "avro": "duckdb_extension_avro",
+    "iceberg": "duckdb_extension_iceberg",
+    "ducklake": "duckdb_extension_ducklake",
+    "quack": "duckdb_extension_quack",
+    "unity_catalog": "duckdb_extension_unity_catalog",
 }
 
 # DuckDB's postgres extension refuses to ATTACH a database that has a

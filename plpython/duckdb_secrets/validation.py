@@ -15,6 +15,7 @@ from .errors import (
     DUPLICATE_OBJECT,
     FDW_INVALID_ATTRIBUTE_VALUE,
     FDW_INVALID_OPTION_NAME,
+    FEATURE_NOT_SUPPORTED,
     INSUFFICIENT_PRIVILEGE,
     MissingMapping,
     PgError,
@@ -179,6 +180,9 @@ def secret_type_name(server_name, srvtype):
                            "FOREIGN DATA WRAPPER duckdb. Valid types are: "
                            + _hint_list(catalog.TYPES))
     t = srvtype.strip().lower()
+    if t in catalog.REFUSED_TYPES:
+        raise PgError(FEATURE_NOT_SUPPORTED, f"secrets of TYPE '{t}' are not supported",
+                      detail=f"The {t} type is refused: {catalog.REFUSED_TYPES[t]}.")
     if t not in catalog.TYPES:
         what = simple_word(t)
         raise PgError(FDW_INVALID_ATTRIBUTE_VALUE,
@@ -315,9 +319,10 @@ def sensitive_values(spec):
     """Every value of a sensitive option in a spec, and of credential headers
     (for scrubbing messages)."""
     out = [v for k, v in spec["params"].items() if k in catalog.SENSITIVE and isinstance(v, str)]
-    headers = spec["params"].get("extra_http_headers")
-    if isinstance(headers, dict):
-        out += [str(v) for k, v in headers.items() if catalog.credential_header(k)]
+    for option in ("extra_http_headers", "metadata_parameters"):
+        entries = spec["params"].get(option)
+        if isinstance(entries, dict):
+            out += [str(v) for k, v in entries.items() if catalog.credential_key(option, k)]
     return out
 
 
@@ -325,16 +330,16 @@ def check_embedded_credentials(server):
     """A server's options are readable by every role: no credential inside an
     option that is not itself sensitive (server: name -> raw value)."""
     for name, value in server.items():
-        if name == "extra_http_headers":
+        if name in ("extra_http_headers", "metadata_parameters"):
             for item in value.split(","):
                 header = item.partition("=")[0].strip()
-                if catalog.credential_header(header):
+                if catalog.credential_key(name, header):
                     raise PgError(INSUFFICIENT_PRIVILEGE,
-                                  f'header "{shown(header)}" of option "extra_http_headers" carries a credential '
+                                  f'key "{shown(header)}" of option "{name}" carries a credential '
                                   "and cannot be set on a server",
                                   detail="Server options are readable by every role.",
-                                  hint="Put extra_http_headers in a USER MAPPING (it is encrypted there when "
-                                       "duckdb.encryption_key_file is set), or use bearer_token.")
+                                  hint=f"Put {name} in a USER MAPPING (it is encrypted there when "
+                                       "duckdb.encryption_key_file is set).")
         elif name in catalog.MAY_CARRY_CREDENTIALS and catalog.embedded_password(value):
             raise PgError(INSUFFICIENT_PRIVILEGE,
                           f'option "{name}" carries a password and cannot be set on a server',

@@ -1,0 +1,133 @@
+"""Lakehouse secret types end to end, with real parts started here on
+127.0.0.1: DuckLake with its metadata in a PostgreSQL database and its data on
+the local S3 server; quack against a DuckDB process running quack_serve."""
+
+import os
+import subprocess
+
+import psycopg
+import pytest
+
+import localenv
+from conftest import assert_clean_error, s3_mapping_sql, s3_server_sql
+
+DEPS = "/usr/lib/postgresql/15/lib/duckdb_secrets/deps"
+
+
+def raw(conn, sql):
+    conn.execute("SELECT duckdb.raw_query(%s)", (sql,))
+
+
+def one(conn, sql, cols="n bigint"):
+    return conn.execute(f"SELECT * FROM duckdb.query($q${sql}$q$) AS t({cols})").fetchall()
+
+
+@pytest.fixture
+def lake(db, s3, cluster):
+    meta = f"lake_meta_{os.getpid()}"
+    with psycopg.connect(cluster.dsn(), autocommit=True) as a:
+        a.execute(f"DROP DATABASE IF EXISTS {meta}")
+        a.execute(f"CREATE DATABASE {meta}")
+    c = db.conn
+    c.execute(s3_server_sql("lake_s3", s3, scope="s3://bucket/lake"))
+    c.execute(s3_mapping_sql("lake_s3", s3))
+    c.execute(f"CREATE SERVER lake_pg TYPE 'postgres' FOREIGN DATA WRAPPER duckdb "
+              f"OPTIONS (host '127.0.0.1', port '{cluster.port}', dbname '{meta}', user 'postgres')")
+    c.execute("CREATE SERVER lake TYPE 'ducklake' FOREIGN DATA WRAPPER duckdb "
+              f"OPTIONS (metadata_path 'postgres:dbname={meta}', data_path 's3://bucket/lake/', "
+              "metadata_parameters 'SECRET=lake_pg')")
+    yield meta
+    db.close()
+    with psycopg.connect(cluster.dsn(), autocommit=True) as a:
+        a.execute(f"DROP DATABASE IF EXISTS {meta} WITH (FORCE)")
+
+
+def test_ducklake_metadata_in_postgres_data_on_s3(db, s3, lake, cluster):
+    raw(db.conn, "ATTACH 'ducklake:lake' AS l")
+    raw(db.conn, "CREATE TABLE l.t AS SELECT range AS i FROM range(100000)")     # more than DuckLake inlines
+    raw(db.conn, "INSERT INTO l.t SELECT range + 100000 FROM range(100000)")
+    assert one(db.conn, "SELECT count(*) FROM l.t") == [(200000,)]
+    # The metadata is in PostgreSQL, the data files on S3.
+    with psycopg.connect(cluster.dsn(lake), autocommit=True) as m:
+        assert m.execute("SELECT count(*) FROM ducklake_table").fetchone()[0] >= 1
+    assert any(k.startswith("lake/") for k in s3.keys()), s3.keys()
+    # Another session reads what the first one wrote.
+    other = db.connect()
+    raw(other, "ATTACH 'ducklake:lake' AS l")
+    assert one(other, "SELECT sum(i) FROM l.t", "n numeric") == [(199999 * 200000 // 2,)]
+
+
+def test_ducklake_with_a_wrong_s3_key_fails_cleanly(db, s3, lake):
+    raw(db.conn, "ATTACH 'ducklake:lake' AS l")
+    raw(db.conn, "CREATE TABLE l.w AS SELECT range AS i FROM range(100000)")
+    db.conn.execute("ALTER USER MAPPING FOR PUBLIC SERVER lake_s3 OPTIONS (SET secret 'CANARY-lake-wrong')")
+    other = db.connect()
+    raw(other, "ATTACH 'ducklake:lake' AS l")
+    with pytest.raises(psycopg.Error) as e:
+        one(other, "SELECT sum(i) FROM l.w", "n numeric")       # count(*) comes from the metadata
+    assert_clean_error(e.value, "CANARY-lake-wrong", s3.secret)
+    assert "403" in str(e.value) or "Forbidden" in str(e.value) or "Access" in str(e.value), str(e.value)
+
+
+def test_a_non_superuser_gets_no_lakehouse_secret(db, lake):
+    reader = db.role("reader")
+    db.conn.execute(f'GRANT USAGE ON FOREIGN SERVER lake, lake_pg TO "{reader}"')
+    db.conn.execute(f'GRANT EXECUTE ON FUNCTION duckdb.query(text), duckdb.raw_query(text) TO "{reader}"')
+    c = db.connect(reader)
+    assert not {"lake", "lake_pg"} & {r[0] for r in c.execute("SELECT name FROM duckdb.secrets()")}
+    with pytest.raises(psycopg.Error) as e:
+        raw(c, "ATTACH 'ducklake:lake' AS l")
+    assert e.value.sqlstate == "42501"
+
+
+QUACK_SERVER = """
+import glob, sys, time
+sys.path.insert(0, {deps!r})
+import duckdb
+con = duckdb.connect(config={{"autoload_known_extensions": False, "autoinstall_known_extensions": False}})
+for ext in ("httpfs", "quack"):
+    con.execute("LOAD '" + glob.glob({deps!r} + "/duckdb_extension_" + ext + "/extensions/*/" + ext
+                + ".duckdb_extension")[0] + "'")
+con.execute("CREATE TABLE served AS SELECT range AS i FROM range(7)")
+con.execute("SELECT * FROM quack_serve('quack:127.0.0.1:{port}', token => '{token}')").fetchall()
+print("ready", flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+@pytest.fixture
+def quack_server():
+    port, token = localenv.free_port(), "CANARY-quack-token-7e1"
+    proc = subprocess.Popen(["/usr/bin/python3", "-c", QUACK_SERVER.format(deps=DEPS, port=port, token=token)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **localenv.SAFE_ENV})
+    try:
+        line = proc.stdout.readline()
+        assert line.strip() == "ready", proc.stderr.read()
+        yield port, token
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_quack_attaches_with_the_servers_token(db, quack_server):
+    port, token = quack_server
+    db.conn.execute(f"CREATE SERVER q TYPE 'quack' FOREIGN DATA WRAPPER duckdb "
+                    f"OPTIONS (scope 'quack:127.0.0.1:{port}')")
+    db.conn.execute("SELECT duckdb.set_user_mapping('q', 'CURRENT_USER', %s::jsonb)", ('{"token": "%s"}' % token,))
+    raw(db.conn, f"ATTACH 'quack:127.0.0.1:{port}' AS r")
+    assert one(db.conn, "SELECT count(*) FROM r.served") == [(7,)]
+
+
+def test_quack_with_a_wrong_token_is_refused_cleanly(db, quack_server):
+    port, token = quack_server
+    db.conn.execute(f"CREATE SERVER q TYPE 'quack' FOREIGN DATA WRAPPER duckdb "
+                    f"OPTIONS (scope 'quack:127.0.0.1:{port}')")
+    db.conn.execute("CREATE USER MAPPING FOR CURRENT_USER SERVER q OPTIONS (token 'CANARY-quack-wrong')")
+    with pytest.raises(psycopg.Error) as e:
+        raw(db.conn, f"ATTACH 'quack:127.0.0.1:{port}' AS r")
+        one(db.conn, "SELECT count(*) FROM r.served")
+    assert "Authentication failed" in str(e.value), str(e.value)
+    assert_clean_error(e.value, "CANARY-quack-wrong", token)
+    assert one(db.conn, "SELECT 1::BIGINT") == [(1,)]         # the session goes on
