@@ -4,6 +4,7 @@ the local S3 server; quack against a DuckDB process running quack_serve."""
 
 import os
 import subprocess
+import time
 
 import psycopg
 import pytest
@@ -131,3 +132,60 @@ def test_quack_with_a_wrong_token_is_refused_cleanly(db, quack_server):
     assert "Authentication failed" in str(e.value), str(e.value)
     assert_clean_error(e.value, "CANARY-quack-wrong", token)
     assert one(db.conn, "SELECT 1::BIGINT") == [(1,)]         # the session goes on
+
+
+@pytest.fixture
+def iceberg(s3, tmp_path_factory):
+    from iceberg_rest import Catalog
+    d = tmp_path_factory.mktemp("iceberg")
+    cat = Catalog(s3, "ice-reader", "CANARY-ice-client-secret", warehouse_dir=str(d)).start()
+    cat.create_table("db", "events", [(i, f"event {i}") for i in range(12)])
+    yield cat
+    cat.stop()
+
+
+def iceberg_server(db, cat, secret, s3):
+    db.conn.execute(s3_server_sql("ice_s3", s3, scope=f"s3://{s3.bucket}/iceberg"))
+    db.conn.execute(s3_mapping_sql("ice_s3", s3))
+    db.conn.execute("CREATE SERVER ice TYPE 'iceberg' FOREIGN DATA WRAPPER duckdb "
+                    f"OPTIONS (endpoint '{cat.url}', client_id 'ice-reader')")
+    db.conn.execute("SELECT duckdb.set_user_mapping('ice', 'CURRENT_USER', %s::jsonb)",
+                    ('{"client_secret": "%s"}' % secret,))
+
+
+def test_iceberg_rest_catalog_with_oauth2_client_credentials(db, s3, iceberg):
+    iceberg_server(db, iceberg, "CANARY-ice-client-secret", s3)
+    before = iceberg.token_requests
+    raw(db.conn, f"ATTACH 'warehouse' AS ice_cat (TYPE iceberg, SECRET ice, ENDPOINT '{iceberg.url}')")
+    assert one(db.conn, "SELECT count(*) FROM ice_cat.db.events") == [(12,)]
+    assert one(db.conn, "SELECT label FROM ice_cat.db.events WHERE i = 7", "l text") == [("event 7",)]
+    assert iceberg.token_requests > before and iceberg.refused == 0
+
+
+def test_iceberg_with_a_wrong_client_secret_fails_cleanly(db, s3, iceberg):
+    iceberg_server(db, iceberg, "CANARY-ice-wrong", s3)
+    notices = []
+    db.conn.add_notice_handler(lambda d: notices.append(d.message_primary))
+    with pytest.raises(psycopg.Error) as e:
+        raw(db.conn, f"ATTACH 'warehouse' AS ice_cat (TYPE iceberg, SECRET ice, ENDPOINT '{iceberg.url}')")
+    assert_clean_error(e.value, "CANARY-ice-wrong", "CANARY-ice-client-secret")
+    assert [n for n in notices if 'server "ice"' in n]           # skipped with a warning; the rest loads
+    assert iceberg.refused >= 1
+    assert one(db.conn, "SELECT 1::BIGINT") == [(1,)]
+
+
+def test_iceberg_tokens_are_fetched_anew_before_they_expire(db, s3, iceberg):
+    """The catalog's tokens live 3 s: the engine creates the secret anew (a new
+    token) after 80% of that, so the catalog never sees an expired token."""
+    iceberg.token_lifetime = 3
+    iceberg_server(db, iceberg, "CANARY-ice-client-secret", s3)
+    attach = f"ATTACH 'warehouse' AS ice_cat (TYPE iceberg, SECRET ice, ENDPOINT '{iceberg.url}')"
+    raw(db.conn, attach)
+    first = iceberg.token_requests
+    assert one(db.conn, "SELECT count(*) FROM ice_cat.db.events") == [(12,)]
+    time.sleep(3.5)
+    raw(db.conn, "DETACH ice_cat")            # (an attached catalog keeps the token it was given)
+    raw(db.conn, attach)
+    assert one(db.conn, "SELECT count(*) FROM ice_cat.db.events") == [(12,)]
+    assert iceberg.token_requests > first
+    assert iceberg.refused == 0, "a request reached the catalog with an expired token"

@@ -11,6 +11,7 @@ secrets this role may use, and create, replace or drop only the ones that
 changed.
 """
 
+import datetime
 import os
 import re
 
@@ -139,6 +140,7 @@ class Session:
         self.tokens = {}          # postgres server -> (rds spec digest, token, generated at)
         self.not_in_engine = {}   # managed secrets DuckDB does not hold (rds): name -> (server, spec)
         self.refresh_at = None    # when credentials or tokens need renewing
+        self.token_due = {}       # engine secret name -> when its OAuth2 token must be fetched anew
         self.specs = {}           # (server, type, options, mapping) -> validated spec
         self.digests = {}         # id(spec) -> (spec, digest), from the last sync
         self.origins = {}         # engine secret name -> 'server', a table's name, or 'default'
@@ -165,6 +167,7 @@ class Session:
         self.tokens = {}
         self.not_in_engine = {}
         self.refresh_at = None
+        self.token_due = {}
         self.origins = {}
         self.skipped = {}
 
@@ -341,10 +344,14 @@ def _apply(sess, exported, origins, guard):
     for name in [n for n in sess.loaded if n not in exported]:
         con.execute(f"DROP TEMPORARY SECRET IF EXISTS {quote_ident(name)}")
         del sess.loaded[name]
+    now = aws.now()
+    for name in [n for n in sess.token_due if n not in exported]:
+        del sess.token_due[name]
     for name, (digest, srvname, spec, out) in exported.items():
         if guard.fired:
             return warnings     # stopped: the next engine use carries on
-        if name in sess.loaded and sess.loaded[name][0] == digest:
+        due = sess.token_due.get(name)
+        if name in sess.loaded and sess.loaded[name][0] == digest and (due is None or now < due):
             continue
         sql, params = secret_sql(name, sess.engine.adapt(out))
         try:
@@ -359,7 +366,27 @@ def _apply(sess, exported, origins, guard):
                             f"{sess.scrub(err.message)}")
             continue
         sess.loaded[name] = (digest, srvname, spec)
+        if _fetches_token(out):
+            sess.token_due[name] = _token_due(con, name, now)
     return warnings
+
+
+# An iceberg secret with OAuth2 client credentials gets its token when DuckDB
+# creates it; the secret is created anew (a new token) when 80% of the token's
+# lifetime has passed, so a catalog never sees an expired one.
+_EXPIRES_IN = re.compile(r"(?:^|;)expires_in=(\d+)")
+DEFAULT_TOKEN_LIFETIME = 3600
+
+
+def _fetches_token(spec):
+    return spec["type"] == "iceberg" and "token" not in spec["params"] and "client_secret" in spec["params"]
+
+
+def _token_due(con, name, now):
+    row = con.execute("SELECT secret_string FROM duckdb_secrets() WHERE name = ?", [name]).fetchone()
+    m = _EXPIRES_IN.search(row[0] if row else "")
+    lifetime = int(m.group(1)) if m else DEFAULT_TOKEN_LIFETIME
+    return now + datetime.timedelta(seconds=max(1.0, lifetime * 0.8))
 
 
 def _label(name, origin):
@@ -544,6 +571,9 @@ def ensure(plpy, GD, require=None):
     sess.not_in_engine = not_in_engine
     sess.origins = origins
     sess.skipped = skipped
+    if sess.token_due:
+        due = min(sess.token_due.values())
+        refresh_at = due if refresh_at is None else min(refresh_at, due)
     sess.refresh_at = refresh_at
     sess.fingerprint = fp
     return sess
