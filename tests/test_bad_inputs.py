@@ -147,6 +147,23 @@ def _cases():
         case("type-canary", srv(f"'{C}'"), "HV024", "TYPE", True),
         case("type-huge", srv(f"'{'s' * 100000}{C}'"), "HV024", "TYPE", True),
         case("type-newline", srv(f"E's3\\n{C}'"), "HV024", "TYPE", True),
+        case("type-motherduck", srv("'motherduck'", f"region '{C}'"), "0A000", "motherduck"),
+    ]
+    # 8. Lakehouse types: what they require, and credentials where every role could read them.
+    out += [
+        case("ducklake-no-metadata-path", srv("'ducklake'", f"data_path 's3://b/{C}'"), "HV024", "metadata_path"),
+        case("ducklake-password-in-path", srv("'ducklake'", f"metadata_path 'postgres:dbname=x password={C}'"),
+             "42501", "metadata_path", True),
+        case("ducklake-password-parameter", srv("'ducklake'", f"metadata_path 'm', metadata_parameters "
+                                                            f"'PASSWORD={C}'"), "42501", "PASSWORD", True),
+        case("ducklake-token-parameter", srv("'ducklake'", f"metadata_path 'm', metadata_parameters "
+                                                         f"'TOKEN={C}'"), "42501", "TOKEN", True),
+        case("http-authorization-header", srv("'http'", f"extra_http_headers 'Authorization=Bearer {C}'"),
+             "42501", "Authorization", True),
+        case("iceberg-grant-type", srv("'iceberg'", f"oauth2_grant_type '{C}'"), "HV024", "oauth2_grant_type", True),
+        case("iceberg-expires-in", srv("'iceberg'", f"expires_in '{C}'"), "HV024", "expires_in"),
+        case("quack-host", srv("'quack'", f"host '{C}'"), "HV00D", "host", True),
+        case("uc-scope-option", srv("'uc'", f"region '{C}'"), "HV00D", "region", True),
     ]
     # 8. PROVIDER.
     out += [

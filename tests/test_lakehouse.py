@@ -30,12 +30,13 @@ def lake(db, s3, cluster):
         a.execute(f"DROP DATABASE IF EXISTS {meta}")
         a.execute(f"CREATE DATABASE {meta}")
     c = db.conn
-    c.execute(s3_server_sql("lake_s3", s3, scope="s3://bucket/lake"))
+    # A prefix of its own: other tests glob s3://bucket/lake/.
+    c.execute(s3_server_sql("lake_s3", s3, scope=f"s3://bucket/{meta}"))
     c.execute(s3_mapping_sql("lake_s3", s3))
     c.execute(f"CREATE SERVER lake_pg TYPE 'postgres' FOREIGN DATA WRAPPER duckdb "
               f"OPTIONS (host '127.0.0.1', port '{cluster.port}', dbname '{meta}', user 'postgres')")
     c.execute("CREATE SERVER lake TYPE 'ducklake' FOREIGN DATA WRAPPER duckdb "
-              f"OPTIONS (metadata_path 'postgres:dbname={meta}', data_path 's3://bucket/lake/', "
+              f"OPTIONS (metadata_path 'postgres:dbname={meta}', data_path 's3://bucket/{meta}/', "
               "metadata_parameters 'SECRET=lake_pg')")
     yield meta
     db.close()
@@ -51,7 +52,7 @@ def test_ducklake_metadata_in_postgres_data_on_s3(db, s3, lake, cluster):
     # The metadata is in PostgreSQL, the data files on S3.
     with psycopg.connect(cluster.dsn(lake), autocommit=True) as m:
         assert m.execute("SELECT count(*) FROM ducklake_table").fetchone()[0] >= 1
-    assert any(k.startswith("lake/") for k in s3.keys()), s3.keys()
+    assert [k for k in s3.keys(lake + "/") if k.endswith(".parquet")], s3.keys()
     # Another session reads what the first one wrote.
     other = db.connect()
     raw(other, "ATTACH 'ducklake:lake' AS l")
@@ -76,9 +77,14 @@ def test_a_non_superuser_gets_no_lakehouse_secret(db, lake):
     db.conn.execute(f'GRANT EXECUTE ON FUNCTION duckdb.query(text), duckdb.raw_query(text) TO "{reader}"')
     c = db.connect(reader)
     assert not {"lake", "lake_pg"} & {r[0] for r in c.execute("SELECT name FROM duckdb.secrets()")}
-    with pytest.raises(psycopg.Error) as e:
-        raw(c, "ATTACH 'ducklake:lake' AS l")
-    assert e.value.sqlstate == "42501"
+    for attach in ["ATTACH 'ducklake:lake' AS l", "ATTACH 'quack:127.0.0.1:1' AS r",
+                   "ATTACH 'w' AS i (TYPE iceberg, ENDPOINT 'http://127.0.0.1:1')",
+                   "ATTACH 'c' AS u (TYPE uc)",
+                   "SELECT * FROM quack_query('quack:127.0.0.1:1', 'SELECT 1')",
+                   "SELECT * FROM quack_serve('quack:127.0.0.1:1')"]:
+        with pytest.raises(psycopg.Error) as e:
+            raw(c, attach)
+        assert e.value.sqlstate in ("42501", "42883", "42P01"), (attach, str(e.value))
 
 
 QUACK_SERVER = """

@@ -337,8 +337,9 @@ TYPES = {t.name: t for t in (
             dry_run={"token": "dry-run", "client_id": None, "client_secret": None, "refresh_token": None}),
     ], doc="Iceberg REST catalogs, for `ATTACH '<warehouse>' AS i (TYPE iceberg, SECRET <server>)`: a bearer "
            "`token`, or OAuth2 client credentials (`client_id`, `client_secret`, and `oauth2_server_uri` or "
-           "`endpoint`), for which the engine asks the token endpoint when it takes the secret. SCOPE is "
-           "ignored by DuckDB.",
+           "`endpoint`), for which the engine asks the token endpoint when it takes the secret, and again "
+           "when 80% of the token's lifetime has passed (a token endpoint that is down skips this secret with "
+           "a WARNING; the others load). SCOPE is ignored by DuckDB.",
         example={"endpoint": "https://catalog.example.com", "client_id": "reader"},
         example_mapping={"client_secret": "..."}),
     _type("ducklake", "ducklake", [
