@@ -131,6 +131,16 @@ def s3_server_sql(name, s3, **extra):
     return f"CREATE SERVER {name} TYPE 's3' FOREIGN DATA WRAPPER duckdb OPTIONS ({body})"
 
 
+def lake_and_reader(db, s3):
+    """Server lake (a superuser's, so its endpoint opens reach, scope s3://bucket)
+    and a new reader role with USAGE on it and EXECUTE on duckdb.query."""
+    reader = db.role("reader")
+    db.conn.execute(s3_server_sql("lake", s3, scope="s3://bucket"))
+    db.conn.execute(f'GRANT USAGE ON FOREIGN SERVER lake TO "{reader}"')
+    db.conn.execute(f'GRANT EXECUTE ON FUNCTION duckdb.query(text) TO "{reader}"')
+    return reader
+
+
 def s3_mapping_sql(server, s3, role="PUBLIC"):
     """CREATE USER MAPPING with the local S3 server's working keys."""
     return (f"CREATE USER MAPPING FOR {role} SERVER {server} "

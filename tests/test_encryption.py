@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 import localenv
-from conftest import READ, assert_clean_error, file_setting, s3_server_sql
+from conftest import READ, assert_clean_error, file_setting, lake_and_reader, s3_server_sql
 
 SET = "SELECT duckdb.set_user_mapping(%s, %s, %s::jsonb)"
 KEY1, KEY2, KEY3 = "1f" * 32, "2e" * 32, "3d" * 32
@@ -65,11 +65,7 @@ def keyfile(db):
 @pytest.fixture
 def lake(db, s3):
     """Server lake (a superuser's) and a reader with USAGE and duckdb.query."""
-    reader = db.role("reader")
-    db.conn.execute(s3_server_sql("lake", s3, scope="s3://bucket"))
-    db.conn.execute(f'GRANT USAGE ON FOREIGN SERVER lake TO "{reader}"')
-    db.conn.execute(f'GRANT EXECUTE ON FUNCTION duckdb.query(text) TO "{reader}"')
-    return reader
+    return lake_and_reader(db, s3)
 
 
 def umoptions(db, server, user="public"):

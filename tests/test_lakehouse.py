@@ -195,3 +195,13 @@ def test_iceberg_tokens_are_fetched_anew_before_they_expire(db, s3, iceberg):
     assert one(db.conn, "SELECT count(*) FROM ice_cat.db.events") == [(12,)]
     assert iceberg.token_requests > first
     assert iceberg.refused == 0, "a request reached the catalog with an expired token"
+
+
+def test_a_superusers_query_loads_the_extension_it_needs(db, quack_server):
+    """No quack secret in the engine: ATTACH 'quack:...' with a TOKEN of its own
+    still finds the extension, loaded for that query (not at engine start)."""
+    port, token = quack_server
+    loaded = "SELECT count(*) FROM duckdb_extensions() WHERE loaded AND extension_name = 'qu' || 'ack'"
+    assert one(db.conn, loaded) == [(0,)]
+    raw(db.conn, f"ATTACH 'quack:127.0.0.1:{port}' AS r (TOKEN '{token}')")
+    assert one(db.conn, "SELECT count(*) FROM r.served") == [(7,)]

@@ -8,7 +8,7 @@ import json
 import psycopg
 import pytest
 
-from conftest import READ, assert_clean_error, s3_server_sql
+from conftest import READ, assert_clean_error, lake_and_reader, s3_server_sql
 
 SET = "SELECT duckdb.set_user_mapping(%s, %s, %s::jsonb)"
 
@@ -16,11 +16,7 @@ SET = "SELECT duckdb.set_user_mapping(%s, %s, %s::jsonb)"
 @pytest.fixture
 def owner(db, s3):
     """The server lake (a superuser's, so its endpoint opens reach); a reader with USAGE."""
-    reader = db.role("reader")
-    db.conn.execute(s3_server_sql("lake", s3, scope="s3://bucket"))
-    db.conn.execute(f'GRANT USAGE ON FOREIGN SERVER lake TO "{reader}"')
-    db.conn.execute(f'GRANT EXECUTE ON FUNCTION duckdb.query(text) TO "{reader}"')
-    return {"conn": db.connect(), "reader": reader}
+    return {"conn": db.connect(), "reader": lake_and_reader(db, s3)}
 
 
 def test_a_non_superuser_owner_sets_public(db, s3):
