@@ -32,5 +32,5 @@ CREATE SERVER bad TYPE 'azure' FOREIGN DATA WRAPPER duckdb OPTIONS (provider 'ma
 -- Chain members are Azure's, not AWS's.
 CREATE SERVER bad TYPE 'azure' FOREIGN DATA WRAPPER duckdb OPTIONS (provider 'credential_chain', account_name 'a', chain 'sso');
 
-SELECT duckdb.drop_secret('simple_azure_secret');
+SELECT duckdb.drop_secret('azure_secret');
 DROP SERVER az_chain, az_mi, az_sp, az_token, az_waiting CASCADE;

@@ -168,3 +168,25 @@ def test_usage_through_a_group_role_follows_membership(db, s3):
     assert conn.execute(READ).fetchone() == (10, 45)
     db.conn.execute(f'REVOKE "{team}" FROM "{alice}"')
     assert conn.execute("SELECT count(*) FROM duckdb.secrets()").fetchone() == (0,)
+
+
+def test_a_server_mapped_only_for_other_roles_does_not_shadow_ones_own(db, s3):
+    """Server theirs (scope s3://bucket/data) has a mapping for alice only: it is not
+    the superuser's secret, so its own server for s3://bucket is used, and
+    duckdb.secrets() says why theirs is not."""
+    alice = db.role("alice")
+    db.conn.execute(s3_server_sql("theirs", s3, scope="s3://bucket/data"))
+    db.conn.execute(s3_mapping_sql("theirs", s3, f'"{alice}"'))
+    db.conn.execute(s3_server_sql("mine", s3, scope="s3://bucket"))
+    db.conn.execute(s3_mapping_sql("mine", s3, "CURRENT_USER"))
+    assert db.conn.execute(READ).fetchone() == (10, 45)
+    rows = {r[0]: r[1:] for r in db.conn.execute("SELECT name, storage, secret_string FROM duckdb.secrets()")}
+    assert rows["theirs"] == ("skipped", "no user mapping for this role or PUBLIC")
+    assert rows["mine"][0] == "memory"
+    assert db.conn.execute("SELECT name FROM duckdb.which_secret(%s, 's3')", (PARQUET,)).fetchone() == ("mine",)
+
+
+def test_a_huggingface_server_without_a_token_is_an_anonymous_secret(db):
+    db.conn.execute("CREATE SERVER hf TYPE 'huggingface' FOREIGN DATA WRAPPER duckdb")
+    rows = {r[0]: r[1:] for r in db.conn.execute("SELECT name, storage, scope FROM duckdb.secrets()")}
+    assert rows["hf"] == ("memory", ["hf://"])

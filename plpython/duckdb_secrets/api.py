@@ -132,7 +132,7 @@ def rows_entry(width):
     return wrap
 
 
-@rows_entry(lambda GD: 6 if GD.get("duckdb_secrets.version") in ("0.1.0", "0.2.0", "0.3.0") else 7)
+@rows_entry(lambda GD: 6 if GD.get("duckdb_secrets.version") in ("0.1.0", "0.2.0", "0.3.0") else 8)
 def role_secrets(plpy, GD, nonce):
     """Rows for the SECURITY DEFINER duckdb._role_secrets(); first column: error."""
     return [(None,) + r for r in sync.role_secrets(plpy, GD, nonce)]

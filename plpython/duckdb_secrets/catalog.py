@@ -279,7 +279,7 @@ TYPES = {t.name: t for t in (
         example={"account_name": "myaccount"},
         example_mapping={"connection_string": "DefaultEndpointsProtocol=https;AccountName=..."}),
     _type("huggingface", "httpfs", [
-        Provider("config", _opts("token"), required=("token",)),
+        Provider("config", _opts("token")),         # without a token: anonymous, for public datasets
         Provider("credential_chain", {}),
     ], default_scope=("hf://",),
         hosts=('huggingface.co', '.huggingface.co', '.hf.co'),

@@ -286,7 +286,8 @@ def _create_helper_secret(plpy, GD, type_name, server_args, mapping_args):
     """
     server_opts = [f"{k}={v}" for k, v in server_args.items() if v != ""]
     mapping_opts = [f"{k}={v}" for k, v in mapping_args.items() if v != ""]
-    base = f"simple_{type_name}_secret"
+    # pg_duckdb's names: azure_secret, simple_s3_secret, ... (then _1, _2)
+    base = "azure_secret" if type_name == "azure" else f"simple_{type_name}_secret"
     spec = validation.secret_spec(base, type_name, server_opts, mapping_opts)
 
     scope = _effective_scope(type_name, spec["scope"])

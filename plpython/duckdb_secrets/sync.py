@@ -87,7 +87,9 @@ SELECT s.oid, s.srvname::text AS srvname, s.srvtype, s.srvoptions,
        CASE WHEN um.oid IS NOT NULL THEN um.umoptions ELSE pm.umoptions END AS umoptions,
        -- whose mapping it is: encrypted values are bound to it
        CASE WHEN um.oid IS NOT NULL THEN (SELECT a.rolname::text FROM pg_catalog.pg_authid a WHERE a.oid = $1)
-            WHEN pm.oid IS NOT NULL THEN 'public' END AS umrole
+            WHEN pm.oid IS NOT NULL THEN 'public' END AS umrole,
+       um.oid IS NULL AND pm.oid IS NULL
+         AND EXISTS (SELECT 1 FROM pg_catalog.pg_user_mapping x WHERE x.umserver = s.oid) AS others_only
   FROM pg_catalog.pg_foreign_server s
   JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'duckdb'
   LEFT JOIN pg_catalog.pg_user_mapping um ON um.umserver = s.oid AND um.umuser = $1
@@ -212,10 +214,10 @@ def role_secrets(plpy, GD, nonce):
         raise PgError(INSUFFICIENT_PRIVILEGE, "duckdb._role_secrets is internal to duckdb_secrets",
                       hint="Use duckdb.secrets() to see the secrets of the current role.")
     plan = session(GD).plan(plpy, "role_secrets", ROLE_SECRETS_SQL, ["oid"])
-    rows = [(r["oid"], r["srvname"], r["srvtype"], r["srvoptions"], r["umoptions"], r["umrole"])
+    rows = [(r["oid"], r["srvname"], r["srvtype"], r["srvoptions"], r["umoptions"], r["umrole"], r["others_only"])
             for r in plpy.execute(plan, [token[1]])]
     if GD.get("duckdb_secrets.version") in ("0.1.0", "0.2.0", "0.3.0"):
-        rows = [r[:5] for r in rows]        # before 0.4.0 the function has no umrole column
+        rows = [r[:5] for r in rows]        # before 0.4.0 the function has no umrole, others_only columns
     return rows
 
 
@@ -443,6 +445,13 @@ def ensure(plpy, GD, require=None):
         if r["rolsuper"] and not trust.get(row["oid"]):
             # A less privileged owner must not steer a superuser's engine (the
             # longest scope wins): superusers take administrators' servers only.
+            continue
+        if row.get("others_only"):
+            # Its mappings are other roles': not this role's secret, even if the
+            # server alone would make one (say, an anonymous one that shadows
+            # this role's own for the same scope). Listed, with why.
+            skipped[validation.engine_name(row["srvname"])] = (
+                row["srvname"], row["srvtype"], "no user mapping for this role or PUBLIC")
             continue
         key = (row["srvname"], row["srvtype"], tuple(row["srvoptions"] or ()), tuple(row["umoptions"] or ()))
         try:
