@@ -208,3 +208,50 @@ def test_credential_headers_in_a_mapping_are_redacted_in_the_listing(db):
                     "OPTIONS (extra_http_headers 'Authorization=Bearer CANARY-log-hdr2,X-Trace=on')")
     shown = db.conn.execute("SELECT secret_string FROM duckdb.secrets() WHERE name = 'h'").fetchone()[0]
     assert "CANARY-log-hdr2" not in shown and "Authorization=redacted" in shown and "X-Trace=on" in shown
+
+
+# --- found by the third red-team helper (lakehouse types) ---------------------------
+
+HIDDEN_CREDENTIALS = [
+    ("ducklake", "metadata_path 'postgres:postgresql:///x?pass%77ord={c}'"),
+    ("ducklake", "metadata_path 'postgres:postgresql:///x?%70assword={c}'"),
+    ("postgres", "dbname 'postgresql:///x?%70assword={c}'"),
+    ("ducklake", "metadata_path 'mysql:db=x passwd={c}'"),
+    ("ducklake", "metadata_path 'postgres:dbname=x sslpassword={c}'"),
+    ("postgres", "dbname 'dbname=x sslpassword={c}'"),
+    ("iceberg", "oauth2_server_uri 'http://u:{c}@127.0.0.1:9/t'"),
+    ("uc", "endpoint 'https://x:{c}@127.0.0.1:9'"),
+    ("iceberg", "endpoint 'http://127.0.0.1:9/?access_token={c}'"),
+    ("quack", "scope 'quack:127.0.0.1:9?token={c}'"),
+    ("http", "extra_http_headers 'X-Databricks-Pat={c}'"),
+    ("http", "extra_http_headers 'x=Bearer {c}'"),
+    ("iceberg", "extra_http_headers 'Authorization: Bearer {c}'"),
+    ("iceberg", "extra_http_headers 'X-Auth-Token {c}'"),
+    ("ducklake", "metadata_path 'm', metadata_parameters 'password:{c}'"),
+    ("ducklake", "metadata_path 'm', metadata_parameters 'client_secret={c}'"),
+    ("ducklake", "metadata_path 'm', metadata_parameters 'uri=postgresql://u:{c}@h/db'"),
+]
+
+
+@pytest.mark.parametrize("type_name,opts", HIDDEN_CREDENTIALS, ids=[f"{t}-{i}" for i, (t, _) in
+                                                                    enumerate(HIDDEN_CREDENTIALS)])
+def test_a_credential_hidden_in_a_server_option_is_refused_without_echo(db, log_since, type_name, opts):
+    canary = f"CANARY-log-hidden-{HIDDEN_CREDENTIALS.index((type_name, opts))}"
+    with pytest.raises(psycopg.Error) as e:
+        db.conn.execute(f"CREATE SERVER h TYPE '{type_name}' FOREIGN DATA WRAPPER duckdb "
+                        f"OPTIONS ({opts.format(c=canary)})")
+    assert e.value.sqlstate == "42501", (e.value.sqlstate, str(e.value))
+    assert_clean_error(e.value, canary)
+    assert _log_has(log_since, canary) == []
+
+
+def test_client_credentials_are_masked_in_their_basic_form_too():
+    """A token endpoint's error may echo the Authorization: Basic header."""
+    import base64
+
+    from duckdb_secrets import validation
+    from duckdb_secrets.errors import Scrubber
+    spec = validation.secret_spec("ice", "iceberg", ["client_id=cid", "endpoint=http://127.0.0.1:9"],
+                                  ["client_secret=CANARY-log-basic"])
+    basic = base64.b64encode(b"cid:CANARY-log-basic").decode()
+    assert basic not in Scrubber(validation.sensitive_values(spec))(f"bad creds: Basic {basic}")

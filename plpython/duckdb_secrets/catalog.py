@@ -37,11 +37,15 @@ MAY_CARRY_CREDENTIALS = frozenset({"extra_http_headers", "dbname", "host", "opti
 # Encrypted at rest in user mappings (duckdb.encryption_key_file).
 SEALED = SENSITIVE | MAY_CARRY_CREDENTIALS
 _CREDENTIAL_HEADER = re.compile(r"(?i)^(authorization|proxy-authorization|cookie)$|token|secret|passw|api[-_]?key"
-                                r"|auth|signature|credential|session")
-_EMBEDDED_PASSWORD = re.compile(r"(?i)\bpassword\s*=|://[^/@\s]*:[^/@\s]*@")
+                                r"|auth|signature|credential|session|pat$|jwt|bearer")
+# A password or token inside a connection string or URL: libpq/MySQL keywords
+# (also percent-encoded: decoded first), user:password@, signed query strings.
+_EMBEDDED_PASSWORD = re.compile(
+    r"(?i)(^|[\s?&;:/])(ssl)?(password|passwd|pwd)\s*=|://[^/@\s]*:[^/@\s]*@"
+    r"|[?&;](access_token|token|api_?key|sig|signature|x-amz-signature|x-amz-security-token|client_secret|secret)=")
 
 
-_CREDENTIAL_PARAMETER = re.compile(r"(?i)passw|token|(^|_)key$|credential|auth")
+_CREDENTIAL_PARAMETER = re.compile(r"(?i)passw|pwd|token|(^|_)key$|credential|auth|_secret$|^uri$")
 
 
 def credential_header(name):
@@ -58,8 +62,18 @@ def credential_key(option, key):
 
 
 def embedded_password(value):
-    """Whether a connection string (dbname, host, ...) carries a password."""
-    return bool(_EMBEDDED_PASSWORD.search(str(value)))
+    """Whether a connection string or URL (dbname, endpoint, ...) carries a password or token."""
+    import urllib.parse
+    text = str(value)
+    return bool(_EMBEDDED_PASSWORD.search(text) or _EMBEDDED_PASSWORD.search(urllib.parse.unquote(text)))
+
+
+_CREDENTIAL_VALUE = re.compile(r"(?i)^\s*(bearer|basic|token|digest)\s+\S")
+
+
+def credential_value(value):
+    """Whether a header or parameter value looks like a credential (Bearer ..., Basic ...)."""
+    return bool(_CREDENTIAL_VALUE.search(str(value)))
 
 
 # Sensitive options that DuckDB's own duckdb_secrets() shows in clear: result

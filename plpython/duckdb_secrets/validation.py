@@ -323,7 +323,19 @@ def sensitive_values(spec):
         entries = spec["params"].get(option)
         if isinstance(entries, dict):
             out += [str(v) for k, v in entries.items() if catalog.credential_key(option, k)]
+    params = spec["params"]
+    if params.get("client_id") and params.get("client_secret"):
+        # OAuth2 client credentials travel as Basic base64(id:secret); a token
+        # endpoint's error may echo that header.
+        import base64
+        pair = f"{params['client_id']}:{params['client_secret']}".encode()
+        out += [base64.b64encode(pair).decode(), base64.urlsafe_b64encode(pair).decode()]
     return out
+
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# Options that hold a URL or address, where a password or token may hide (user:pw@, ?token=).
+_URL_OPTIONS = frozenset({"endpoint", "oauth2_server_uri", "scope", "data_path", "http_proxy", "proxy"})
 
 
 def check_embedded_credentials(server):
@@ -332,15 +344,27 @@ def check_embedded_credentials(server):
     for name, value in server.items():
         if name in ("extra_http_headers", "metadata_parameters"):
             for item in value.split(","):
-                header = item.partition("=")[0].strip()
-                if catalog.credential_key(name, header):
+                header, sep, entry = item.partition("=")
+                header = header.strip()
+                if (not sep and item.strip()) or not _PLAIN_KEY.match(header):
+                    # Not key=value: the "key" may hold a value; never echo it.
+                    if catalog.credential_value(item) or catalog.embedded_password(item) \
+                            or catalog.credential_key(name, header):
+                        raise PgError(INSUFFICIENT_PRIVILEGE,
+                                      f'option "{name}" carries a credential and cannot be set on a server',
+                                      detail="Server options are readable by every role.",
+                                      hint=f"Put {name} in a USER MAPPING (it is encrypted there when "
+                                           "duckdb.encryption_key_file is set).")
+                    continue        # the value-kind check below says what is wrong, without values
+                if catalog.credential_key(name, header) or catalog.credential_value(entry) \
+                        or (name == "metadata_parameters" and catalog.embedded_password(entry)):
                     raise PgError(INSUFFICIENT_PRIVILEGE,
                                   f'key "{shown(header)}" of option "{name}" carries a credential '
                                   "and cannot be set on a server",
                                   detail="Server options are readable by every role.",
                                   hint=f"Put {name} in a USER MAPPING (it is encrypted there when "
                                        "duckdb.encryption_key_file is set).")
-        elif name in catalog.MAY_CARRY_CREDENTIALS and catalog.embedded_password(value):
+        elif (name in catalog.MAY_CARRY_CREDENTIALS or name in _URL_OPTIONS) and catalog.embedded_password(value):
             raise PgError(INSUFFICIENT_PRIVILEGE,
                           f'option "{name}" carries a password and cannot be set on a server',
                           detail="Server options are readable by every role.",
