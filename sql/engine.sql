@@ -7,8 +7,15 @@ RESET client_min_messages;
 -- duckdb.query() runs DuckDB SQL; name the columns with the types DuckDB returns.
 SELECT * FROM duckdb.query($$ SELECT 42 AS answer, 'forty-two' AS words $$) AS t(answer integer, words text);
 SELECT * FROM duckdb.query($$ SELECT count(*) FROM range(1000) $$) AS t(n bigint);
--- A wrong column type is reported by PostgreSQL.
+-- A column declared with another type than DuckDB's is read with that type's
+-- input function, as dblink does.
 SELECT * FROM duckdb.query($$ SELECT 42 $$) AS t(answer bigint);
+SELECT * FROM duckdb.query($$ SELECT count(*) AS n, TIMESTAMP '2024-02-29 12:00' AS ts FROM range(3) $$)
+  AS t(n text, ts timestamptz);
+-- A value that does not convert is an error naming the column.
+SELECT * FROM duckdb.query($$ SELECT 7 AS id, 'forty-two' AS answer $$) AS t(id integer, answer integer);
+-- A wrong number of columns is reported by PostgreSQL, with DuckDB's columns.
+SELECT * FROM duckdb.query($$ SELECT 42 AS answer, 43 AS other $$) AS t(answer integer);
 
 -- DuckDB types map to PostgreSQL types; nested values arrive as jsonb.
 SELECT * FROM duckdb.query($$

@@ -9,7 +9,7 @@ scrubbed of every secret value the session knows before they leave.
 import functools
 import re
 
-from . import catalog, ddl, query, storage, sync, validation
+from . import catalog, ddl, extensions, query, storage, sync, validation
 from .errors import INTERNAL_ERROR, PgError, Scrubber
 
 OK = "00000"
@@ -223,21 +223,35 @@ def _quiet_on_error(fn):
 @entry
 @_quiet_on_error
 def query_start(plpy, GD, sql):
+    """[.., DuckDB's column list, the fetch SELECT, the same with DuckDB's column names]."""
     sess = _engine_for(plpy, GD, "query", sql)
     sess.pending = None
     import duckdb
-    coldef, sess.pending = query.start(plpy, duckdb, sess.engine, sql, sess.cell_scrub, sess.caller, sess.deadline)
-    if sess.pending is not None:
-        sess.pending.sql = sql      # for the error at the end, if any
-    if coldef is None:
+    pending = query.start(plpy, duckdb, sess.engine, sql, sess.cell_scrub, sess.caller, sess.deadline)
+    if pending is None:
         return _value(None)
-    return _value(coldef) + [query.fetch_sql(sess.pending.pg_types)]
+    pending.sql = sql      # for the error at the end, if any
+    sess.pending = pending
+    return _value(pending.coldef(named=True)) + [pending.fetch_sql()]
+
+
+@entry
+@_quiet_on_error
+def query_columns(plpy, GD, sql):
+    """The column list of sql's result, with DuckDB's names; the query is not run."""
+    sess = _engine_for(plpy, GD, "query", sql)
+    import duckdb
+    pending = query.start(plpy, duckdb, sess.engine, sql, owner=sess.caller, deadline=sess.deadline, fetch=False)
+    if pending is None:
+        raise PgError("42809", "the DuckDB statement returns no rows",
+                      hint="Give a query: SELECT, FROM, VALUES, SHOW, DESCRIBE, ...")
+    return _value(pending.coldef(named=True))
 
 
 def _own_pending(plpy, GD):
     """The pending result, if the caller is the role and statement that made it
-    (duckdb._query_rows/_query_chunks are reachable by PUBLIC: anything else,
-    another role after SET ROLE or a later statement, gets nothing)."""
+    (duckdb._query_chunks is reachable by PUBLIC: anything else, another role
+    after SET ROLE or a later statement, gets nothing)."""
     sess = sync.session(GD)
     pending = sess.pending
     if pending is None:
@@ -248,14 +262,34 @@ def _own_pending(plpy, GD):
     return pending
 
 
-def query_rows(plpy, GD):
-    pending = _own_pending(plpy, GD)
-    return [] if pending is None else pending.rows()
-
-
 def query_chunks(plpy, GD):
     pending = _own_pending(plpy, GD)
     return [] if pending is None else pending.chunks()
+
+
+_TEMPLATES = {}
+
+
+def query_retype(plpy, GD, detail):
+    """The fetch SELECT with the column PostgreSQL's mismatch detail names read
+    as the declared type; None: keep the error (wrong number of columns)."""
+    pending = _own_pending(plpy, GD)
+    if pending is None:
+        return None
+    lang = plpy.execute("SELECT pg_catalog.current_setting('lc_messages') AS l")[0]["l"]
+    if lang not in _TEMPLATES:
+        sample = plpy.execute("SELECT duckdb._mismatch_sample() AS d")[0]["d"]
+        _TEMPLATES[lang] = query.mismatch_template(sample)
+    template = _TEMPLATES[lang]
+    return None if template is None else pending.retype(detail, template)
+
+
+def query_failed(plpy, GD, message):
+    """DETAIL naming the column a value of could not be read; drops the result."""
+    sess = sync.session(GD)
+    pending = _own_pending(plpy, GD)
+    sess.pending = None
+    return None if pending is None else pending.failed(message or "")
 
 
 @entry
@@ -370,3 +404,20 @@ def which_secret(plpy, GD, path, typ):
     except duckdb.Error as e:
         raise query.from_duckdb(e) from None
     return [(None, n, p, s) for n, p, s in rows]
+
+
+# --- pg_duckdb's extension functions ----------------------------------------------
+
+@entry
+def extension_name(plpy, GD, name, source):
+    """The shipped extension a name means (install_extension, autoload_extension)."""
+    extensions.check_source(source)
+    return _value(extensions.canonical(name))
+
+
+@entry
+def load_extension(plpy, GD, name):
+    key = extensions.canonical(name)
+    sess = sync.ensure(plpy, GD, require="query")
+    extensions.load(plpy, sess.engine, key, sess.deadline)
+    return None

@@ -15,7 +15,7 @@ import datetime
 import os
 import re
 
-from . import aws, catalog, crypto, egress, interrupts, storage, validation
+from . import aws, catalog, crypto, egress, extensions, interrupts, storage, validation
 from .engine import Engine, Profile, parse_engine_settings, quote_ident, secret_sql
 from .errors import INSUFFICIENT_PRIVILEGE, NO_SCRUB, MissingMapping, PgError, Scrubber, from_duckdb
 
@@ -560,6 +560,8 @@ def ensure(plpy, GD, require=None):
     if (sess.engine is None or sess.engine.profile.key() != profile.key()
             or not needed <= sess.engine.extensions or not sess.engine.usable()):
         sess.recycle()
+        if profile.superuser:       # and what duckdb.autoload_extension() asks for
+            needed |= extensions.autoloaded(plpy, GD)
         sess.engine = Engine(profile, needed, sess.deadline)
 
     values = [v for _, _, _, out in exported.values() for v in validation.sensitive_values(out)]
