@@ -8,11 +8,20 @@ import psycopg
 import pytest
 
 from conftest import READ, assert_clean_error, s3_mapping_sql, s3_server_sql
+from duckdb_secrets import _tree
 
 VERSION = "SELECT extversion FROM pg_extension WHERE extname = 'duckdb_secrets'"
 OBJECTS = """
 SELECT p.oid::regprocedure::text, pg_get_functiondef(p.oid), coalesce(p.proacl::text, ''), p.prosecdef
-  FROM pg_proc p WHERE p.pronamespace = 'duckdb'::regnamespace ORDER BY 1
+  FROM pg_proc p WHERE p.pronamespace = 'duckdb'::regnamespace
+UNION ALL
+SELECT c.oid::regclass::text, concat_ws(' ', c.relkind, (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid,
+         a.atttypmod) || ' ' || a.attnotnull, ', ' ORDER BY a.attnum) FROM pg_attribute a
+         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+         (SELECT string_agg(pg_get_triggerdef(t.oid), '; ') FROM pg_trigger t WHERE t.tgrelid = c.oid)),
+       coalesce(c.relacl::text, ''), false
+  FROM pg_class c WHERE c.relnamespace = 'duckdb'::regnamespace AND c.relkind IN ('r', 'v')
+ORDER BY 1
 """
 # A digest, so that a failing comparison never prints mapping options.
 CATALOG = """
@@ -61,7 +70,7 @@ def test_update_from_0_1_0_keeps_every_secret(cluster, s3):
         assert len(stale.execute("SELECT * FROM duckdb.secrets()").description) == 7      # 0.1.0's columns
 
         old.execute("ALTER EXTENSION duckdb_secrets UPDATE")
-        assert old.execute(VERSION).fetchone() == ("0.4.0",)
+        assert old.execute(VERSION).fetchone() == (_tree.versions()[0],)
 
         # ... refuses the new objects with a clear message, and keeps refusing until it reconnects.
         for _ in range(2):
@@ -104,7 +113,8 @@ def test_an_unknown_sql_version_is_refused_clearly(db):
     with psycopg.connect(db.cluster.dsn(db.dbname), autocommit=True) as c:
         c.execute("BEGIN")
         c.execute("CREATE OR REPLACE FUNCTION duckdb._boot() RETURNS text[] LANGUAGE plpython3u "
-                  "SET search_path = pg_catalog, pg_temp AS $py$" + src.replace("'0.4.0'", "'9.9.9'") + "$py$")
+                  "SET search_path = pg_catalog, pg_temp AS $py$"
+                  + src.replace(repr(_tree.versions()[0]), "'9.9.9'") + "$py$")
         with pytest.raises(psycopg.Error) as e:
             c.execute("SELECT * FROM duckdb.secrets()")
         assert e.value.sqlstate == "55000"

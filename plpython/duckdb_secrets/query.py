@@ -44,6 +44,8 @@ _SCALAR = {
     "TIMESTAMP_NS": "timestamp", "TIMESTAMP WITH TIME ZONE": "timestamptz",
     "INTERVAL": "interval",
 }
+# Types whose text needs no quotes as an array element (PostgreSQL writes them bare).
+_BARE = {"boolean", "smallint", "integer", "bigint", "numeric", "real", "double precision", "uuid", "date"}
 # Types whose text never holds a control character (no check needed).
 _PLAIN = {"boolean", "smallint", "integer", "bigint", "numeric", "real", "double precision",
           "bytea", "uuid", "date", "time", "timetz", "timestamp", "timestamptz", "interval"}
@@ -76,7 +78,8 @@ def column_type(dtype):
     if name.endswith("[]") and name[:-2] in _SCALAR and not name[:-2].endswith("]"):
         pg = _SCALAR[name[:-2]]
         if pg not in ("json", "interval", "bytea"):
-            elem = f"CASE WHEN e IS NULL THEN 'NULL' ELSE {_quoted(_text('e', pg))} END"
+            text = _text("e", pg)
+            elem = f"CASE WHEN e IS NULL THEN 'NULL' ELSE {text if pg in _BARE else _quoted(text)} END"
             return pg + "[]", lambda x: (f"('{{' || coalesce(array_to_string(list_transform({x}, lambda e: "
                                          f"{elem}), ','), '') || '}}')")
     if name.startswith(("STRUCT", "MAP", "UNION")) or name.endswith("]"):
@@ -127,7 +130,8 @@ def py_text(v, pg):
     if v is None:
         return None
     if pg.endswith("[]"):
-        return "{" + ",".join("NULL" if e is None else _element(py_text(e, pg[:-2])) for e in v) + "}"
+        q = (lambda t: t) if pg[:-2] in _BARE else _element
+        return "{" + ",".join("NULL" if e is None else q(py_text(e, pg[:-2])) for e in v) + "}"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, bytes):
@@ -313,7 +317,7 @@ def start(plpy, duckdb, engine, sql, cell_scrub=None, owner=None, deadline=None,
         if single_query:
             try:
                 rel = engine.con.sql(sql)
-            except duckdb.Error:
+            except (duckdb.BinderException, duckdb.CatalogException):
                 engine.con.execute(sql)     # not bound, so not run: DuckDB's error with its LINE
                 raise
             columns, types = rel.columns, [str(t) for t in rel.types]

@@ -442,16 +442,19 @@ def ensure(plpy, GD, require=None):
         sess.plan(plpy, "trust", TRUST_SQL, ["text[]"]), [trusted_owners(conf)])}
     keys = crypto.Keyring(conf)
     for row in _fetch_role_secrets(plpy, GD, sess, r["role"]):
+        def skip(why, row=row):
+            skipped[validation.engine_name(row["srvname"])] = (row["srvname"], row["srvtype"], why)
         if r["rolsuper"] and not trust.get(row["oid"]):
             # A less privileged owner must not steer a superuser's engine (the
             # longest scope wins): superusers take administrators' servers only.
+            skip("owned by a role that is not an administrator (duckdb.trusted_server_owners): "
+                 "a superuser's engine takes administrators' servers only")
             continue
         if row.get("others_only"):
             # Its mappings are other roles': not this role's secret, even if the
             # server alone would make one (say, an anonymous one that shadows
             # this role's own for the same scope). Listed, with why.
-            skipped[validation.engine_name(row["srvname"])] = (
-                row["srvname"], row["srvtype"], "no user mapping for this role or PUBLIC")
+            skip("no user mapping for this role or PUBLIC")
             continue
         key = (row["srvname"], row["srvtype"], tuple(row["srvoptions"] or ()), tuple(row["umoptions"] or ()))
         try:
@@ -461,26 +464,33 @@ def ensure(plpy, GD, require=None):
                 spec = validation.secret_spec(row["srvname"], row["srvtype"],
                                               row["srvoptions"], umoptions)
             specs[key] = spec
-        except MissingMapping:
-            continue            # this role has no mapping that completes the secret
+        except MissingMapping as e:
+            # This role has no mapping that completes the secret.
+            skip(f"no user mapping gives what it needs: {e.message}")
+            continue
         except crypto.KeyProblem as e:
             # Never a crash, never a half secret: the others load, this one says why.
             why = f"cannot decrypt: {e}"
             plpy.warning(f'skipping DuckDB secret for server "{validation.shown(row["srvname"])}": {why}')
-            skipped[validation.engine_name(row["srvname"])] = (row["srvname"], row["srvtype"], why)
+            skip(why)
             continue
         except PgError as e:
             # Validated at DDL time; can only happen after a catalogue change
             # (an upgrade) or a catalog edit behind our back. Skip it loudly.
             plpy.warning(f'skipping DuckDB secret for server "{validation.shown(row["srvname"])}": '
                          f"{e.message}")
+            skip(f"refused by validation: {e.message}")
             continue
         if spec["type"] in catalog.SUPERUSER_ONLY_TYPES and not r["rolsuper"]:
-            continue            # database connections from the server: superusers only
+            # database connections from the server: superusers only
+            skip(f"needs a superuser: type {spec['type']} connects from the database server")
+            continue
         if not trust.get(row["oid"]) and catalog.PROXY_OPTIONS & set(spec["params"]):
             plpy.warning(f'skipping DuckDB secret for server "{validation.shown(row["srvname"])}": its proxy '
                          "options would send requests around the engine's egress proxy, and its owner is "
                          "not an administrator (docs/security.md)")
+            skip("its proxy options would send requests around the egress proxy, and its owner is not an "
+                 "administrator")
             continue
         desired[validation.engine_name(row["srvname"])] = (row["srvname"], spec)
         origins[validation.engine_name(row["srvname"])] = "server"
