@@ -145,3 +145,40 @@ def test_secret_types_known_to_duckdb_are_all_in_the_catalogue(db):
     types = {r[0] for r in db.conn.execute(
         "SELECT * FROM duckdb.query($$ SELECT type FROM duckdb_secret_types() $$) AS t(type text)")}
     assert types <= set(catalog.TYPES), types - set(catalog.TYPES)
+
+
+# --- "why is my secret not used?" ---------------------------------------------------
+
+def _skipped(conn):
+    return {n: why for n, storage, why in conn.execute(
+        "SELECT name, storage, secret_string FROM duckdb.secrets()").fetchall() if storage == "skipped"}
+
+
+def test_secrets_lists_what_the_role_may_use_but_does_not_get(db, s3):
+    c = db.conn
+    alice = db.role("why")
+    c.execute(f'GRANT EXECUTE ON FUNCTION duckdb.query(text) TO "{alice}"')
+    # A required sensitive option no mapping of this role gives.
+    c.execute("CREATE SERVER az_token TYPE 'azure' FOREIGN DATA WRAPPER duckdb "
+              "OPTIONS (provider 'access_token', account_name 'acct')")
+    # Mappings, none of them this role's.
+    c.execute("CREATE SERVER others TYPE 's3' FOREIGN DATA WRAPPER duckdb OPTIONS (scope 's3://others')")
+    c.execute("CREATE USER MAPPING FOR postgres SERVER others OPTIONS (key_id 'K', secret 'S-others-1')")
+    # A type whose connections leave from the database server: superusers only.
+    c.execute("CREATE SERVER pg_target TYPE 'postgres' FOREIGN DATA WRAPPER duckdb OPTIONS (host '127.0.0.1')")
+    for s in ("az_token", "others", "pg_target"):
+        c.execute(f'GRANT USAGE ON FOREIGN SERVER {s} TO "{alice}"')
+    got = _skipped(db.connect(alice))
+    assert got["az_token"].startswith("no user mapping gives what it needs")
+    assert got["others"] == "no user mapping for this role or PUBLIC"
+    assert got["pg_target"].startswith("needs a superuser")
+    assert "S-others-1" not in str(got)
+
+
+def test_a_superuser_is_told_about_servers_of_untrusted_owners(db):
+    c = db.conn
+    owner = db.role("owner")
+    c.execute(f'GRANT USAGE ON FOREIGN DATA WRAPPER duckdb TO "{owner}"')
+    o = db.connect(owner)
+    o.execute("CREATE SERVER by_owner TYPE 's3' FOREIGN DATA WRAPPER duckdb OPTIONS (scope 's3://owner')")
+    assert _skipped(c)["by_owner"].startswith("owned by a role that is not an administrator")
