@@ -15,6 +15,8 @@ import os
 import sys
 import time
 
+from shapes import SHAPES
+
 DEPS = sys.argv[1]
 sys.path.insert(0, DEPS)
 
@@ -69,12 +71,11 @@ def main():
         con.execute(f"LOAD '{ext('httpfs')}'")
         create_secrets(con, n)
         print(json.dumps({"seconds": time.perf_counter() - t0}))
-    elif what == "rows":
+    elif what in ("rows", "mixed"):
         n = int(sys.argv[3])
         con = connect()
         t0 = time.perf_counter()
-        rows = con.execute(f"SELECT range::BIGINT AS a, (range * 2)::BIGINT AS b, 'row ' || range AS c "
-                           f"FROM range({n})").fetchall()
+        rows = con.execute(SHAPES[what].format(n=n)).fetchall()
         assert len(rows) == n
         print(json.dumps({"seconds": time.perf_counter() - t0}))
     elif what == "rss":

@@ -584,7 +584,8 @@ def test_a_lesser_owners_server_never_steers_a_superuser(db, lesser_admin, count
     admin.execute(f"CREATE SERVER evil TYPE 's3' FOREIGN DATA WRAPPER duckdb OPTIONS (endpoint "
                   f"'127.0.0.1:{counter.port}', url_style 'path', use_ssl 'false', scope 's3://bars/')")
     admin.execute("CREATE USER MAPPING FOR PUBLIC SERVER evil OPTIONS (key_id 'k', secret 's')")
-    assert "evil" not in [r[0] for r in db.conn.execute("SELECT name FROM duckdb.secrets()")]
+    assert "evil" not in [r[0] for r in db.conn.execute(
+        "SELECT name FROM duckdb.secrets() WHERE storage <> 'skipped'")]
     with pytest.raises(psycopg.Error):
         q(db.conn, "COPY (SELECT 'payroll' AS x) TO 's3://bars/export.csv'")
     assert counter.hits == []
@@ -678,7 +679,8 @@ def test_a_lesser_owners_proxy_is_not_a_way_around_the_egress_proxy(db, world, l
     admin.execute("CREATE USER MAPPING FOR PUBLIC SERVER sneaky OPTIONS (key_id 'k', secret 's')")
     admin.execute(f'GRANT USAGE ON FOREIGN SERVER sneaky TO "{world["bob"]}"')
     for conn in (admin, db.connect(world["bob"])):
-        assert "sneaky" not in [r[0] for r in conn.execute("SELECT name FROM duckdb.secrets()")]
+        assert "sneaky" not in [r[0] for r in conn.execute(
+            "SELECT name FROM duckdb.secrets() WHERE storage <> 'skipped'")]
         with pytest.raises(psycopg.Error):
             q(conn, "SELECT count(*)::VARCHAR FROM read_csv('s3://sneaky/x.csv')")
     assert counter.hits == []
