@@ -49,3 +49,20 @@ def test_one_boot_body():
                 text = fh.read()
             assert "FUNCTION duckdb._boot()" not in text, f
             assert "@BOOT@" in text, f
+
+
+def test_no_function_in_the_package_is_longer_than_80_lines():
+    """A newcomer reads each function whole (issue: the sync as a pipeline)."""
+    import ast
+    long = []
+    for base, _, files in os.walk(os.path.join(ROOT, "plpython")):
+        for f in files:
+            if f.endswith(".py"):
+                path = os.path.join(base, f)
+                with open(path) as fh:
+                    tree = ast.parse(fh.read())
+                long += [(os.path.relpath(path, ROOT), node.name, node.end_lineno - node.lineno + 1)
+                         for node in ast.walk(tree)
+                         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                         and node.end_lineno - node.lineno + 1 > 80]
+    assert long == []

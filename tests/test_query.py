@@ -185,3 +185,42 @@ def test_query_json_and_views_need_the_query_grant(db):
     for sql in ("SELECT * FROM duckdb.query_json('SELECT 1')", "SELECT duckdb.create_query_view('v', 'SELECT 1')"):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             c.execute(sql)
+
+
+# --- found by a red team (0.5.0) -------------------------------------------------------
+
+def test_a_value_that_does_not_convert_never_shows_the_roles_secret(db, world, s3, log_since):
+    """The conversion error quotes the value: the role's own secret in it is
+    masked, in the error and in the server log (reversed in the query text, so
+    that only DuckDB's result holds it)."""
+    alice = db.connect(world["alice"])
+    backwards = s3.secret[::-1]
+    with pytest.raises(psycopg.Error) as e:
+        alice.execute(f"SELECT * FROM duckdb.query($$ SELECT reverse('{backwards}') AS note $$) AS t(note int)")
+    assert e.value.sqlstate == "22P02"
+    assert "********" in e.value.diag.message_primary
+    assert_clean_error(e.value, s3.secret)
+    # A column named by a value: in the HINT's column list, masked too.
+    with pytest.raises(psycopg.Error) as e:
+        alice.execute(f"SELECT * FROM duckdb.query($$ PIVOT (SELECT reverse('{backwards}') AS k, 1 AS v) ON k "
+                      "USING first(v) $$) AS t(a int, b int, c int)")
+    assert e.value.sqlstate == "42804"
+    assert_clean_error(e.value, s3.secret)
+    assert s3.secret not in log_since()
+
+
+def test_a_nul_character_is_an_error_not_a_shorter_result(db):
+    for query, column in (("SELECT CASE WHEN range = 5 THEN 'a' || chr(0) || 'z' ELSE 'b' END AS x, range AS n "
+                           "FROM range(100)", 'column 1 ("x")'),
+                          ("SELECT range AS n, CASE WHEN range = 7 THEN chr(0) || chr(1) ELSE 'b' END AS x "
+                           "FROM range(100)", "a column")):
+        with pytest.raises(psycopg.Error) as e:
+            db.conn.execute(f"SELECT count(*) FROM duckdb.query($$ {query} $$) AS t(a text, b text)")
+        assert e.value.sqlstate == "22021", str(e.value)
+        assert column in e.value.diag.message_primary
+    assert db.conn.execute("SELECT * FROM duckdb.query('SELECT 1') AS t(x int)").fetchall() == [(1,)]
+
+
+def test_repeated_column_names_never_take_another_columns_name(db):
+    row = db.conn.execute("SELECT * FROM duckdb.query_json($$ SELECT 1 AS a, 2 AS a, 3 AS a_1, 4 AS a $$)").fetchone()
+    assert row[0] == {"a": 1, "a_2": 2, "a_1": 3, "a_3": 4}

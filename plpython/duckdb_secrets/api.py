@@ -232,7 +232,8 @@ def query_start(plpy, GD, sql):
         return _value(None)
     pending.sql = sql      # for the error at the end, if any
     sess.pending = pending
-    return _value(pending.coldef(named=True)) + [pending.fetch_sql()]
+    # The column list goes into a HINT: DuckDB's column names may hold anything.
+    return _value(sess.scrub(pending.coldef(named=True))) + [pending.fetch_sql()]
 
 
 @entry
@@ -245,7 +246,7 @@ def query_columns(plpy, GD, sql):
     if pending is None:
         raise PgError("42809", "the DuckDB statement returns no rows",
                       hint="Give a query: SELECT, FROM, VALUES, SHOW, DESCRIBE, ...")
-    return _value(pending.coldef(named=True))
+    return _value(sess.scrub(pending.coldef(named=True)))
 
 
 def _own_pending(plpy, GD):
@@ -285,11 +286,15 @@ def query_retype(plpy, GD, detail):
 
 
 def query_failed(plpy, GD, message):
-    """DETAIL naming the column a value of could not be read; drops the result."""
+    """[message, DETAIL naming the column] for a value PostgreSQL could not read
+    as its declared type, the role's secret values masked (the message quotes
+    the value); drops the result."""
     sess = sync.session(GD)
     pending = _own_pending(plpy, GD)
     sess.pending = None
-    return None if pending is None else pending.failed(message or "")
+    if pending is None:
+        return [sess.scrub(message or ""), None]
+    return [sess.scrub(message or ""), sess.scrub(pending.failed(message or ""))]
 
 
 @entry
@@ -351,9 +356,9 @@ def secrets(plpy, GD):
             # As the server or table row defines it (a credential chain reaches
             # DuckDB as resolved keys).
             origin = sess.origins.get(name, "server")
-            server = managed[1] if origin == "server" else None
-            shown = _redacted_string(managed[2])
-            typ, provider = managed[2]["type"], managed[2]["provider"]
+            server = managed.server if origin == "server" else None
+            shown = _redacted_string(managed.spec)
+            typ, provider = managed.spec["type"], managed.spec["provider"]
         else:
             # Created inside the engine (superusers), or DuckDB's own view of
             # a database a superuser attached.
@@ -379,16 +384,13 @@ def store_table_secret(plpy, GD, server_name, table_name, include_sensitive):
     if server_name is None:
         raise PgError("22004", "the server name must not be null")
     sess = sync.ensure(plpy, GD)
-    found = [(n, v) for n, v in sess.loaded.items()
-             if sess.origins.get(n) == "server" and v[1] == server_name]
-    found += [(n, v) for n, v in sess.not_in_engine.items()
-              if sess.origins.get(n) == "server" and v[0] == server_name]
+    found = [(n, v) for n, v in [*sess.loaded.items(), *sess.not_in_engine.items()]
+             if sess.origins.get(n) == "server" and v.server == server_name]
     if not found:
         raise PgError("42704", f'no DuckDB secret for server "{validation.shown(server_name)}"',
                       hint="duckdb.secrets() lists the secrets the current role can use; the server needs "
                            "a user mapping for this role (or PUBLIC) if it has sensitive options.")
-    name, held = found[0]
-    spec = held[2] if len(held) == 3 else held[1]
+    spec = found[0][1].spec
     return _value(storage.store(plpy, sess, server_name, table_name, bool(include_sensitive), spec))
 
 

@@ -2,9 +2,8 @@
 that create servers and user mappings for the user.
 """
 
-import os
 
-from . import aws, catalog, crypto, interrupts, validation
+from . import aws, catalog, crypto, interrupts, tokens, validation
 from .engine import Scratch
 from .errors import (
     DUPLICATE_OBJECT,
@@ -19,7 +18,7 @@ from .errors import (
     Scrubber,
     from_duckdb,
 )
-from .sync import CALLER_KEY, CONF_SETTINGS, CONF_SQL, session
+from .sync import CONF_SETTINGS, CONF_SQL, session
 
 SERVER_CLASS = validation.SERVER_CATALOG      # pg_foreign_server
 MAPPING_CLASS = validation.MAPPING_CATALOG    # pg_user_mapping
@@ -358,8 +357,8 @@ def _role_label(plpy, role_oid):
 def store_mapping_options(plpy, GD, nonce, server_name, options):
     """Body of SECURITY DEFINER duckdb._store_mapping_options(): only for this
     package's own code, for the caller's own mapping (token in GD)."""
-    token = GD.pop(CALLER_KEY, None)
-    if token is None or nonce is None or token[0] != nonce:
+    token = tokens.redeem(GD, tokens.CALLER, nonce)
+    if token is None:
         quiet_refusal(plpy, GD)         # a direct call's arguments may be secret values
         raise PgError(INSUFFICIENT_PRIVILEGE, "duckdb._store_mapping_options is internal to duckdb_secrets",
                       hint="Use ALTER USER MAPPING, or duckdb.create_simple_secret().")
@@ -367,17 +366,25 @@ def store_mapping_options(plpy, GD, nonce, server_name, options):
     sess = session(GD)
     sealing = keyring(plpy, sess).sealing()
     if sealing is not None:        # _store sealed them; anything left is sealed here
-        options, _ = crypto.seal_options(sealing, options, server_name, _role_label(plpy, token[1]),
+        options, _ = crypto.seal_options(sealing, options, server_name, _role_label(plpy, token[0]),
                                          catalog.SEALED)
     rows = plpy.execute(sess.plan(plpy, "store", STORE_SQL, ["oid", "name", "text[]"]),
-                        [token[1], server_name, options])
+                        [token[0], server_name, options])
     if not rows:
         raise PgError(UNDEFINED_OBJECT, f'user mapping for server "{validation.shown(server_name)}" does not exist')
     srv = plpy.execute(sess.plan(plpy, "server_by_name",
                                  SERVER_SQL.replace("s.oid = $1", "s.srvname = $1"), ["name"]),
                        [server_name])[0]
     check_server(plpy, sess, srv, rows[0]["oid"])
-    plpy.execute("SELECT duckdb._bump()")
+    bump(plpy, GD, srv["oid"])
+
+
+def bump(plpy, GD, server=None):
+    """A new generation (engines re-read), naming the server it is about if known."""
+    if GD.get("duckdb_secrets.version") in ("0.1.0", "0.2.0", "0.3.0", "0.4.0") or server is None:
+        plpy.execute("SELECT duckdb._bump()")
+    else:
+        plpy.execute(plpy.prepare("SELECT duckdb._bump($1)", ["oid[]"]), [[server]])
 
 
 # --- duckdb.set_user_mapping -------------------------------------------------
@@ -465,9 +472,6 @@ def set_user_mapping(plpy, GD, server_name, role_name, options_json):
     return None
 
 
-QUIET_KEY = "duckdb_secrets.quiet"
-
-
 def quiet_refusal(plpy, GD):
     """A helper is about to refuse a call whose text may carry secret values
     (literal arguments): have the error logged without the statement, as the
@@ -475,20 +479,16 @@ def quiet_refusal(plpy, GD):
     subtransaction), which brings the session's setting back."""
     if GD.get("duckdb_secrets.version") in ("0.1.0", "0.2.0", "0.3.0"):
         return
-    nonce = os.urandom(16).hex()
-    GD[QUIET_KEY] = nonce
-    try:
-        plpy.execute(session(GD).plan(plpy, "quiet", "SELECT duckdb._quiet_refusal($1)", ["text"]), [nonce])
-    except plpy.SPIError:
-        pass                # the refusal itself matters more
-    finally:
-        GD.pop(QUIET_KEY, None)
+    with tokens.issued(GD, tokens.QUIET) as nonce:
+        try:
+            plpy.execute(session(GD).plan(plpy, "quiet", "SELECT duckdb._quiet_refusal($1)", ["text"]), [nonce])
+        except plpy.SPIError:
+            pass                # the refusal itself matters more
 
 
 def quiet_refusal_impl(plpy, GD, nonce):
     """Body of SECURITY DEFINER duckdb._quiet_refusal(): only for this package's code."""
-    token = GD.pop(QUIET_KEY, None)
-    if token is None or nonce is None or token != nonce:
+    if tokens.redeem(GD, tokens.QUIET, nonce) is None:
         raise PgError(INSUFFICIENT_PRIVILEGE, "duckdb._quiet_refusal is internal to duckdb_secrets")
     plpy.execute("SELECT pg_catalog.set_config('log_min_error_statement', 'panic', false), "
                  "pg_catalog.set_config('log_error_verbosity', 'terse', false)")
@@ -503,14 +503,10 @@ def _store(plpy, GD, server_name, role_oid, options):
     if sealing is not None:
         options, _ = crypto.seal_options(sealing, options, server_name, _role_label(plpy, role_oid),
                                          catalog.SEALED)
-    nonce = os.urandom(16).hex()
-    GD[CALLER_KEY] = (nonce, role_oid)
-    try:
+    with tokens.issued(GD, tokens.CALLER, role_oid) as nonce:
         plan = session(GD).plan(plpy, "store_mapping", "SELECT duckdb._store_mapping_options($1, $2, $3)",
                                 ["text", "text", "text[]"])
         plpy.execute(plan, [nonce, server_name, options])
-    finally:
-        GD.pop(CALLER_KEY, None)
 
 
 # --- duckdb.reencrypt_secrets ------------------------------------------------
@@ -562,5 +558,5 @@ def reencrypt_secrets(plpy, GD):
             plpy.execute(sess.plan(plpy, "update_mapping", UPDATE_MAPPING_SQL, ["oid", "text[]"]), [m["oid"], out])
             rewritten += changed
     if rewritten:
-        plpy.execute("SELECT duckdb._bump()")
+        bump(plpy, GD)
     return rewritten

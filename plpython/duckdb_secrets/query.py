@@ -22,9 +22,8 @@ PostgreSQL's "structure of query does not match" error (retype()).
 import datetime
 import json
 import re
-from operator import itemgetter
 
-from . import statements
+from . import arrowstream, statements
 from .errors import PgError, from_duckdb
 
 FIELD, ROW, NULL, ALONE = "\x01", "\x02", "\x03", "\x04"
@@ -153,7 +152,8 @@ def py_row(pg_types):
     return fmt
 
 
-_FIRST = itemgetter(0)
+def _unterminated(row):
+    return row[0][:-1]
 _RISKY = re.compile("[\x01-\x04]")
 
 
@@ -174,12 +174,13 @@ def fetch_sql(pg_types, names=None):
 
 
 class Pending:
-    """A DuckDB result waiting to be fetched by duckdb._query_chunks()."""
+    """A DuckDB result waiting to be fetched by duckdb._query_chunks().
 
-    def __init__(self, fetch, first, duck_types, pg_types, names, cell_scrub=None, owner=None, rowfmt=None):
-        self.rowfmt = rowfmt or _FIRST     # a fetched row -> its string (row_sql, py_row)
-        self.fetch = fetch          # fetch(n): the next n rows (an Engine.call PostgreSQL can stop)
-        self.first = first          # the first batch, fetched in the same call as the statement ran
+    source: an iterator of runs of formatted rows, each (joined text, None)
+    or (None, [row, ...]) when a row in it came on its own (ALONE)."""
+
+    def __init__(self, source, duck_types, pg_types, names, cell_scrub=None, owner=None):
+        self.source = source
         self.duck_types = duck_types
         self.pg_types = list(pg_types)      # DuckDB's, as PostgreSQL types
         self.declared = list(pg_types)      # what the caller's column list says (retype())
@@ -196,32 +197,21 @@ class Pending:
     def fetch_sql(self):
         return fetch_sql(self.declared, self.names)
 
-    def _batches(self, batch):
-        first, self.first = self.first, None
-        if first is not None:
-            if first:
-                yield first
-            if len(first) < BATCH:
-                return
-        while True:
-            chunk = self.fetch(batch)
-            if not chunk:
-                return
-            yield chunk
-
-    def chunks(self, batch=50000):
-        """(rows joined, None) per chunk; (None, array literal) for a row that
+    def chunks(self):
+        """(rows joined, None) per run; (None, array literal) for a row that
         holds a separator (it came formatted on its own)."""
         try:
-            for chunk in self._batches(batch):
-                if self.rowfmt is not _FIRST:
-                    chunk = [(r,) for r in map(self.rowfmt, chunk)]
-                text = ROW.join(map(_FIRST, chunk))
-                if ALONE not in text:
+            for text, rows in self.source:
+                if text is not None:
+                    if "\x00" in text:
+                        raise self._nul(text)
                     yield (self._scrubbed(text), None)
                     continue
+                for row in rows:
+                    if "\x00" in row:
+                        raise self._nul(row)
                 run = []
-                for (row,) in chunk:
+                for row in rows:
                     if row.startswith(ALONE):
                         if run:
                             yield (self._scrubbed(ROW.join(run)), None)
@@ -233,6 +223,21 @@ class Pending:
                     yield (self._scrubbed(ROW.join(run)), None)
         except Exception as e:  # noqa: BLE001 - raised by _query_end, never to PL/Python
             self.error = e if isinstance(e, PgError) else from_duckdb(e)
+
+    def _nul(self, text):
+        """PostgreSQL text cannot hold a NUL character: an error naming the column
+        (never a value cut short, nor the rows after it dropped)."""
+        at = text.index("\x00")
+        start = text.rfind(ROW, 0, at) + 1
+        row = text[start:]
+        col = None
+        if not row.startswith(ALONE):
+            col = row[:at - start].count(FIELD)
+        where = (f'column {col + 1} ("{self.names[col]}")' if col is not None and col < len(self.names)
+                 else "a column")
+        return PgError("22021", f"DuckDB returned a value with a NUL character in {where}",
+                       detail="PostgreSQL text cannot hold the character \\0.",
+                       hint="Remove it in the DuckDB query, e.g. replace(value, chr(0), '').")
 
     def _scrubbed(self, text):
         return text if self.scrub is None else self.scrub(text)
@@ -285,33 +290,83 @@ def execute(plpy, duckdb, engine, sql, deadline=None):
     return engine.call(plpy, deadline, engine.con.execute, sql)
 
 
-BATCH = 10000
+BATCH = 10000       # rows fetched with the statement (Python values)
+FETCH = 50000       # rows per later fetch
 
 
 def _unique(names):
-    """Column names PostgreSQL can take: at most 63 bytes, none twice."""
-    out, used = [], set()
-    for name in names:
-        base = str(name).encode()[:63].decode(errors="ignore") or "column"
+    """Column names PostgreSQL can take: at most 63 bytes, none twice (a
+    repeated name gets _1, _2, ..., never one another column has)."""
+    cut = [str(n).encode()[:63].decode(errors="ignore") or "column" for n in names]
+    reserved, used, out = set(cut), set(), []
+    for base in cut:
         name, k = base, 1
-        while name in used:
+        while name in used or (name != base and name in reserved):
             name, k = f"{base[:56]}_{k}", k + 1
         used.add(name)
         out.append(name)
     return out
 
 
+def _arrow_runs(stream, first, call):
+    """Runs of a one-column result read through the Arrow C stream: each run
+    one copy out of DuckDB's buffer (rows end with ROW, so it is joined already)."""
+    batch = first
+    while batch is not None:
+        try:
+            for start, stop in batch.runs():
+                text = batch.text(start, stop)
+                if ALONE in text:
+                    yield None, [batch.row(i)[:-1] for i in range(start, stop)]
+                else:
+                    yield text[:-1], None
+        finally:
+            batch.release()
+        batch = call(stream.next)
+
+
+def _fetched_runs(first, fetch, rowfmt):
+    """Runs of a result fetched as Python values and formatted here (py_row)."""
+    chunk = first
+    while chunk:
+        rows = list(map(rowfmt, chunk))
+        text = ROW.join(rows)
+        yield (None, rows) if ALONE in text else (text, None)
+        if len(chunk) < BATCH:
+            return
+        chunk = fetch(FETCH)
+
+
+def _duckdb_error(duckdb, message):
+    """A message of DuckDB's ('IO Error: ...') as the DuckDB exception it names.
+    A LINE excerpt would quote the formatting query (row_sql), not the caller's: left out."""
+    message = message.split("\n\nLINE ", 1)[0]
+    classes = {n.lower(): c for n, c in vars(duckdb).items()
+               if n.endswith("Exception") and isinstance(c, type) and issubclass(c, duckdb.Error)}
+    m = re.match(r"([A-Za-z ]+?) Error: ", message)
+    cls = classes.get(m.group(1).replace(" ", "").lower() + "exception") if m else None
+    return (cls or duckdb.Error)(message)
+
+
+def _next_batch(duckdb, stream):
+    try:
+        return stream.next()
+    except arrowstream.StreamError as e:
+        raise _duckdb_error(duckdb, str(e)) from None
+
+
 def start(plpy, duckdb, engine, sql, cell_scrub=None, owner=None, deadline=None, fetch=True):
     """Run sql; return a Pending result, or None if the statement returns no rows.
     fetch=False: only describe the result (a single query is not run).
 
-    A single query is formatted by DuckDB (row_sql over the query's relation);
-    anything else (several statements, INSERT ... RETURNING, EXPLAIN, CALL, a
-    CREATE TABLE AS and its count) runs as is and its rows are formatted here."""
+    A single query is formatted by DuckDB (row_sql over the query's relation)
+    and read through the Arrow C stream; anything else (several statements,
+    INSERT ... RETURNING, EXPLAIN, CALL, a CREATE TABLE AS and its count) runs
+    as is and its rows are formatted here."""
     stmts = statements.check(duckdb, engine.con, sql, engine.profile.superuser)
     engine.forget_refusals()
     single_query = len(stmts) == 1 and stmts[0].type == duckdb.StatementType.SELECT
-    holder = {}
+    got = {}
 
     def run():
         if single_query:
@@ -320,27 +375,51 @@ def start(plpy, duckdb, engine, sql, cell_scrub=None, owner=None, deadline=None,
             except (duckdb.BinderException, duckdb.CatalogException):
                 engine.con.execute(sql)     # not bound, so not run: DuckDB's error with its LINE
                 raise
-            columns, types = rel.columns, [str(t) for t in rel.types]
-        else:
-            rel = engine.con.execute(sql)
-            if not rel.description:
-                return None
-            columns, types = [d[0] for d in rel.description], [str(d[1]) for d in rel.description]
-        kinds = [column_type(t) for t in types]
-        holder["desc"] = (columns, types, [k[0] for k in kinds])
-        if not fetch:
-            return None
-        out = rel.project(row_sql([k[1] for k in kinds], holder["desc"][2])) if single_query else rel
-        holder["out"] = out
-        return out.fetchmany(BATCH)     # the statement and its first batch in one guarded call
-    first = engine.call(plpy, deadline, run)
-    if "desc" not in holder:
+            got["desc"] = (rel.columns, [str(t) for t in rel.types])
+            if fetch:
+                _single_query(duckdb, rel, got)
+            return
+        rel = engine.con.execute(sql)
+        if rel.description:
+            got["desc"] = ([d[0] for d in rel.description], [str(d[1]) for d in rel.description])
+            if fetch:
+                got["rel"], got["first"] = rel, rel.fetchmany(BATCH)
+    engine.call(plpy, deadline, run)
+    if "desc" not in got:
         return None
-    names, types, pg_types = holder["desc"]
-    out = holder.get("out")
-    return Pending(None if out is None else (lambda n: engine.call(plpy, deadline, out.fetchmany, n)),
-                   first, types, pg_types, _unique(names), cell_scrub, owner,
-                   None if single_query else py_row(pg_types))
+    names, types = got["desc"]
+    pg_types = [column_type(t)[0] for t in types]
+
+    def call(fn, *args):
+        return engine.call(plpy, deadline, fn, *args)
+    if "stream" in got:
+        source = _arrow_runs(got["stream"], got["first"], lambda fn: call(_next_batch, duckdb, got["stream"]))
+    elif "rel" in got:
+        source = _fetched_runs(got["first"], lambda n: call(got["rel"].fetchmany, n),
+                               got.get("rowfmt") or py_row(pg_types))
+    else:
+        source = iter(())
+    return Pending(source, types, pg_types, _unique(names), cell_scrub, owner)
+
+
+def _single_query(duckdb, rel, got):
+    """Start reading a single query's rows, formatted by DuckDB, through the
+    Arrow C stream (on the engine's guarded thread)."""
+    _, types = got["desc"]
+    kinds = [column_type(t) for t in types]
+    out = rel.project(f"concat({row_sql([k[1] for k in kinds], [k[0] for k in kinds])}, chr(2))")
+    try:
+        capsule = out.__arrow_c_stream__()     # runs the query
+    except duckdb.Error as e:
+        raise _duckdb_error(duckdb, str(e)) from None
+    stream = arrowstream.Stream(capsule)
+    if not stream.usable:       # a string layout we do not read (string views): rows one by one
+        del stream
+        out = rel.project(f"concat({row_sql([k[1] for k in kinds], [k[0] for k in kinds])}, chr(2))")
+        got["rel"], got["first"] = out, out.fetchmany(BATCH)
+        got["rowfmt"] = _unterminated
+        return
+    got["stream"], got["first"] = stream, _next_batch(duckdb, stream)
 
 
 def render(con_result, limit=100):
