@@ -10,7 +10,7 @@ import functools
 import re
 
 from . import catalog, ddl, extensions, query, storage, sync, validation
-from .errors import INTERNAL_ERROR, PgError, Scrubber
+from .errors import INTERNAL_ERROR, NULL_VALUE_NOT_ALLOWED, UNDEFINED_OBJECT, WRONG_OBJECT_TYPE, PgError, Scrubber
 
 OK = "00000"
 
@@ -158,7 +158,7 @@ _ON_DEMAND_WORDS = re.compile(r"(?i)\b(" + "|".join(sorted(_ON_DEMAND, key=len, 
 
 def _engine_for(plpy, GD, fn, sql):
     if sql is None:
-        raise PgError("22004", f"the query passed to duckdb.{fn} must not be null")
+        raise PgError(NULL_VALUE_NOT_ALLOWED, f"the query passed to duckdb.{fn} must not be null")
     sess = sync.ensure(plpy, GD, require=fn)
     if sess.engine.profile.superuser:
         # Non-superusers' engines hold no such secret and may attach nothing they would need.
@@ -244,7 +244,7 @@ def query_columns(plpy, GD, sql):
     import duckdb
     pending = query.start(plpy, duckdb, sess.engine, sql, owner=sess.caller, deadline=sess.deadline, fetch=False)
     if pending is None:
-        raise PgError("42809", "the DuckDB statement returns no rows",
+        raise PgError(WRONG_OBJECT_TYPE, "the DuckDB statement returns no rows",
                       hint="Give a query: SELECT, FROM, VALUES, SHOW, DESCRIBE, ...")
     return _value(sess.scrub(pending.coldef(named=True)))
 
@@ -382,12 +382,12 @@ def secrets(plpy, GD):
 def store_table_secret(plpy, GD, server_name, table_name, include_sensitive):
     """duckdb.store_table_secret(): a server's secret, as the current role uses it, into a table."""
     if server_name is None:
-        raise PgError("22004", "the server name must not be null")
+        raise PgError(NULL_VALUE_NOT_ALLOWED, "the server name must not be null")
     sess = sync.ensure(plpy, GD)
     found = [(n, v) for n, v in [*sess.loaded.items(), *sess.not_in_engine.items()]
              if sess.origins.get(n) == "server" and v.server == server_name]
     if not found:
-        raise PgError("42704", f'no DuckDB secret for server "{validation.shown(server_name)}"',
+        raise PgError(UNDEFINED_OBJECT, f'no DuckDB secret for server "{validation.shown(server_name)}"',
                       hint="duckdb.secrets() lists the secrets the current role can use; the server needs "
                            "a user mapping for this role (or PUBLIC) if it has sensitive options.")
     spec = found[0][1].spec

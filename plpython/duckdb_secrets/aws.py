@@ -15,7 +15,7 @@ The instance-metadata endpoint is used only when a chain names "instance".
 import datetime
 import os
 
-from .errors import FDW_INVALID_ATTRIBUTE_VALUE, PgError
+from .errors import FDW_INVALID_ATTRIBUTE_VALUE, UNABLE_TO_CONNECT, PgError
 
 # DuckDB chain member -> botocore credential provider METHODs, in order.
 CHAIN_PROVIDERS = {
@@ -156,7 +156,7 @@ def resolve(params, server, settings):
         raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, f'invalid role to assume for server "{server}"',
                       detail=str(e)) from None
     except botocore.exceptions.BotoCoreError as e:
-        raise PgError("08001", f'could not reach AWS STS for server "{server}"', detail=str(e)) from None
+        raise PgError(UNABLE_TO_CONNECT, f'could not reach AWS STS for server "{server}"', detail=str(e)) from None
     return Resolved(out["AccessKeyId"], out["SecretAccessKey"], out.get("SessionToken"), out.get("Expiration"))
 
 

@@ -19,7 +19,7 @@ import hashlib
 import os
 import stat
 
-from .errors import PgError
+from .errors import CONFIG_FILE_ERROR, PgError
 
 PREFIX = "dsenc1:"
 SETTING = "duckdb.encryption_key_file"
@@ -178,7 +178,7 @@ class Keyring:
         try:
             return self.keys()
         except KeyProblem as e:
-            raise PgError("F0000", f"cannot encrypt secret values: {e}", hint=HINT) from None
+            raise PgError(CONFIG_FILE_ERROR, f"cannot encrypt secret values: {e}", hint=HINT) from None
 
     def open(self, options, server, role):
         """options with every sealed value opened; raises KeyProblem."""

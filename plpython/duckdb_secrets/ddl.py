@@ -12,7 +12,9 @@ from .errors import (
     INSUFFICIENT_PRIVILEGE,
     INVALID_PARAMETER_VALUE,
     NULL_VALUE_NOT_ALLOWED,
+    OBJECT_NOT_IN_PREREQUISITE_STATE,
     UNDEFINED_OBJECT,
+    WRONG_OBJECT_TYPE,
     MissingMapping,
     PgError,
     Scrubber,
@@ -455,7 +457,7 @@ def set_user_mapping(plpy, GD, server_name, role_name, options_json):
         raise PgError(UNDEFINED_OBJECT, f'server "{validation.shown(server_name)}" does not exist')
     r = rows[0]
     if r["fdwname"] != "duckdb":
-        raise PgError("42809", f'server "{validation.shown(server_name)}" is not a duckdb secret',
+        raise PgError(WRONG_OBJECT_TYPE, f'server "{validation.shown(server_name)}" is not a duckdb secret',
                       detail=f'It belongs to foreign-data wrapper "{validation.shown(r["fdwname"])}".')
     if not (r["owner"] or (role_oid == r["me"] and r["usage"])):
         whose = "PUBLIC" if role_oid == 0 else "role " + role_sql
@@ -530,7 +532,7 @@ def reencrypt_secrets(plpy, GD):
     sess = session(GD)
     keys = keyring(plpy, sess)
     if not keys.configured:
-        raise PgError("55000", f"{crypto.SETTING} is not set",
+        raise PgError(OBJECT_NOT_IN_PREREQUISITE_STATE, f"{crypto.SETTING} is not set",
                       hint="Set it in postgresql.conf (or ALTER SYSTEM) and reload; " + crypto.HINT)
     sealing = keys.sealing()
     rewritten = 0

@@ -16,7 +16,14 @@ import re
 import shutil
 
 from . import catalog, egress, interrupts
-from .errors import INSUFFICIENT_PRIVILEGE, INTERNAL_ERROR, OBJECT_NOT_IN_PREREQUISITE_STATE, PgError, from_duckdb
+from .errors import (
+    INSUFFICIENT_PRIVILEGE,
+    INTERNAL_ERROR,
+    INVALID_PARAMETER_VALUE,
+    OBJECT_NOT_IN_PREREQUISITE_STATE,
+    PgError,
+    from_duckdb,
+)
 
 # DuckDB extension name -> Python package (wheel) that carries its binary.
 EXTENSION_PACKAGES = {
@@ -58,7 +65,7 @@ def parse_size(value, setting):
     """'1GB', '512MiB', '1000000' (bytes) -> bytes; 22023 naming the setting otherwise."""
     m = _SIZE.match(str(value))
     if not m or float(m.group(1)) <= 0:
-        raise PgError("22023", f'invalid value for parameter "{setting}": "{str(value)[:40]}"',
+        raise PgError(INVALID_PARAMETER_VALUE, f'invalid value for parameter "{setting}": "{str(value)[:40]}"',
                       hint="Use a size such as 512MB or 2GB.")
     # DuckDB reads 'GB' as 1000^3 bytes and 'GiB' as 1024^3, as here.
     return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()])
@@ -181,7 +188,7 @@ def parse_engine_settings(text):
         name, sep, value = item.partition("=")
         name = name.strip().lower()
         if not sep or not _SETTING_NAME.match(name):
-            raise PgError("22023", 'invalid value for parameter "duckdb.engine_settings"',
+            raise PgError(INVALID_PARAMETER_VALUE, 'invalid value for parameter "duckdb.engine_settings"',
                           detail="Each item must be name=value, separated by semicolons.")
         out.append((name, value.strip()))
     return out
@@ -193,7 +200,8 @@ def _threads(value, setting="duckdb.threads"):
     except ValueError:
         n = 0
     if n < 1:
-        raise PgError("22023", f'invalid value for parameter "{setting}"', hint="Use a positive integer.")
+        raise PgError(INVALID_PARAMETER_VALUE, f'invalid value for parameter "{setting}"',
+                      hint="Use a positive integer.")
     return n
 
 

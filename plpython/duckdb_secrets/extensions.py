@@ -6,7 +6,13 @@ superuser's engine loads when it starts; a non-superuser's engine loads only
 what its secrets need, as before."""
 
 from .engine import EXTENSION_PACKAGES, extension_path
-from .errors import PgError
+from .errors import (
+    FEATURE_NOT_SUPPORTED,
+    INSUFFICIENT_PRIVILEGE,
+    INVALID_PARAMETER_VALUE,
+    NULL_VALUE_NOT_ALLOWED,
+    PgError,
+)
 
 # Compiled into DuckDB itself: nothing to install or load.
 BUILT_IN = ("core_functions", "icu", "json", "parquet")
@@ -25,11 +31,12 @@ def shipped():
 def canonical(name):
     """The shipped extension a name means, or a 22023 error listing what is shipped."""
     if name is None or not str(name).strip():
-        raise PgError("22004", "the extension name must not be null or empty")
+        raise PgError(NULL_VALUE_NOT_ALLOWED, "the extension name must not be null or empty")
     key = str(name).strip().lower()
     key = ALIASES.get(key, key)
     if key not in EXTENSION_PACKAGES and key not in BUILT_IN:
-        raise PgError("22023", f'DuckDB extension "{str(name)[:64]}" is not shipped with duckdb_secrets',
+        raise PgError(INVALID_PARAMETER_VALUE,
+                      f'DuckDB extension "{str(name)[:64]}" is not shipped with duckdb_secrets',
                       detail="Shipped: " + ", ".join(shipped()) + ".",
                       hint="duckdb_secrets never downloads an extension; these come with it as Python wheels.")
     return key
@@ -37,7 +44,7 @@ def canonical(name):
 
 def check_source(source):
     if source is not None and str(source).strip().lower() not in ("core", ""):
-        raise PgError("0A000", "duckdb_secrets installs extensions only from the wheels it ships",
+        raise PgError(FEATURE_NOT_SUPPORTED, "duckdb_secrets installs extensions only from the wheels it ships",
                       detail=f'Repository "{str(source)[:64]}" was given; nothing is ever downloaded.',
                       hint="Leave the source out, or give 'core'.")
 
@@ -56,7 +63,7 @@ def load(plpy, engine, name, deadline=None):
     if name in BUILT_IN or name in engine.extensions:
         return
     if not engine.profile.superuser:
-        raise PgError("42501", f'permission denied to load DuckDB extension "{name}"',
+        raise PgError(INSUFFICIENT_PRIVILEGE, f'permission denied to load DuckDB extension "{name}"',
                       detail="A non-superuser's engine has the extensions its secrets need, and no other.",
                       hint="A superuser can load it into their own engine, or give the role a secret of a type "
                            "that needs it.")

@@ -24,7 +24,7 @@ import json
 import re
 
 from . import arrowstream, statements
-from .errors import PgError, from_duckdb
+from .errors import CHARACTER_NOT_IN_REPERTOIRE, PgError, from_duckdb
 
 FIELD, ROW, NULL, ALONE = "\x01", "\x02", "\x03", "\x04"
 
@@ -235,7 +235,7 @@ class Pending:
             col = row[:at - start].count(FIELD)
         where = (f'column {col + 1} ("{self.names[col]}")' if col is not None and col < len(self.names)
                  else "a column")
-        return PgError("22021", f"DuckDB returned a value with a NUL character in {where}",
+        return PgError(CHARACTER_NOT_IN_REPERTOIRE, f"DuckDB returned a value with a NUL character in {where}",
                        detail="PostgreSQL text cannot hold the character \\0.",
                        hint="Remove it in the DuckDB query, e.g. replace(value, chr(0), '').")
 

@@ -21,7 +21,7 @@ partitioned) table owned by the current role or by a superuser.
 import re
 
 from . import catalog, serialized, validation
-from .errors import INSUFFICIENT_PRIVILEGE, PgError
+from .errors import DATATYPE_MISMATCH, INSUFFICIENT_PRIVILEGE, INVALID_PARAMETER_VALUE, INVALID_SCHEMA_NAME, PgError
 
 SETTING = "duckdb.secret_storage_table"
 DEFAULT_SCHEMA = "public"
@@ -45,7 +45,7 @@ def parse_table_name(text):
             continue
         break
     if pos != len(text) or not 1 <= len(parts) <= 2:
-        raise PgError("22023", f'invalid value for parameter "{SETTING}"',
+        raise PgError(INVALID_PARAMETER_VALUE, f'invalid value for parameter "{SETTING}"',
                       detail="It must be a table name, optionally schema-qualified.",
                       hint="Use for example duckdb_secrets or myschema.duckdb_secrets; '' turns table secrets off.")
     return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
@@ -245,12 +245,12 @@ def _target_table(plpy, sess, table_name):
     if table_name is None:
         args = lookup_args(admin_setting(plpy, sess))
         if args is None:
-            raise PgError("22023", "table secrets are turned off",
+            raise PgError(INVALID_PARAMETER_VALUE, "table secrets are turned off",
                           hint=f"Name a table, or set {SETTING} in postgresql.conf.")
     else:
         args = lookup_args(table_name)
         if args is None:
-            raise PgError("22023", "the table name must not be empty")
+            raise PgError(INVALID_PARAMETER_VALUE, "the table name must not be empty")
     schemas, name = args
     rows = plpy.execute(sess.plan(plpy, "table_lookup", LOOKUP_SQL, ["text[]", "text"]), [schemas, name])
     if rows:
@@ -261,7 +261,8 @@ def _target_table(plpy, sess, table_name):
                           f'{rows[0]["distrust"]}',
                           hint="Secret tables must be tables owned by the current role or by a superuser.")
         if not rows[0]["shaped"]:
-            raise PgError("42804", f'table {rows[0]["qualified"]} does not have the layout of a DuckDB secret table',
+            raise PgError(DATATYPE_MISMATCH,
+                          f'table {rows[0]["qualified"]} does not have the layout of a DuckDB secret table',
                           detail="It needs secret_name varchar, secret_type varchar and serialized_secret bytea.")
         return rows[0]["qualified"], False
     # Create it at the named place (its schema must exist).
@@ -269,7 +270,7 @@ def _target_table(plpy, sess, table_name):
         "SELECT n.nspname::text AS s FROM pg_catalog.pg_namespace n WHERE n.nspname = ANY($1) "
         "ORDER BY pg_catalog.array_position($1, n.nspname::text) LIMIT 1", ["text[]"]), [schemas])
     if not have:
-        raise PgError("3F000", f'schema "{validation.shown(schemas[0])}" does not exist')
+        raise PgError(INVALID_SCHEMA_NAME, f'schema "{validation.shown(schemas[0])}" does not exist')
     qualified = plpy.execute(plpy.prepare("SELECT pg_catalog.quote_ident($1) || '.' || pg_catalog.quote_ident($2) AS q",
                                           ["text", "text"]), [have[0]["s"], name])[0]["q"]
     plpy.execute(CREATE_SQL.format(table=qualified))

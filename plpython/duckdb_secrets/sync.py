@@ -17,7 +17,17 @@ from collections import namedtuple
 
 from . import aws, catalog, crypto, egress, extensions, interrupts, storage, tokens, validation
 from .engine import Engine, Profile, parse_engine_settings, quote_ident, secret_sql
-from .errors import INSUFFICIENT_PRIVILEGE, NO_SCRUB, MissingMapping, PgError, Scrubber, from_duckdb
+from .errors import (
+    FDW_INVALID_ATTRIBUTE_VALUE,
+    INSUFFICIENT_PRIVILEGE,
+    INVALID_PARAMETER_VALUE,
+    NO_SCRUB,
+    OBJECT_NOT_IN_PREREQUISITE_STATE,
+    MissingMapping,
+    PgError,
+    Scrubber,
+    from_duckdb,
+)
 
 FINGERPRINT_SQL = """
 SELECT g.n, g.xmin::text AS gx, r.oid AS role, pg_catalog.statement_timestamp()::text AS st,
@@ -308,7 +318,7 @@ def lock_timeout(value):
     """duckdb.attach_lock_timeout -> a PostgreSQL lock_timeout value ('0' turns it off)."""
     m = _TIMEOUT.match(DEFAULT_LOCK_TIMEOUT if value is None or not value.strip() else value)
     if not m:
-        raise PgError("22023", 'invalid value for parameter "duckdb.attach_lock_timeout"',
+        raise PgError(INVALID_PARAMETER_VALUE, 'invalid value for parameter "duckdb.attach_lock_timeout"',
                       hint="Use a duration such as 5s, 500ms or 1min; 0 turns the limit off.")
     return m.group(1) + (m.group(2) or "ms")
 
@@ -350,8 +360,9 @@ def _exported(sess, srvname, spec, desired, settings, now):
     if t == "postgres" and "aws_rds_secret" in spec["params"]:
         rds_name = validation.engine_name(spec["params"]["aws_rds_secret"])
         if rds_name not in desired or desired[rds_name][1]["type"] != "rds":
-            raise PgError("HV024", f'server "{validation.shown(spec["params"]["aws_rds_secret"])}" named by '
-                                   "aws_rds_secret is not an rds secret this role may use")
+            raise PgError(FDW_INVALID_ATTRIBUTE_VALUE,
+                          f'server "{validation.shown(spec["params"]["aws_rds_secret"])}" named by '
+                          "aws_rds_secret is not an rds secret this role may use")
         rds_server, rds_spec = desired[rds_name]
         key = _digest(rds_spec)
         cached = sess.tokens.get(srvname)
@@ -591,7 +602,7 @@ def _observe(plpy, GD, sess, require):
         sess.table_args = (rows[0]["tbl"],) + (args if args is not None else (None, None))
         rows = plpy.execute(plan, list(sess.table_args[1:]) + extra)
     if not rows:
-        raise PgError("55000", "duckdb_secrets is not set up in this database",
+        raise PgError(OBJECT_NOT_IN_PREREQUISITE_STATE, "duckdb_secrets is not set up in this database",
                       hint="CREATE EXTENSION duckdb_secrets CASCADE;")
     r = rows[0]
     sess.caller = caller()
