@@ -129,3 +129,59 @@ def _existing(conn):
     return [n for (n,) in conn.execute(
         "SELECT srvname FROM pg_foreign_server s JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw "
         "WHERE w.fdwname = 'duckdb' AND srvname LIKE 'm%' ORDER BY srvname")]
+
+
+# --- found by a red team (incremental sync) ------------------------------------------
+
+def _names(conn, storage="memory"):
+    return {n for (n,) in conn.execute("SELECT name FROM duckdb.secrets() WHERE storage = %s "
+                                       "AND origin = 'server'", (storage,))}
+
+
+def test_a_change_that_rebuilds_the_engine_keeps_every_other_secret(db):
+    """An owner or endpoint change gives the engine a new profile: the new engine
+    gets every secret, not only the changed one."""
+    c = db.conn
+    other = db.role("admin2", superuser=True)
+    for name in ("e1", "e2", "e3"):
+        c.execute(f"CREATE SERVER {name} TYPE 's3' FOREIGN DATA WRAPPER duckdb OPTIONS (scope 's3://{name}')")
+        c.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER {name} OPTIONS (key_id 'K{name}', secret 'S-{name}-0')")
+    reader = db.role("rebuild")
+    c.execute(f'GRANT EXECUTE ON FUNCTION duckdb.query(text) TO "{reader}"')
+    c.execute(f'GRANT USAGE ON FOREIGN SERVER e1, e2, e3 TO "{reader}"')
+    r = db.connect(reader)
+    assert _names(r) == {"e1", "e2", "e3"}
+    c.execute("ALTER SERVER e3 OPTIONS (ADD endpoint '127.0.0.2:9')")      # new reach: a new engine
+    assert _names(r) == {"e1", "e2", "e3"}
+    c.execute(f'ALTER SERVER e3 OWNER TO "{other}"')
+    assert _names(r) == {"e1", "e2", "e3"}
+    assert _names(db.conn) == {"e1", "e2", "e3"}
+
+
+def test_noinherit_takes_a_groups_server_away_mid_session(db):
+    c = db.conn
+    group, reader = db.role("grp", login=False), db.role("member")
+    c.execute("CREATE SERVER via_group TYPE 's3' FOREIGN DATA WRAPPER duckdb OPTIONS (scope 's3://via')")
+    c.execute("CREATE USER MAPPING FOR PUBLIC SERVER via_group OPTIONS (key_id 'KG', secret 'S-group-0')")
+    c.execute(f'GRANT USAGE ON FOREIGN SERVER via_group TO "{group}"')
+    c.execute(f'GRANT "{group}" TO "{reader}"')
+    c.execute(f'GRANT EXECUTE ON FUNCTION duckdb.query(text) TO "{reader}"')
+    r = db.connect(reader)
+    assert "via_group" in _names(r)
+    c.execute(f'ALTER ROLE "{reader}" NOINHERIT')
+    assert "via_group" not in _names(r)
+    c.execute(f'ALTER ROLE "{reader}" INHERIT')
+    assert "via_group" in _names(r)
+
+
+def test_reassign_owned_is_seen_mid_session(db):
+    """REASSIGN OWNED fires no event trigger: a superuser's engine still stops
+    taking a server that a non-administrator now owns."""
+    c = db.conn
+    admin2, lesser = db.role("admin2", superuser=True), db.role("lesser")
+    c.execute("CREATE SERVER moved TYPE 's3' FOREIGN DATA WRAPPER duckdb OPTIONS (scope 's3://moved')")
+    c.execute(f'ALTER SERVER moved OWNER TO "{admin2}"')
+    watcher = db.connect()
+    assert "moved" in _names(watcher)
+    c.execute(f'REASSIGN OWNED BY "{admin2}" TO "{lesser}"')
+    assert "moved" in _names(watcher, "skipped")

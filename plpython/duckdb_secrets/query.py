@@ -93,11 +93,14 @@ def row_sql(formats, pg_types):
     if len(fields) == 1:
         row += ", chr(1)"               # never empty: an empty string is no row to string_to_table
     row = f"concat({row})"
-    risky = [f for f, pg in zip(fields, pg_types, strict=True) if pg not in _PLAIN]
+    risky = [(i, f) for i, (f, pg) in enumerate(zip(fields, pg_types, strict=True)) if pg not in _PLAIN]
     if not risky:
         return row
     alone = ", ',', ".join(f"CASE WHEN {f} IS NULL THEN 'NULL' ELSE {_quoted(f)} END" for f in fields)
-    cond = " OR ".join(f"contains({f}, chr({c}))" for f in risky for c in (1, 2, 3, 4))
+    # What would be misread: a separator anywhere, a value that is exactly the
+    # NULL mark, a row that would begin with the ALONE mark.
+    cond = " OR ".join(f"contains({f}, chr(1)) OR contains({f}, chr(2)) OR {f} = chr(3)"
+                       + (f" OR starts_with({f}, chr(4))" if i == 0 else "") for i, f in risky)
     return f"CASE WHEN {cond} THEN concat(chr(4), '{{', {alone}, '}}') ELSE {row} END"
 
 

@@ -41,9 +41,14 @@ SELECT g.n, g.xmin::text AS gx, r.oid AS role, pg_catalog.statement_timestamp():
        pg_catalog.current_setting('duckdb.secret_storage_table', true) AS tbl,
        pg_catalog.current_setting('duckdb.attach_lock_timeout', true) AS alt,
        t.oid AS tbl_oid, t.qualified AS tbl_name, t.distrust AS tbl_distrust, t.readable AS tbl_read,
+       -- memberships, and which roles do not inherit (ALTER ROLE ... NOINHERIT)
        (SELECT pg_catalog.md5(coalesce(pg_catalog.string_agg(m.roleid::text || ':' || m.member::text,
-                                                             ',' ORDER BY m.roleid, m.member), ''))
+                                                             ',' ORDER BY m.roleid, m.member), '')
+                              || coalesce((SELECT pg_catalog.string_agg(n.oid::text, ',' ORDER BY n.oid)
+                                             FROM pg_catalog.pg_roles n WHERE NOT n.rolinherit), ''))
           FROM pg_catalog.pg_auth_members m) AS am,
+       -- who owns each server: REASSIGN OWNED changes it without an event trigger
+       (SELECT pg_catalog.sum(s.oid::int8 * s.srvowner::int8) FROM pg_catalog.pg_foreign_server s)::text AS srvown,
        -- who is a superuser decides whose servers count as an administrator's
        -- (a change of owner bumps the generation: ALTER SERVER ... OWNER TO)
        (SELECT pg_catalog.string_agg(a.oid::text, ',' ORDER BY a.oid) FROM pg_catalog.pg_roles a
@@ -483,7 +488,7 @@ class Observed:
     def __init__(self, row, table):
         self.row, self.table = row, table
         self.key = (row["n"], row["gx"], row["role"], row["rolsuper"], row["rd"], row["wr"], row["mem"],
-                    row["thr"], row["am"], row["conf"], row["alt"], row["owners"], table.key())
+                    row["thr"], row["am"], row["conf"], row["alt"], row["owners"], row["srvown"], table.key())
         self.changed = row.get("changed")       # server oids changed since the last sync, or None
         self.writing = bool(row.get("writing"))
 
@@ -569,7 +574,10 @@ def ensure(plpy, GD, require=None):
     if state is None:           # everything: the first sync, or a change a patch does not follow
         sess.context = _context(plpy, sess, obs)
         state, touched = _full(plpy, GD, sess, obs, now), None
+    engine = sess.engine
     _prepare_engine(plpy, GD, sess, obs, state, sess.state if touched is not None else None, touched)
+    if sess.engine is not engine:
+        touched = None          # a new engine holds nothing yet: every secret goes in
     guard = sess.engine.guard(sess.deadline)
     warnings = guard.run(_apply, sess, state.exported, state.origins, guard, touched)
     for text in warnings:
