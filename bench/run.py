@@ -45,20 +45,21 @@ def baseline(*args):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def peak_rss_of(pid):
+def _status_bytes(pid, field):
+    """A memory figure of /proc/<pid>/status (VmRSS, VmHWM, ...) in bytes."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def peak_rss_of(pid):
+    return _status_bytes(pid, "VmHWM")
 
 
 def rss_of(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
+    return _status_bytes(pid, "VmRSS")
 
 
 class Bench:
