@@ -15,7 +15,7 @@ import os
 import sys
 import time
 
-from shapes import SHAPES
+from common import SHAPES, proc_memory
 
 DEPS = sys.argv[1]
 sys.path.insert(0, DEPS)
@@ -79,11 +79,13 @@ def main():
         assert len(rows) == n
         print(json.dumps({"seconds": time.perf_counter() - t0}))
     elif what == "rss":
+        before = proc_memory()
         con = connect()
         con.execute(f"LOAD '{ext('httpfs')}'")
         create_secrets(con, 10)
         con.execute("SELECT 1").fetchall()
-        print(json.dumps({"bytes": rss()}))
+        after = proc_memory()
+        print(json.dumps({"bytes": rss(), "added": {k: after[k] - before[k] for k in after}}))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 localenv = importlib.import_module("localenv")
 sys.path.insert(0, HERE)
-SHAPES = importlib.import_module("shapes").SHAPES
+_common = importlib.import_module("common")
+SHAPES, proc_memory = _common.SHAPES, _common.proc_memory
 
 DEPS = subprocess.run(["pg_config", "--pkglibdir"], capture_output=True, text=True,
                       check=True).stdout.strip() + "/duckdb_secrets/deps"
@@ -234,9 +235,26 @@ class Bench:
             c.execute(S3_READ).fetchall()
             pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
             ours = rss_of(pid)
-        base = median([baseline("rss")["bytes"] for _ in range(3)])
+        runs = [baseline("rss") for _ in range(3)]
+        base = median([r["bytes"] for r in runs])
         self.record("4. backend RSS after first use (S3) vs bare python with DuckDB + httpfs",
                     ours / 2**20, base / 2**20, "MiB", 1.2)
+        # What the extension adds to a backend that has run one trivial PL/Python
+        # function, against what DuckDB + httpfs (+ 10 secrets) add to a bare Python.
+        added = []
+        for _ in range(3):
+            with self.connect() as c:
+                c.execute("SELECT * FROM bench_trivial_srf()").fetchall()
+                pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+                idle = proc_memory(pid)
+                c.execute(S3_READ).fetchall()
+                used = proc_memory(pid)
+                added.append({k: used[k] - idle[k] for k in used})
+        for kind in ("rss", "pss", "uss"):
+            self.record(f"4{'bcd'['rss pss uss'.split().index(kind)]}. {kind.upper()} the extension adds to a backend "
+                        f"(first S3 query, 10 secrets) vs what DuckDB + httpfs add to a bare Python",
+                        median([a[kind] for a in added]) / 2**20, median([r["added"][kind] for r in runs]) / 2**20,
+                        "MiB", 1.2)
         totals = []
         for k in (1, 8, 32):
             conns = [self.connect() for _ in range(k)]
