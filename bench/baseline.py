@@ -4,7 +4,7 @@ with the same pinned DuckDB and extension wheels the server uses.
     /usr/bin/python3 bench/baseline.py DEPS_DIR cold ENDPOINT KEY SECRET
     /usr/bin/python3 bench/baseline.py DEPS_DIR secrets N
     /usr/bin/python3 bench/baseline.py DEPS_DIR rows N
-    /usr/bin/python3 bench/baseline.py DEPS_DIR rss
+    /usr/bin/python3 bench/baseline.py DEPS_DIR rss ENDPOINT KEY SECRET PARQUET_URL
 
 Prints one JSON object with the measured seconds (or bytes).
 """
@@ -38,10 +38,11 @@ def connect():
 
 
 def create_secrets(con, n, endpoint="127.0.0.1:9", key="k", secret="s"):
+    """n S3 secrets; the first for s3://bucket, as bench/run.py's servers."""
     for i in range(n):
         con.execute(f'CREATE OR REPLACE TEMPORARY SECRET "b{i}" (TYPE s3, PROVIDER config, SCOPE ?, '
                     "region ?, endpoint ?, url_style ?, use_ssl ?, key_id ?, secret ?)",
-                    [f"s3://b{i}", "us-east-1", endpoint, "path", False, key, secret])
+                    ["s3://bucket" if i == 0 else f"s3://b{i}", "us-east-1", endpoint, "path", False, key, secret])
 
 
 def rss():
@@ -82,8 +83,9 @@ def main():
         before = proc_memory()
         con = connect()
         con.execute(f"LOAD '{ext('httpfs')}'")
-        create_secrets(con, 10)
-        con.execute("SELECT 1").fetchall()
+        create_secrets(con, 10, sys.argv[3], sys.argv[4], sys.argv[5])
+        # the same first use as the backend's: an S3 read
+        con.execute(f"SELECT count(*) FROM read_parquet('{sys.argv[6]}')").fetchall()
         after = proc_memory()
         print(json.dumps({"bytes": rss(), "added": {k: after[k] - before[k] for k in after}}))
 

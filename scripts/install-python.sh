@@ -30,4 +30,8 @@ if ! cmp -s requirements-server.txt "$DEST/deps/.requirements-server.txt" 2>/dev
     mv "$DEST/deps.new" "$DEST/deps"
 fi
 chmod -R a+rX "$DEST"
+# DuckDB's signature check, once per install instead of at every engine start
+# (plpython/duckdb_secrets/shipped.py): the record names the files that passed
+# (last: it records the files' change times).
+PYTHONPATH="$DEST/python:$DEST/deps" "$PY" -m duckdb_secrets.shipped "$DEST/deps"
 echo "duckdb_secrets Python package and dependencies installed in $DEST"

@@ -4,6 +4,7 @@ template), and a moto S3 server on 127.0.0.1 that checks signatures."""
 
 import os
 import shutil
+import subprocess
 import tempfile
 import uuid
 
@@ -105,6 +106,16 @@ def db(postgresql, cluster):
     d = DB(postgresql, cluster)
     yield d
     d.close()
+
+
+def reverify_shipped():
+    """What make install does last (as root): DuckDB's signature check of the
+    shipped extensions, recorded (plpython/duckdb_secrets/shipped.py). For tests
+    that change an extension file and put it back."""
+    root = os.path.join(subprocess.run(["pg_config", "--pkglibdir"], capture_output=True, text=True,
+                                       check=True).stdout.strip(), "duckdb_secrets")
+    subprocess.run(["/usr/bin/python3", "-m", "duckdb_secrets.shipped", os.path.join(root, "deps")], check=True,
+                   env={**os.environ, "PYTHONPATH": f"{root}/python:{root}/deps"})
 
 
 def fresh_database(cluster, name):

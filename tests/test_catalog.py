@@ -7,7 +7,7 @@ import os
 import psycopg
 import pytest
 
-from duckdb_secrets import catalog, docs
+from duckdb_secrets import aws, catalog, docs
 
 CANARY = "CANARY-cat-4b2e"
 PAIRS = [(t, p) for t in catalog.TYPES.values() for p in t.providers.values()]
@@ -72,6 +72,30 @@ def rds_target(conn):
     conn.execute(f"CREATE USER MAPPING FOR CURRENT_USER SERVER cat_rds OPTIONS (key_id 'AKIAX', secret '{CANARY}')")
 
 
+def test_behaviour_of_types_is_read_from_their_entries():
+    """What the code does differently per type is an attribute of the type's
+    entry; the lists that name types or chain members agree with the catalogue."""
+    import re
+    src = os.path.join(os.path.dirname(__file__), "..", "plpython", "duckdb_secrets")
+    by_name = re.compile(r"""\[["']type["']\]\s*(==|!=|in)\s|\btype_name\s*(==|!=)\s|\bt\s*==\s*["']""")
+    for name in sorted(os.listdir(src)):
+        if name.endswith(".py") and name != "catalog.py":
+            with open(os.path.join(src, name)) as f:
+                hits = [line.strip() for line in f if by_name.search(line)]
+            assert hits == [], f"{name} decides by a type's name: {hits}"
+    assert set(aws.CHAIN_PROVIDERS) == set(catalog.AWS_CHAIN_MEMBERS)
+    assert set(aws.DEFAULT_CHAIN) <= set(catalog.AWS_CHAIN_MEMBERS)
+    for t in catalog.TYPES.values():
+        for p in t.providers.values():
+            chain = p.options.get("chain")
+            if chain is not None and t.aws_credentials:
+                assert set(chain.choices) == set(catalog.AWS_CHAIN_MEMBERS)
+    # the object-store prefixes a non-superuser's engine may name come from the default scopes
+    from duckdb_secrets import engine
+    assert engine.object_store_prefixes({"httpfs"}) == {p for t in catalog.TYPES.values() if t.extension == "httpfs"
+                                                         for p in t.default_scope if "://" in p}
+
+
 def test_every_option_of_every_type_is_accepted_by_duckdb(db):
     """One server per option (plus what the provider requires): the DDL's dry
     run creates each secret in a real DuckDB 1.5.5 with its extensions."""
@@ -130,9 +154,9 @@ def test_each_type_and_provider_exports_with_type_provider_scope_and_redaction(d
     duck = db.conn.execute(
         "SELECT * FROM duckdb.query($$ SELECT type, provider FROM duckdb_secrets() $$) AS t(a text, b text)"
     ).fetchone()
-    if t.name == "rds":
+    if not t.exported:
         assert duck is None
-    elif p.name == "credential_chain" and t.name in catalog.AWS_FAMILY:
+    elif p.name == "credential_chain" and t.aws_credentials and t.exported:
         assert duck == (t.name, "config")
     else:
         assert duck == (t.name, p.name)

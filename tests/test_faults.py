@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 import localenv
-from conftest import assert_clean_error, fresh_database, s3_server_sql, secret_lines
+from conftest import assert_clean_error, fresh_database, reverify_shipped, s3_server_sql, secret_lines
 
 N_SERVERS = 1500          # enough that a sync takes a while
 PARQUET = "s3://bucket/data/numbers.parquet"
@@ -296,6 +296,7 @@ def test_corrupt_truncated_and_missing_extension_file(world):
             assert "make install" in e.value.diag.message_hint
     finally:
         os.replace(backup, HTTPFS)
+        reverify_shipped()          # the restored file is verified again, as make install does
     everything_there_and_working(world)
 
 

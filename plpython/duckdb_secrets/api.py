@@ -9,10 +9,16 @@ scrubbed of every secret value the session knows before they leave.
 import functools
 import re
 
-from . import catalog, ddl, extensions, query, storage, sync, validation
+from . import catalog, extensions, query, storage, sync, validation
 from .errors import INTERNAL_ERROR, NULL_VALUE_NOT_ALLOWED, UNDEFINED_OBJECT, WRONG_OBJECT_TYPE, PgError, Scrubber
 
 OK = "00000"
+
+
+def _ddl():
+    """DDL-time work (validation, dry runs, helpers): not imported by queries."""
+    from . import ddl
+    return ddl
 
 
 def _scrubbed(GD, extra=None):
@@ -67,19 +73,19 @@ def fdw_validator(plpy, GD, options, catalog_oid):
 
 @entry
 def check_ddl(plpy, GD, classid, objid):
-    ddl.check_object(plpy, GD, classid, objid)
+    _ddl().check_object(plpy, GD, classid, objid)
     return None
 
 
 @entry
 def quiet_refusal(plpy, GD, nonce):
-    ddl.quiet_refusal_impl(plpy, GD, nonce)
+    _ddl().quiet_refusal_impl(plpy, GD, nonce)
     return None
 
 
 @entry
 def reencrypt_secrets(plpy, GD):
-    return _value(str(ddl.reencrypt_secrets(plpy, GD)))
+    return _value(str(_ddl().reencrypt_secrets(plpy, GD)))
 
 
 # --- helpers -----------------------------------------------------------------
@@ -88,25 +94,25 @@ def _helper(fn, plpy, GD, args):
     try:
         return _value(fn(plpy, GD, args))
     except Exception as e:
-        e.scrub = Scrubber([args.get(k) for k in ddl.HELPER_SENSITIVE_ARGS])
-        ddl.quiet_refusal(plpy, GD)
+        e.scrub = Scrubber([args.get(k) for k in _ddl().HELPER_SENSITIVE_ARGS])
+        _ddl().quiet_refusal(plpy, GD)
         raise
 
 
 @entry
 def create_simple_secret(plpy, GD, args):
-    return _helper(ddl.create_simple_secret, plpy, GD, args)
+    return _helper(_ddl().create_simple_secret, plpy, GD, args)
 
 
 @entry
 def create_azure_secret(plpy, GD, args):
-    return _helper(ddl.create_azure_secret, plpy, GD, args)
+    return _helper(_ddl().create_azure_secret, plpy, GD, args)
 
 
 @entry
 def set_user_mapping(plpy, GD, server_name, role_name, options):
     try:
-        return _value(ddl.set_user_mapping(plpy, GD, server_name, role_name, options))
+        return _value(_ddl().set_user_mapping(plpy, GD, server_name, role_name, options))
     except Exception as e:
         import json
         try:
@@ -114,7 +120,7 @@ def set_user_mapping(plpy, GD, server_name, role_name, options):
         except (ValueError, AttributeError):
             values = []
         e.scrub = Scrubber(values)
-        ddl.quiet_refusal(plpy, GD)
+        _ddl().quiet_refusal(plpy, GD)
         raise
 
 
@@ -140,7 +146,7 @@ def role_secrets(plpy, GD, nonce):
 
 @entry
 def store_mapping_options(plpy, GD, nonce, server_name, options):
-    ddl.store_mapping_options(plpy, GD, nonce, server_name, options)
+    _ddl().store_mapping_options(plpy, GD, nonce, server_name, options)
     return None
 
 
@@ -203,7 +209,7 @@ def _quiet_if_credentials(plpy, GD, sql, exc):
     logged without, and the error (which DuckDB may have built from the SQL)
     has every literal and credential-looking piece of the SQL masked."""
     if sql and (_CREDENTIALISH.search(sql) or sync.session(GD).scrub(sql) != sql):
-        ddl.quiet_refusal(plpy, GD)
+        _ddl().quiet_refusal(plpy, GD)
         extra = Scrubber(_credentials_in(sql))
         previous = getattr(exc, "scrub", None)
         exc.scrub = extra if previous is None else (lambda text: extra(previous(text)))

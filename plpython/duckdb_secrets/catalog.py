@@ -85,15 +85,6 @@ DUCKDB_SHOWS = frozenset({"http_proxy_password", "scram_client_key", "scram_serv
 PROXY_OPTIONS = frozenset({"http_proxy", "http_proxy_username", "http_proxy_password",
                            "proxy_user_name", "proxy_password"})
 
-# Types whose secrets open database connections from the server process: a
-# non-superuser could point them at this very cluster and authenticate as the
-# server's OS user. Exported to superusers' engines only.
-SUPERUSER_ONLY_TYPES = frozenset({"postgres", "mysql", "rds", "ducklake", "quack", "iceberg", "uc", "unity_catalog"})
-
-# Types whose credential_chain the extension resolves with boto3 (exported to
-# DuckDB as provider config with concrete keys).
-AWS_FAMILY = frozenset({"s3", "r2", "gcs", "aws"})
-
 # What a secret read from a duckdb_secrets table (written by whoever may INSERT
 # there) may not use in a non-superuser's engine: providers that take the
 # server's own identity or environment, and options naming files on the server.
@@ -157,10 +148,14 @@ class Provider:
 
 class SecretType:
     __slots__ = ("name", "extension", "default_provider", "providers", "default_scope", "doc", "aliases",
-                 "excludes", "example", "example_mapping", "hosts", "proxy_option")
+                 "excludes", "example", "example_mapping", "hosts", "proxy_option", "superuser_only",
+                 "aws_credentials", "exported", "rds_token_option", "lock_timeout", "fetches_token",
+                 "opens_prefixes", "helper_name")
 
     def __init__(self, name, extension, default_provider, providers, default_scope=(), doc="", aliases=None,
-                 excludes=None, example=None, example_mapping=None, hosts=(), proxy_option=None):
+                 excludes=None, example=None, example_mapping=None, hosts=(), proxy_option=None,
+                 superuser_only=False, aws_credentials=False, exported=True, rds_token_option=None,
+                 lock_timeout=False, fetches_token=False, opens_prefixes=False, helper_name=None):
         self.name = name
         self.extension = extension
         self.default_provider = default_provider
@@ -178,6 +173,28 @@ class SecretType:
         # The option that routes this type's requests through a proxy, for
         # types whose extension ignores DuckDB's http_proxy setting (azure).
         self.proxy_option = proxy_option
+        # Its secrets open database or catalog connections from the server
+        # process: a non-superuser could point them at this very cluster and
+        # authenticate as the server's OS user. Superusers' engines only.
+        self.superuser_only = superuser_only
+        # Its credential_chain is resolved by this extension with boto3 (and
+        # checked at DDL time); exported to DuckDB as provider config with keys.
+        self.aws_credentials = aws_credentials
+        # False: a token source for other secrets; DuckDB gets no copy (rds).
+        self.exported = exported
+        # The option naming an rds server whose IAM token becomes the password.
+        self.rds_token_option = rds_token_option
+        # Its connections get duckdb.attach_lock_timeout (and a superuser's
+        # ATTACH without SECRET a default secret that carries it).
+        self.lock_timeout = lock_timeout
+        # With OAuth2 client credentials (and no token), DuckDB fetches a token
+        # when it creates the secret: created anew before the token expires.
+        self.fetches_token = fetches_token
+        # Its scopes open http(s) URL prefixes in a non-superuser's engine
+        # (administrators' servers only).
+        self.opens_prefixes = opens_prefixes
+        # The server name duckdb.create_*_secret() gives (then _1, _2, ...).
+        self.helper_name = helper_name or f"simple_{name}_secret"
 
     def provider(self, name):
         return self.providers.get(name or self.default_provider)
@@ -248,27 +265,27 @@ LIBPQ_KEYWORDS = frozenset(o if isinstance(o, str) else o.name for o in _LIBPQ)
 
 
 TYPES = {t.name: t for t in (
-    _type("s3", "httpfs", _aws_family(),
+    _type("s3", "httpfs", _aws_family(), aws_credentials=True,
           default_scope=("s3://", "s3n://", "s3a://"),
           hosts=('.amazonaws.com',),
           doc="Amazon S3 and S3-compatible object stores (MinIO, Ceph, ...).",
           example={"region": "us-east-1", "endpoint": "127.0.0.1:9000", "url_style": "path",
                    "use_ssl": "false", "scope": "s3://bucket"},
           example_mapping={"key_id": "AKIA...", "secret": "..."}),
-    _type("r2", "httpfs", _aws_family(extra_config=("account_id",), extra_chain=("account_id",)),
+    _type("r2", "httpfs", _aws_family(extra_config=("account_id",), extra_chain=("account_id",)), aws_credentials=True,
           default_scope=("r2://",),
           hosts=('.r2.cloudflarestorage.com',),
           doc="Cloudflare R2. `account_id` sets the endpoint and path-style URLs.",
           example={"account_id": "my-account"},
           example_mapping={"key_id": "...", "secret": "..."}),
-    _type("gcs", "httpfs", _aws_family(extra_config=("bearer_token",)),
+    _type("gcs", "httpfs", _aws_family(extra_config=("bearer_token",)), aws_credentials=True,
           default_scope=("gcs://", "gs://"),
           hosts=('storage.googleapis.com',),
           doc="Google Cloud Storage through its S3-compatible (HMAC) interface, or with an OAuth "
               "`bearer_token`.",
           example={},
           example_mapping={"key_id": "GOOG...", "secret": "..."}),
-    _type("aws", "httpfs", _aws_family(),
+    _type("aws", "httpfs", _aws_family(), aws_credentials=True,
           hosts=('.amazonaws.com',),
           doc="Plain AWS credentials, for extensions that look a secret of type aws up.",
           example={"region": "eu-west-1"},
@@ -289,6 +306,7 @@ TYPES = {t.name: t for t in (
                  required=("account_name", "access_token")),
     ], default_scope=("azure://", "az://", "abfss://", "abfs://"),
         hosts=('.blob.core.windows.net', '.dfs.core.windows.net'), proxy_option="http_proxy",
+        helper_name="azure_secret",         # pg_duckdb's name
           doc="Azure Blob Storage and ADLS Gen2.",
         example={"account_name": "myaccount"},
         example_mapping={"connection_string": "DefaultEndpointsProtocol=https;AccountName=..."}),
@@ -307,7 +325,7 @@ TYPES = {t.name: t for t in (
         Provider("env", {**_HTTP_PROXY, **_opts(
             "bearer_token", Option("verify_ssl", BOOL),
             Option("extra_http_headers", MAP, example="X-Request-Source=duckdb"))}),
-    ], hosts="scope",
+    ], hosts="scope", opens_prefixes=True,
         doc="Plain HTTP(S): proxies, bearer tokens and extra headers for `http://` and `https://` reads.",
         example={"scope": "https://example.com/data"},
         example_mapping={"bearer_token": "..."}),
@@ -315,12 +333,14 @@ TYPES = {t.name: t for t in (
         Provider("config", _opts(
             "host", Option("port", INT), "password", "user", "database", "socket", "ssl_mode", "ssl_ca",
             "ssl_capath", "ssl_cert", "ssl_cipher", "ssl_crl", "ssl_crlpath", "ssl_key")),
-    ], doc="MySQL, for `ATTACH '' AS m (TYPE mysql, SECRET <server>)`.",
+    ], superuser_only=True,
+        doc="MySQL, for `ATTACH '' AS m (TYPE mysql, SECRET <server>)`.",
         example={"host": "127.0.0.1", "port": "3306", "database": "app", "user": "reader"},
         example_mapping={"password": "..."}),
     _type("postgres", "postgres_scanner", [
         Provider("config", _opts(*_LIBPQ, "uri", "aws_rds_secret")),
-    ], doc="PostgreSQL, for `ATTACH '' AS p (TYPE postgres, SECRET <server>)`: every libpq keyword, "
+    ], superuser_only=True, rds_token_option="aws_rds_secret", lock_timeout=True,
+        doc="PostgreSQL, for `ATTACH '' AS p (TYPE postgres, SECRET <server>)`: every libpq keyword, "
            "or a `uri`; `aws_rds_secret` names an `rds` server for IAM authentication. SCOPE is "
            "accepted but ignored by DuckDB.",
         aliases={"database": "dbname", "hostname": "host", "username": "user"},
@@ -331,7 +351,7 @@ TYPES = {t.name: t for t in (
         Provider("credential_chain", {**_AWS_CHAIN, **_opts("rds_user", "rds_host", Option("rds_port", INT))},
                  required=("chain", "region", "rds_user", "rds_host", "rds_port"), extension="aws",
                  dry_run=_CHAIN_DRY_RUN),
-    ], default_provider="credential_chain",
+    ], default_provider="credential_chain", superuser_only=True, aws_credentials=True, exported=False,
         doc="AWS RDS IAM authentication tokens, referenced by a postgres server's `aws_rds_secret`.",
         example={"chain": "env", "region": "eu-west-1", "rds_user": "app",
                  "rds_host": "db.xxxx.eu-west-1.rds.amazonaws.com", "rds_port": "5432"},
@@ -349,7 +369,8 @@ TYPES = {t.name: t for t in (
             # CREATE SECRET with client credentials asks the token endpoint for a
             # token at once: the DDL-time check gives one instead, and stays offline.
             dry_run={"token": "dry-run", "client_id": None, "client_secret": None, "refresh_token": None}),
-    ], doc="Iceberg REST catalogs, for `ATTACH '<warehouse>' AS i (TYPE iceberg, SECRET <server>)`: a bearer "
+    ], superuser_only=True, fetches_token=True,
+        doc="Iceberg REST catalogs, for `ATTACH '<warehouse>' AS i (TYPE iceberg, SECRET <server>)`: a bearer "
            "`token`, or OAuth2 client credentials (`client_id`, `client_secret`, and `oauth2_server_uri` or "
            "`endpoint`), for which the engine asks the token endpoint when it takes the secret, and again "
            "when 80% of the token's lifetime has passed (a token endpoint that is down skips this secret with "
@@ -361,7 +382,8 @@ TYPES = {t.name: t for t in (
             "metadata_path", "data_path", "metadata_schema", "metadata_catalog", Option("encrypted", BOOL),
             Option("metadata_parameters", MAP, example="TYPE=postgres")),
             required=("metadata_path",)),
-    ], doc="DuckLake, for `ATTACH 'ducklake:<server>' AS l`: the metadata database (`metadata_path`, e.g. "
+    ], superuser_only=True,
+        doc="DuckLake, for `ATTACH 'ducklake:<server>' AS l`: the metadata database (`metadata_path`, e.g. "
            "`postgres:dbname=lake host=...`, whose password goes in a postgres server named by "
            "`metadata_parameters` `SECRET=<server>`, or in the user mapping) and where the data files go "
            "(`data_path`, e.g. `s3://bucket/lake/`, read with the role's s3 secrets). SCOPE is ignored by DuckDB.",
@@ -369,19 +391,21 @@ TYPES = {t.name: t for t in (
         example_mapping={}),
     _type("quack", "quack", [
         Provider("config", _opts("token"), required=("token",)),
-    ], default_scope=("quack:",),
+    ], default_scope=("quack:",), superuser_only=True,
         doc="DuckDB's client-server protocol: the `token` of a `quack_serve` server, for "
             "`ATTACH 'quack:<host>:<port>' AS r` (the secret whose scope matches the address is used).",
         example={"scope": "quack:127.0.0.1:9494"},
         example_mapping={"token": "..."}),
     _type("uc", "unity_catalog", [
         Provider("config", _opts("token", "endpoint", "aws_region")),
-    ], doc="Unity Catalog (short name), for `ATTACH '<catalog>' AS u (TYPE uc, SECRET <server>)`.",
+    ], superuser_only=True,
+        doc="Unity Catalog (short name), for `ATTACH '<catalog>' AS u (TYPE uc, SECRET <server>)`.",
         example={"endpoint": "https://uc.example.com"},
         example_mapping={"token": "..."}),
     _type("unity_catalog", "unity_catalog", [
         Provider("config", _opts("token", "endpoint", "aws_region")),
-    ], doc="Unity Catalog, for `ATTACH '<catalog>' AS u (TYPE unity_catalog, SECRET <server>)`.",
+    ], superuser_only=True,
+        doc="Unity Catalog, for `ATTACH '<catalog>' AS u (TYPE unity_catalog, SECRET <server>)`.",
         example={"endpoint": "https://uc.example.com"},
         example_mapping={"token": "..."}),
 )}

@@ -15,7 +15,6 @@ file nothing here costs anything.
 """
 
 import base64
-import hashlib
 import os
 import stat
 
@@ -40,6 +39,7 @@ def is_sealed(value):
 
 
 def _key_id(key):
+    import hashlib  # only with a key configured
     return hashlib.sha256(b"duckdb_secrets key id\0" + key).hexdigest()[:8]
 
 

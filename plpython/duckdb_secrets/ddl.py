@@ -214,7 +214,8 @@ def _check_aws(plpy, sess, name, spec):
     if plpy.execute("SELECT pg_catalog.current_setting('check_function_bodies') AS v")[0]["v"] == "off":
         return
     params = spec["params"]
-    if (spec["provider"] == "credential_chain" and spec["type"] in catalog.AWS_FAMILY | {"rds"}
+    stype = catalog.TYPES[spec["type"]]
+    if (spec["provider"] == "credential_chain" and stype.aws_credentials
             and params.get("validation", "exists") != "none"):
         conf = {r["name"]: r["setting"] for r in plpy.execute(
             sess.plan(plpy, "conf", CONF_SQL, ["text[]"]), [CONF_SETTINGS])}
@@ -223,8 +224,8 @@ def _check_aws(plpy, sess, name, spec):
                           detail="Chain tried: " + ";".join(aws._chain(params)) + ".",
                           hint="Give the server process credentials (docs/aws.md), or set validation 'none' "
                                "to accept the server anyway.")
-    if spec["type"] == "postgres" and "aws_rds_secret" in params:
-        rows = plpy.execute(sess.plan(plpy, "rds_server", RDS_SERVER_SQL, ["text"]), [params["aws_rds_secret"]])
+    if stype.rds_token_option is not None and stype.rds_token_option in params:
+        rows = plpy.execute(sess.plan(plpy, "rds_server", RDS_SERVER_SQL, ["text"]), [params[stype.rds_token_option]])
         if not rows or (rows[0]["srvtype"] or "").strip().lower() != "rds":
             raise PgError(FDW_INVALID_ATTRIBUTE_VALUE,
                           f'aws_rds_secret of server "{validation.shown(name)}" must name a duckdb server of TYPE '
@@ -288,7 +289,7 @@ def _create_helper_secret(plpy, GD, type_name, server_args, mapping_args):
     server_opts = [f"{k}={v}" for k, v in server_args.items() if v != ""]
     mapping_opts = [f"{k}={v}" for k, v in mapping_args.items() if v != ""]
     # pg_duckdb's names: azure_secret, simple_s3_secret, ... (then _1, _2)
-    base = "azure_secret" if type_name == "azure" else f"simple_{type_name}_secret"
+    base = catalog.TYPES[type_name].helper_name
     spec = validation.secret_spec(base, type_name, server_opts, mapping_opts)
 
     scope = _effective_scope(type_name, spec["scope"])

@@ -68,7 +68,7 @@ def render():
             "| --- | --- | --- | --- | --- |"]
     for t in catalog.TYPES.values():
         providers = [t.default_provider] + sorted(set(t.providers) - {t.default_provider})
-        who = "superusers only" if t.name in catalog.SUPERUSER_ONLY_TYPES else "any role with USAGE"
+        who = "superusers only" if t.superuser_only else "any role with USAGE"
         out.append(f"| [`{t.name}`](#{t.name}) | {', '.join(providers)} | "
                    f"{', '.join(f'`{s}`' for s in t.default_scope) or 'none'} | {t.extension} | {who} |")
     for t in catalog.TYPES.values():

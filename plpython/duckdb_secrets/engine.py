@@ -10,34 +10,18 @@ configuration locked after set-up. Roles without file access get no local
 file system at all.
 """
 
-import importlib.util
 import os
 import re
-import shutil
 
-from . import catalog, egress, interrupts
+from . import catalog, interrupts, shipped
 from .errors import (
     INSUFFICIENT_PRIVILEGE,
     INTERNAL_ERROR,
     INVALID_PARAMETER_VALUE,
-    OBJECT_NOT_IN_PREREQUISITE_STATE,
     PgError,
     from_duckdb,
 )
-
-# DuckDB extension name -> Python package (wheel) that carries its binary.
-EXTENSION_PACKAGES = {
-    "httpfs": "duckdb_extension_httpfs",
-    "aws": "duckdb_extension_aws",
-    "azure": "duckdb_extension_azure",
-    "postgres_scanner": "duckdb_extension_postgres_scanner",
-    "mysql_scanner": "duckdb_extension_mysql_scanner",
-    "avro": "duckdb_extension_avro",
-    "iceberg": "duckdb_extension_iceberg",
-    "ducklake": "duckdb_extension_ducklake",
-    "quack": "duckdb_extension_quack",
-    "unity_catalog": "duckdb_extension_unity_catalog",
-}
+from .shipped import extension_path
 
 # DuckDB's postgres extension refuses to ATTACH a database that has a
 # duckdb_secrets table unless persistent secrets are allowed. Superusers'
@@ -85,13 +69,71 @@ def capped_threads(requested, cap):
 _quiet = False
 
 
+def _egress():
+    """The egress proxy's module: non-superusers' engines only."""
+    from . import egress
+    return egress
+
+
 def _duckdb():
     global _quiet
-    import duckdb
     if not _quiet:
+        duckdb = _import_duckdb()
         _quiet = True
         _quiet_default_connection(duckdb)
+    import duckdb
     return duckdb
+
+
+def _import_duckdb():
+    """import duckdb, without two costs a backend's first query need not pay:
+    binding every symbol of its 60 MB library at load (RTLD_NOW: ~10 ms in a
+    backend; functions are bound on first call instead), and importing
+    importlib.metadata (email, zipfile, csv, ...: ~18 ms) for the one call
+    duckdb/_version.py makes, version("duckdb"), answered here from the
+    installed package's dist-info. Anything unexpected: the plain import."""
+    import sys
+    if "duckdb" in sys.modules:
+        return sys.modules["duckdb"]
+    flags = sys.getdlopenflags()
+    stub = None
+    if "importlib.metadata" not in sys.modules:
+        import types
+        stub = types.ModuleType("importlib.metadata")
+        stub.version = _dist_version
+        sys.modules["importlib.metadata"] = stub
+    try:
+        sys.setdlopenflags(os.RTLD_LAZY)
+        import duckdb
+    finally:
+        sys.setdlopenflags(flags)
+        if stub is not None and sys.modules.get("importlib.metadata") is stub:
+            del sys.modules["importlib.metadata"]
+    return duckdb
+
+
+def _dist_version(name):
+    """The installed version of a distribution (importlib.metadata.version's
+    answer), read from its *.dist-info next to the package."""
+    import importlib.util
+    import sys
+    try:
+        spec = importlib.util.find_spec(name)
+        site = os.path.dirname(list(spec.submodule_search_locations)[0])
+        prefix = name.replace("-", "_") + "-"
+        found = [d for d in os.listdir(site) if d.startswith(prefix) and d.endswith(".dist-info")]
+        with open(os.path.join(site, found[0], "METADATA"), encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("Version:"):
+                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break
+    except (AttributeError, IndexError, OSError, TypeError):
+        pass
+    if getattr(sys.modules.get("importlib.metadata"), "version", None) is _dist_version:
+        del sys.modules["importlib.metadata"]       # not found here: ask the real module
+    import importlib.metadata
+    return importlib.metadata.version(name)
 
 
 def _quiet_default_connection(duckdb):
@@ -108,25 +150,6 @@ def _quiet_default_connection(duckdb):
             clean()
     except (AttributeError, TypeError, duckdb.Error):      # an older/newer duckdb: keep going
         pass
-
-
-def extension_path(name):
-    """Absolute path of a shipped extension binary for the running DuckDB."""
-    pkg = EXTENSION_PACKAGES[name]
-    spec = importlib.util.find_spec(pkg)
-    if spec is None or not spec.submodule_search_locations:
-        raise PgError(OBJECT_NOT_IN_PREREQUISITE_STATE,
-                      f'DuckDB extension "{name}" is not installed',
-                      hint=f"Reinstall duckdb_secrets (make install); it ships the {pkg} wheel.")
-    version = _duckdb().__version__
-    path = os.path.join(list(spec.submodule_search_locations)[0], "extensions",
-                        f"v{version}", f"{name}.duckdb_extension")
-    if not os.path.isfile(path):
-        raise PgError(OBJECT_NOT_IN_PREREQUISITE_STATE,
-                      f'DuckDB extension "{name}" for DuckDB {version} is missing',
-                      detail=f"Expected file: {path}",
-                      hint="Reinstall duckdb_secrets (make install).")
-    return path
 
 
 # URL prefixes a non-superuser's engine may name: the default scopes of the
@@ -160,7 +183,7 @@ class Profile:
         self.prefixes = tuple(sorted(set(prefixes)))
         self.engine_settings = engine_settings or ""
         # (host or '.domain', port) a non-superuser's engine may contact
-        self.reach = () if self.superuser else egress.Policy(reach).rules
+        self.reach = () if self.superuser else _egress().Policy(reach).rules
 
     @property
     def local_files(self):
@@ -227,8 +250,13 @@ def spill_directory():
     for name in os.listdir(parent):
         m = _SPILL_NAME.match(name)
         if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
-            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+            _rmtree(os.path.join(parent, name))
     return os.path.join(parent, f"pgsql_tmp{os.getpid()}.duckdb")
+
+
+def _rmtree(path):
+    import shutil  # spill directories only
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _alive(pid):
@@ -300,6 +328,8 @@ class Engine:
             "allow_persistent_secrets": profile.superuser,
             "memory_limit": profile.memory_limit,
             "threads": profile.threads,
+            # make install ran DuckDB's signature check on the shipped files (shipped.py)
+            "allow_unsigned_extensions": shipped.all_verified(),
         }
         config["secret_directory"] = NO_SECRET_DIRECTORY
         try:
@@ -342,6 +372,7 @@ class Engine:
                 # curl (httpfs's client) skips any proxy for hosts in NO_PROXY.
                 for name in ("NO_PROXY", "no_proxy"):
                     os.environ.pop(name, None)
+                egress = _egress()
                 self.proxy = egress.Proxy(egress.Policy(profile.reach))
                 self.con.execute(f"SET http_proxy = '{self.proxy.address}'")
                 if "azure" in self.extensions:      # azure has a proxy setting of its own
@@ -421,7 +452,7 @@ class Engine:
             proxy.close()
         spill, self.spill = getattr(self, "spill", None), None
         if spill is not None:
-            shutil.rmtree(spill, ignore_errors=True)
+            _rmtree(spill)
         worker, self.worker = getattr(self, "worker", None), None
         if worker is not None:
             worker.close()
@@ -461,6 +492,7 @@ class Scratch:
             "allow_persistent_secrets": False,
             "memory_limit": "64MB",
             "threads": 1,
+            "allow_unsigned_extensions": shipped.all_verified(),
         })
         self.con.execute("SET enable_progress_bar = false")
         self.extensions = set()

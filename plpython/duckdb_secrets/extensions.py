@@ -5,7 +5,6 @@ extensions duckdb_secrets ships as wheels. Nothing is ever downloaded:
 superuser's engine loads when it starts; a non-superuser's engine loads only
 what its secrets need, as before."""
 
-from .engine import EXTENSION_PACKAGES, extension_path
 from .errors import (
     FEATURE_NOT_SUPPORTED,
     INSUFFICIENT_PRIVILEGE,
@@ -13,6 +12,7 @@ from .errors import (
     NULL_VALUE_NOT_ALLOWED,
     PgError,
 )
+from .shipped import EXTENSION_PACKAGES, extension_path
 
 # Compiled into DuckDB itself: nothing to install or load.
 BUILT_IN = ("core_functions", "icu", "json", "parquet")

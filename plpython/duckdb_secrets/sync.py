@@ -15,7 +15,7 @@ import datetime
 import re
 from collections import namedtuple
 
-from . import aws, catalog, crypto, egress, extensions, interrupts, storage, tokens, validation
+from . import aws, catalog, crypto, extensions, interrupts, storage, tokens, validation
 from .engine import Engine, Profile, parse_engine_settings, quote_ident, secret_sql
 from .errors import (
     FDW_INVALID_ATTRIBUTE_VALUE,
@@ -352,22 +352,24 @@ def with_lock_timeout(params, timeout):
 
 def _exported(sess, srvname, spec, desired, settings, now):
     """(the spec DuckDB gets or None, when it must be renewed or None)."""
-    t, p = spec["type"], spec["provider"]
-    if t == "rds":
-        return None, None           # a token source for postgres servers; DuckDB needs no copy
-    if p == "credential_chain" and t in catalog.AWS_FAMILY:
+    t, p = catalog.TYPES[spec["type"]], spec["provider"]
+    if not t.exported:
+        return None, None           # a token source for other secrets (rds); DuckDB needs no copy
+    if p == "credential_chain" and t.aws_credentials:
         creds = _credentials(sess, srvname, spec, settings, now)
-        config = catalog.TYPES[t].providers["config"].options
+        config = t.providers["config"].options
         params = {k: v for k, v in spec["params"].items() if k in config}
         if creds is not None:
             params.update(creds.params())
-        return {"type": t, "provider": "config", "scope": spec["scope"], "params": params}, settings.due(creds)
-    if t == "postgres" and "aws_rds_secret" in spec["params"]:
-        rds_name = validation.engine_name(spec["params"]["aws_rds_secret"])
-        if rds_name not in desired or desired[rds_name][1]["type"] != "rds":
+        return {"type": t.name, "provider": "config", "scope": spec["scope"], "params": params}, settings.due(creds)
+    option = t.rds_token_option
+    if option is not None and option in spec["params"]:
+        rds_name = validation.engine_name(spec["params"][option])
+        # it must name a token source (a type DuckDB gets no copy of: rds)
+        if rds_name not in desired or catalog.TYPES[desired[rds_name][1]["type"]].exported:
             raise PgError(FDW_INVALID_ATTRIBUTE_VALUE,
-                          f'server "{validation.shown(spec["params"]["aws_rds_secret"])}" named by '
-                          "aws_rds_secret is not an rds secret this role may use")
+                          f'server "{validation.shown(spec["params"][option])}" named by '
+                          f"{option} is not an rds secret this role may use")
         rds_server, rds_spec = desired[rds_name]
         key = _digest(rds_spec)
         cached = sess.tokens.get(srvname)
@@ -377,11 +379,11 @@ def _exported(sess, srvname, spec, desired, settings, now):
             creds = _credentials(sess, rds_server, rds_spec, settings, now)
             token, generated = aws.rds_token(rds_spec["params"], creds, rds_server), now
             sess.tokens[srvname] = (key, token, generated)
-        params = {k: v for k, v in spec["params"].items() if k != "aws_rds_secret"}
+        params = {k: v for k, v in spec["params"].items() if k != option}
         params["password"] = token
         params = with_lock_timeout(params, settings.lock_timeout)
         return {**spec, "params": params}, generated + settings.rds_token_max_age
-    if t == "postgres":
+    if t.lock_timeout:
         return {**spec, "params": with_lock_timeout(spec["params"], settings.lock_timeout)}, None
     return spec, None
 
@@ -397,6 +399,7 @@ def reach_of(specs, prefixes, conf):
     the administrator set in duckdb.engine_settings.
     specs: [(_Facts, spec, trusted)] (the facts remember a spec's rules)."""
     rules = [rule for facts, spec, trusted in specs for rule in facts.reach_rules(spec, trusted)]
+    from . import egress  # non-superusers' engines only
     for prefix in prefixes:
         hp = egress.url_hostport(prefix)
         if hp is not None:
@@ -455,7 +458,8 @@ DEFAULT_TOKEN_LIFETIME = 3600
 
 
 def _fetches_token(spec):
-    return spec["type"] == "iceberg" and "token" not in spec["params"] and "client_secret" in spec["params"]
+    return (catalog.TYPES[spec["type"]].fetches_token and "token" not in spec["params"]
+            and "client_secret" in spec["params"])
 
 
 def _token_due(con, name, now):
@@ -592,6 +596,8 @@ def ensure(plpy, GD, require=None):
         refresh_at = due if refresh_at is None else min(refresh_at, due)
     sess.refresh_at = refresh_at
     sess.fingerprint, sess.seen, sess.tentative = obs.key, obs.row["n"], obs.writing
+    if sess.engine is not engine:
+        interrupts.release_free_memory()
     return sess
 
 
@@ -745,7 +751,7 @@ def _server_secret(plpy, sess, row, superuser, trusted, keys, specs):
         # (an upgrade) or a catalog edit behind our back. Skip it loudly.
         plpy.warning(f'skipping DuckDB secret for server "{validation.shown(row["srvname"])}": {e.message}')
         return skip(f"refused by validation: {e.message}")
-    if spec["type"] in catalog.SUPERUSER_ONLY_TYPES and not superuser:
+    if catalog.TYPES[spec["type"]].superuser_only and not superuser:
         # database connections from the server: superusers only
         return skip(f"needs a superuser: type {spec['type']} connects from the database server")
     if not trusted and catalog.PROXY_OPTIONS & set(spec["params"]):
@@ -761,7 +767,7 @@ def _default_postgres(obs, ctx, state):
     """A superuser's ATTACHes without SECRET get the lock timeout too (options
     only; the ATTACH string supplies the rest)."""
     if (obs.row["rolsuper"] and "__default_postgres" not in state.desired
-            and any(spec["type"] == "postgres" for _, spec in state.desired.values())):
+            and any(catalog.TYPES[spec["type"]].lock_timeout for _, spec in state.desired.values())):
         state.desired["__default_postgres"] = ("__default_postgres",
                                                {"type": "postgres", "provider": "config", "scope": None,
                                                 "params": with_lock_timeout({}, ctx.settings.lock_timeout)})
@@ -846,12 +852,13 @@ def _prepare_engine(plpy, GD, sess, obs, state, old=None, touched=None):
     r, conf = obs.row, sess.context.conf
     exported, facts = state.exported, state.facts
     http_touched = old is None or any(
-        d.get(n) is not None and d[n][1]["type"] == "http" for n in touched for d in (old.desired, state.desired))
+        d.get(n) is not None and catalog.TYPES[d[n][1]["type"]].opens_prefixes
+        for n in touched for d in (old.desired, state.desired))
     if http_touched:
         prefixes = [p.strip() for p in (conf.get("duckdb.allowed_url_prefixes") or "").split(",") if p.strip()]
         # Only administrators' servers open http(s) prefixes: never table rows,
         # never servers of other owners (that would get around the configuration files).
-        prefixes += [p for name, (_, _, spec, _) in exported.items() if spec["type"] == "http"
+        prefixes += [p for name, (_, _, spec, _) in exported.items() if catalog.TYPES[spec["type"]].opens_prefixes
                      and state.origins.get(name) == "server" and state.trusted.get(name)
                      for p in spec["scope"] or () if p.startswith(("http://", "https://"))]
     else:

@@ -7,7 +7,6 @@ turns a server + user mapping into the exact secret the engine will create.
 Nothing here ever puts an option *value* into a message.
 """
 
-import difflib
 import re
 
 from . import catalog
@@ -116,6 +115,7 @@ def raise_unknown(name, candidates):
     if name in catalog.WITHHELD:
         hint = f"DuckDB's {name} option is not offered: it {catalog.WITHHELD[name]}."
     else:
+        import difflib  # only for a suggestion in an error
         close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.75)
         hint = (f'Perhaps you meant the option "{close[0]}".' if close else
                 "Valid options depend on the server's TYPE; docs/secret-types.md lists them.")
@@ -232,6 +232,7 @@ def secret_spec(server_name, srvtype, server_options, mapping_options=None):
             opt = valid.get(name)
             if opt is None:
                 here = set(valid) - (catalog.SERVER_ONLY if source != "server" else set())
+                import difflib
                 close = difflib.get_close_matches(name, sorted(here), n=1, cutoff=0.75)
                 raise PgError(FDW_INVALID_OPTION_NAME, f'invalid option "{shown(name)}"',
                               hint=(f'Perhaps you meant the option "{close[0]}". ' if close else "")
@@ -454,6 +455,6 @@ def needs_server_environment(spec):
     files = sorted(k for k in spec["params"] if k in catalog.SERVER_FILE_OPTIONS)
     if files:
         return f'option "{files[0]}" names a file on the server'
-    if spec["type"] in catalog.SUPERUSER_ONLY_TYPES:
+    if catalog.TYPES[spec["type"]].superuser_only:
         return f"type '{spec['type']}' opens database connections from the server"
     return None
