@@ -237,6 +237,7 @@ def query_start(plpy, GD, sql):
     if pending is None:
         return _value(None)
     pending.sql = sql      # for the error at the end, if any
+    pending.records = GD.get("duckdb_secrets.version") in query.RECORD_CHUNKS
     sess.pending = pending
     # The column list goes into a HINT: DuckDB's column names may hold anything.
     return _value(sess.scrub(pending.coldef(named=True))) + [pending.fetch_sql()]

@@ -164,16 +164,30 @@ def _ident(name):
     return '"' + str(name).replace('"', '""') + '"'
 
 
-def fetch_sql(pg_types, names=None):
+# SQL objects before 0.6.0: duckdb._query_chunks() returns (s text, a text)
+# records, and is called in FROM (its rows pass through a tuplestore first).
+RECORD_CHUNKS = ("0.1.0", "0.2.0", "0.3.0", "0.4.0", "0.5.0")
+
+
+def fetch_sql(pg_types, names=None, records=False):
     """The SELECT that duckdb.query() runs to fetch a result, each column
-    parsed as the given PostgreSQL type."""
+    parsed as the given PostgreSQL type. duckdb._query_chunks() is called in
+    the select list: PostgreSQL asks it for one chunk at a time (a function in
+    FROM would have every chunk written to a tuplestore first). A chunk is a
+    run of rows, or one row on its own (ALONE, then an array literal)."""
     names = names or [f"c{i + 1}" for i in range(len(pg_types))]
     split = ", ".join(f"NULLIF(pg_catalog.split_part(r, E'\\001', {i + 1}), E'\\003')::{t} AS {_ident(n)}"
                       for i, (t, n) in enumerate(zip(pg_types, names, strict=True)))
     alone = ", ".join(f"x[{i + 1}]::{t}" for i, t in enumerate(pg_types))
-    return ("SELECT u.* FROM duckdb._query_chunks() AS c(s text, a text) CROSS JOIN LATERAL ("
-            f"SELECT {split} FROM pg_catalog.string_to_table(c.s, E'\\002') AS r "
-            f"UNION ALL SELECT {alone} FROM (SELECT c.a::text[]) AS y(x) WHERE c.a IS NOT NULL) AS u")
+    if records:
+        return ("SELECT u.* FROM duckdb._query_chunks() AS c(s text, a text) CROSS JOIN LATERAL ("
+                f"SELECT {split} FROM pg_catalog.string_to_table(c.s, E'\\002') AS r "
+                f"UNION ALL SELECT {alone} FROM (SELECT c.a::text[]) AS y(x) WHERE c.a IS NOT NULL) AS u")
+    return ("SELECT u.* FROM (SELECT duckdb._query_chunks() AS s) AS c CROSS JOIN LATERAL ("
+            f"SELECT {split} FROM pg_catalog.string_to_table(CASE WHEN NOT pg_catalog.starts_with(c.s, E'\\004') "
+            "THEN c.s END, E'\\002') AS r "
+            f"UNION ALL SELECT {alone} FROM (SELECT pg_catalog.substr(c.s, 2)::text[]) AS y(x) "
+            "WHERE pg_catalog.starts_with(c.s, E'\\004')) AS u")
 
 
 class Pending:
@@ -190,6 +204,7 @@ class Pending:
         self.names = names
         self.scrub = cell_scrub     # cells may carry a secret DuckDB shows in clear (duckdb_secrets())
         self.owner = owner          # (role, statement): only that role, in that statement, fetches it
+        self.records = False        # SQL objects before 0.6.0 (RECORD_CHUNKS)
         self.error = None
         self.sql = None             # the DuckDB SQL (api: is it logged if it fails)
 
@@ -198,17 +213,27 @@ class Pending:
         return ", ".join(f"{_ident(n) if named else n} {t}" for n, t in zip(cols, self.pg_types, strict=True))
 
     def fetch_sql(self):
-        return fetch_sql(self.declared, self.names)
+        return fetch_sql(self.declared, self.names, self.records)
 
     def chunks(self):
-        """(rows joined, None) per run; (None, array literal) for a row that
-        holds a separator (it came formatted on its own)."""
+        """Per run, the rows joined; a row that holds a separator on its own
+        (it came formatted as ALONE + array literal). Before 0.6.0 (records):
+        (rows joined, None) and (None, array literal)."""
+        for chunk in self._chunks():
+            if not self.records:
+                yield chunk
+            elif chunk.startswith(ALONE):
+                yield (None, chunk[1:])
+            else:
+                yield (chunk, None)
+
+    def _chunks(self):
         try:
             for text, rows in self.source:
                 if text is not None:
                     if "\x00" in text:
                         raise self._nul(text)
-                    yield (self._scrubbed(text), None)
+                    yield self._scrubbed(text)
                     continue
                 for row in rows:
                     if "\x00" in row:
@@ -217,13 +242,13 @@ class Pending:
                 for row in rows:
                     if row.startswith(ALONE):
                         if run:
-                            yield (self._scrubbed(ROW.join(run)), None)
+                            yield self._scrubbed(ROW.join(run))
                             run = []
-                        yield (None, self._scrubbed(row[1:]))
+                        yield self._scrubbed(row)
                     else:
                         run.append(row)
                 if run:
-                    yield (self._scrubbed(ROW.join(run)), None)
+                    yield self._scrubbed(ROW.join(run))
         except Exception as e:  # noqa: BLE001 - raised by _query_end, never to PL/Python
             self.error = e if isinstance(e, PgError) else from_duckdb(e)
 
