@@ -10,7 +10,15 @@ import functools
 import re
 
 from . import catalog, extensions, query, storage, sync, validation
-from .errors import INTERNAL_ERROR, NULL_VALUE_NOT_ALLOWED, UNDEFINED_OBJECT, WRONG_OBJECT_TYPE, PgError, Scrubber
+from .errors import (
+    INTERNAL_ERROR,
+    NULL_VALUE_NOT_ALLOWED,
+    SYSTEM_ERROR,
+    UNDEFINED_OBJECT,
+    WRONG_OBJECT_TYPE,
+    PgError,
+    Scrubber,
+)
 
 OK = "00000"
 
@@ -41,7 +49,7 @@ def _error(plpy, GD, exc, extra_scrub=None):
         # The pinned dependencies (duckdb, boto3, ...) missing or unreadable.
         import os
         deps = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "deps")
-        return ["58000", "could not load a Python dependency of duckdb_secrets",
+        return [SYSTEM_ERROR, "could not load a Python dependency of duckdb_secrets",
                 f'{type(exc).__name__}: module "{exc.name or "?"}"',
                 f"The server's operating-system user must be able to read {deps}; "
                 "reinstall the extension (make install) if files are missing."]

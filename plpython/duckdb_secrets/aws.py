@@ -15,7 +15,7 @@ The instance-metadata endpoint is used only when a chain names "instance".
 import datetime
 import os
 
-from .errors import FDW_INVALID_ATTRIBUTE_VALUE, UNABLE_TO_CONNECT, PgError
+from .errors import FDW_INVALID_ATTRIBUTE_VALUE, INVALID_AUTHORIZATION, UNABLE_TO_CONNECT, PgError
 
 # DuckDB chain member -> botocore credential provider METHODs, in order.
 CHAIN_PROVIDERS = {
@@ -30,7 +30,7 @@ CHAIN_PROVIDERS = {
 # Without a chain: everything but instance metadata, which must be asked for.
 DEFAULT_CHAIN = ("env", "config", "sso", "process", "web_identity")
 
-NO_CREDENTIALS = "28000"        # invalid_authorization_specification
+NO_CREDENTIALS = INVALID_AUTHORIZATION
 DEFAULT_SESSION_NAME = "duckdb_secrets"
 
 

@@ -27,6 +27,11 @@ DATATYPE_MISMATCH = "42804"
 INVALID_SCHEMA_NAME = "3F000"
 CHARACTER_NOT_IN_REPERTOIRE = "22021"
 UNABLE_TO_CONNECT = "08001"
+INVALID_AUTHORIZATION = "28000"        # invalid_authorization_specification
+QUERY_CANCELED = "57014"
+LOCK_NOT_AVAILABLE = "55P03"
+DISK_FULL = "53100"
+SYSTEM_ERROR = "58000"
 
 
 class PgError(Exception):
@@ -105,14 +110,14 @@ def from_duckdb(exc, prefix=None):
     hint = None
     if "due to lock timeout" in text:
         # A postgres ATTACH is its own session: it waits for this backend's locks.
-        sqlstate = "55P03"      # lock_not_available
+        sqlstate = LOCK_NOT_AVAILABLE
         first = "DuckDB's connection to PostgreSQL could not get a lock: " + first
         hint = ("DuckDB's connection to PostgreSQL is a separate session: it waits for locks this "
                 "transaction holds and does not see its uncommitted rows. duckdb.attach_lock_timeout "
                 "bounds the wait.")
     elif "failed to offload" in text or "max_temp_directory_size" in text:
         # The spill area is full: PostgreSQL's class for it (disk_full), not out of memory.
-        sqlstate = "53100"
+        sqlstate = DISK_FULL
         hint = ("The statement needed more than duckdb.max_temp_directory_size of spill space; an "
                 "administrator can raise it, or the query can use less memory.")
     message = f"{prefix}: {first}" if prefix else first

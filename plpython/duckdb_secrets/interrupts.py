@@ -24,7 +24,7 @@ import signal
 import threading
 import time
 
-from .errors import PgError
+from .errors import QUERY_CANCELED, PgError
 
 BLOCKED = {signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGALRM, signal.SIGUSR1}
 STOPPING = {signal.SIGINT, signal.SIGTERM, signal.SIGQUIT}
@@ -33,7 +33,6 @@ POLL = 0.005
 # SIGALRM is pending when the call returns and PostgreSQL raises its own error.
 DEADLINE_SLACK = 0.001
 
-QUERY_CANCELED = "57014"
 TIMEOUT_MESSAGE = "canceling statement due to statement timeout"
 
 
