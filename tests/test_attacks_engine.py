@@ -25,7 +25,16 @@ import psycopg
 import pytest
 
 import localenv
-from conftest import READ, assert_clean_error, fresh_database, q, refused, s3_server_sql, secret_lines
+from conftest import (
+    READ,
+    assert_clean_error,
+    fresh_database,
+    q,
+    refused,
+    s3_mapping_sql,
+    s3_server_sql,
+    secret_lines,
+)
 from conftest import WORLD_CANARY as CANARY
 from duckdb_secrets import egress
 
@@ -420,13 +429,126 @@ def test_no_way_to_secret_values(db, world, text):
     assert "function" in e.diag.message_primary or "SQL that is not a string literal" in e.diag.message_primary
 
 
-def test_the_engines_settings_show_no_path_of_the_server(db, world, cluster):
+SETTINGS_READS = [
+    "SELECT string_agg(name || '=' || value, ';') FROM duckdb_settings()",
+    "SELECT string_agg(name || '=' || setting, ';') FROM pg_catalog.pg_settings",
+    "SELECT string_agg(name || '=' || setting, ';') FROM pg_settings",
+    "SELECT current_setting('temp_directory')",
+    "SELECT current_setting('allowed_directories')::VARCHAR",
+    "SELECT current_setting('temp_' || 'directory')",
+    "SHOW temp_directory",
+    "SHOW ALL",
+    "SELECT * FROM query('SELECT current_setting(''temp_directory'')')",
+]
+
+
+@pytest.mark.parametrize("who", ["bob", "files"])
+def test_the_engines_settings_show_no_path_of_the_server(db, world, cluster, who):
+    """Every engine spills under the data directory, and DuckDB names its spill
+    directory in temp_directory and allowed_directories: a non-superuser reads
+    neither (red team: duckdb_settings() showed them), and a message or result
+    cell that holds the data directory's path has it masked."""
+    if who == "files":
+        db.conn.execute(f'GRANT pg_read_server_files, pg_write_server_files TO "{world["bob"]}"')
     bob = db.connect(world["bob"])
-    for text in ["SELECT string_agg(name || '=' || value, ';') FROM duckdb_settings()",
-                 "SELECT string_agg(name || '=' || setting, ';') FROM pg_catalog.pg_settings"]:
-        shown = q(bob, text)[0][0]
-        assert cluster.data not in shown, [x for x in shown.split(";") if cluster.data in x]
-        assert "/var/lib/postgresql" not in shown and ".tmp" not in shown
+    for text in SETTINGS_READS:
+        refused(bob, text)
+    assert q(bob, "SELECT current_setting('threads')::VARCHAR") == [("1",)]
+    assert q(bob, f"SELECT 'in {cluster.data}/base'") == [("in ********/base",)]
+    with pytest.raises(psycopg.Error) as e:
+        q(bob, f"SELECT * FROM read_text('{cluster.data}/PG_VERSION/x')")
+    assert cluster.data not in str(e.value)
+
+
+@pytest.fixture
+def usage_only(db, s3):
+    """A superuser's S3 server without an endpoint (AWS's hosts) and one with
+    the local S3 endpoint; carol has USAGE on both and may write her own
+    user mappings, as PostgreSQL lets any role with USAGE."""
+    carol = db.role("carol")
+    db.conn.execute("CREATE SERVER noend TYPE 's3' FOREIGN DATA WRAPPER duckdb OPTIONS (scope 's3://noend', "
+                    "region 'us-east-1')")
+    db.conn.execute(s3_server_sql("withend", s3, scope="s3://bucket"))
+    db.conn.execute("CREATE USER MAPPING FOR PUBLIC SERVER withend OPTIONS (key_id 'PUBLICKEY', secret "
+                    f"'{CANARY}')")
+    db.conn.execute(f'GRANT USAGE ON FOREIGN SERVER noend, withend TO "{carol}"')
+    db.conn.execute(f'GRANT EXECUTE ON FUNCTION duckdb.query(text) TO "{carol}"')
+    return carol, db.connect(carol)
+
+
+def test_a_role_cannot_name_a_proxy_in_its_own_user_mapping(db, usage_only, counter):
+    """Red team: CREATE USER MAPPING FOR itself ... (http_proxy ...) sent every
+    request of its engine to a proxy of its choosing."""
+    carol, conn = usage_only
+    with pytest.raises(psycopg.Error) as e:
+        conn.execute(f'CREATE USER MAPPING FOR "{carol}" SERVER withend OPTIONS (key_id \'k\', secret \'s\', '
+                     f"http_proxy '127.0.0.1:{counter.port}')")
+    assert e.value.sqlstate == "HV00D" and "http_proxy" in e.value.diag.message_primary
+    assert "on the server" in e.value.diag.message_hint
+    # One written behind the extension's back (a catalog edit) is skipped, with why.
+    conn.execute(f'CREATE USER MAPPING FOR "{carol}" SERVER withend OPTIONS (key_id \'k\', secret \'s\')')
+    db.conn.execute(f"UPDATE pg_user_mapping SET umoptions = umoptions || 'http_proxy=127.0.0.1:{counter.port}'::text "
+                    f"WHERE umuser = '\"{carol}\"'::regrole")
+    db.conn.execute("SELECT duckdb._bump()")
+    for url in ("s3://bucket/x.csv", "s3://bucket/x.csv?s3_endpoint=10.1.2.3:8080"):
+        with pytest.raises(psycopg.Error):
+            q(conn, f"SELECT count(*)::VARCHAR FROM read_csv('{url}')")
+    assert counter.hits == []
+    assert [r[0] for r in conn.execute("SELECT storage FROM duckdb.secrets() WHERE name = 'withend'")] == ["skipped"]
+
+
+def test_a_role_cannot_name_an_endpoint_in_its_own_user_mapping(db, usage_only, counter):
+    """Where requests go is the server's (or a PUBLIC mapping's) to say: an
+    endpoint in the role's own mapping opens no host."""
+    carol, conn = usage_only
+    conn.execute(f'CREATE USER MAPPING FOR "{carol}" SERVER noend OPTIONS (key_id \'k\', secret \'s\', '
+                 f"endpoint '127.0.0.1:{counter.port}')")
+    e = refused(conn, "SELECT count(*)::VARCHAR FROM read_csv('s3://noend/x.csv')", {"42501", "HV000"})
+    assert counter.hits == [], e
+    # The same endpoint from the server's owner (a PUBLIC mapping) does open it.
+    conn.execute(f'DROP USER MAPPING FOR "{carol}" SERVER noend')
+    db.conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER noend OPTIONS (key_id 'k', secret 's', "
+                    f"endpoint '127.0.0.1:{counter.port}', use_ssl 'false', url_style 'path')")
+    try:
+        q(conn, "SELECT count(*)::VARCHAR FROM read_csv('s3://noend/x.csv')")
+    except psycopg.Error:
+        pass
+    assert counter.hits, "an administrator's endpoint is reachable"
+
+
+def test_a_role_cannot_name_an_azure_endpoint_in_its_own_user_mapping(db, usage_only, counter):
+    carol, conn = usage_only
+    key = "a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U="
+    db.conn.execute("CREATE SERVER myblob TYPE 'azure' FOREIGN DATA WRAPPER duckdb OPTIONS (scope 'az://c/')")
+    db.conn.execute(f'GRANT USAGE ON FOREIGN SERVER myblob TO "{carol}"')
+    conn.execute(f'CREATE USER MAPPING FOR "{carol}" SERVER myblob OPTIONS (connection_string '
+                 f"'DefaultEndpointsProtocol=http;AccountName=acct;AccountKey={key};"
+                 f"BlobEndpoint=http://127.0.0.1:{counter.port}/acct;')")
+    with pytest.raises(psycopg.Error):
+        q(conn, "SELECT * FROM read_text('az://c/x.csv')")
+    assert counter.hits == []
+
+
+def test_result_cells_never_show_the_roles_secret_values(db, world, s3):
+    """Red team: the S3 server's own state (moto's /moto-api/) handed the role
+    its secret key. Whatever a non-superuser's query reads, the exact values of
+    its secrets come out masked (a value it transforms is its own doing)."""
+    s3.put("data/leak.txt", f"key={s3.secret};".encode())
+    alice = db.connect(world["alice"])
+    for text in ("SELECT content FROM read_text('s3://bucket/data/leak.txt')",
+                 "SELECT content FROM read_text('s3://bucket/../moto-api/data.json')",
+                 "SELECT string_agg(content, '') FROM read_text(['s3://bucket/data/leak.txt', "
+                 "'s3://bucket/data/leak.txt'])"):
+        try:
+            rows = q(alice, text)
+        except psycopg.Error as e:
+            assert_clean_error(e, s3.secret)
+            continue
+        assert s3.secret not in str(rows) and "********" in str(rows)
+    assert q(alice, "SELECT content FROM read_text('s3://bucket/data/leak.txt')") == [("key=********;",)]
+    # A superuser's results are not touched.
+    db.conn.execute(s3_mapping_sql("team_s3", s3, "postgres"))
+    assert q(db.conn, "SELECT content FROM read_text('s3://bucket/data/leak.txt')") == [(f"key={s3.secret};",)]
 
 
 # --- 6. the statement check ----------------------------------------------------------

@@ -12,7 +12,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import file_setting, s3_server_sql
+from conftest import file_setting, refused, s3_server_sql
 
 CPU = "SELECT * FROM duckdb.query($$ SELECT count(*) FROM range(40000000000) t(i) WHERE i % 7 = 3 $$) AS t(n bigint)"
 ENDLESS = "SELECT * FROM duckdb.query($$ SELECT count(*) FROM summary(NULL) $$) AS t(n bigint)"
@@ -265,22 +265,48 @@ def test_a_superusers_spill_goes_to_pgsql_tmp_and_is_removed(db, world, cluster)
     assert not _spill_dirs(cluster, pid), "the backend's exit left its spill directory"
 
 
-def test_a_non_superusers_engine_has_no_temp_directory(db, world, cluster):
-    """DuckDB lets SQL into its temp directory: a role without a file system gets
-    none, so a sort larger than memory fails cleanly and nothing is written."""
+def test_a_non_superusers_sort_spills_encrypted_and_it_cannot_write_there(db, world, cluster):
+    """Every role's engine spills (issue 14). DuckDB lets SQL into its temp
+    directory: for a role without file access the spill is encrypted, COPY ...
+    TO may name only its allowed URLs (never a path, file:// or a computed
+    target), and nothing outside the directory is reachable. The files left
+    there are counted."""
     conn = db.connect(world["reader"])
     conn.execute("SET duckdb.memory_limit = '60MB'")
     pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    parent = os.path.join(cluster.data, "base", "pgsql_tmp")
-    before = sorted(os.listdir(parent)) if os.path.isdir(parent) else []
-    with pytest.raises(psycopg.Error) as e:
-        conn.execute(SORT)
-    assert e.value.sqlstate == "53200", (e.value.sqlstate, str(e.value))
-    assert conn.execute("SELECT * FROM duckdb.query($$ SELECT setting FROM pg_catalog.pg_settings "
-                        "WHERE name = 'temp_directory' $$) AS t(v text)").fetchall() in ([("",)], [(None,)])
-    assert not _spill_dirs(cluster, pid)
-    assert (sorted(os.listdir(parent)) if os.path.isdir(parent) else []) == before
-    assert conn.execute(READ).fetchone() == (10,)       # the session goes on
+    assert conn.execute("SELECT * FROM duckdb.query($$ SELECT current_setting('temp_file_encryption')::text $$) "
+                        "AS t(v text)").fetchone() == ("true",)
+    t, out = _in_background(conn, SORT)
+    seen = set()
+    while t.is_alive():
+        seen.update(os.path.join(d, f) for d in _spill_dirs(cluster, pid) for f in os.listdir(d))
+        time.sleep(0.02)
+    assert out.get("rows") == [(3000000,)], out
+    assert seen, "the sort did not spill"
+    spill = os.path.join(cluster.data, "base", "pgsql_tmp", f"pgsql_tmp{pid}.duckdb")
+    parent = os.path.dirname(spill)
+    for target in (f"'{spill}/x.csv'", f"('{spill}' || '/x.csv')", f"'file://{spill}/x.csv'",
+                   f"'{spill}/../x.csv'", "'/tmp/duckdb_secrets_copy_attack.csv'",
+                   "(current_setting('temp_directory') || '/y.csv')"):
+        refused(conn, f"COPY (SELECT 1 AS n) TO {target}")
+    for query in (f"SELECT count(*)::VARCHAR FROM glob('{parent}/*')",
+                  f"SELECT content FROM read_text('{spill}/../../PG_VERSION')",
+                  "SELECT content FROM read_text('/etc/passwd')", "SELECT content FROM read_text('PG_VERSION')"):
+        with pytest.raises(psycopg.Error) as e:
+            conn.execute(f"SELECT * FROM duckdb.query($$ {query} $$) AS t(a text)")
+        assert e.value.sqlstate in ("42501", "58030", "HV000"), (e.value.sqlstate, str(e.value))
+        assert "root:x:0:0" not in str(e.value)
+    assert not os.path.exists("/tmp/duckdb_secrets_copy_attack.csv")
+    assert not [f for d in _spill_dirs(cluster, pid) for f in os.listdir(d) if f.endswith(".csv")]
+    # Writing to its own bucket still works.
+    assert conn.execute("SELECT * FROM duckdb.query($$ COPY (SELECT 42 AS n) TO 's3://bucket/copied/n.csv' $$) "
+                        "AS t(n bigint)").fetchone() == (1,)
+    conn.close()
+    for _ in range(50):
+        if not _spill_dirs(cluster, pid):
+            break
+        time.sleep(0.05)
+    assert not _spill_dirs(cluster, pid), "the backend's exit left its spill directory"
 
 
 def test_the_stop_settings_are_the_administrators(db, world):

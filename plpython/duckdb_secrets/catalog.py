@@ -82,6 +82,14 @@ DUCKDB_SHOWS = frozenset({"http_proxy_password", "scram_client_key", "scram_serv
 
 # Options that send a secret's requests through a proxy of its own, around the
 # engine's egress proxy: only in secrets an administrator defined.
+# The proxy's address lives on the SERVER only: a role with USAGE can write its
+# own user mapping, and a proxy of its choosing would carry its engine's
+# requests anywhere. (The proxy's user name and password may be in a mapping.)
+PROXY_ADDRESS = frozenset({"http_proxy"})
+# Options that say which host a secret's requests go to. From a mapping the role
+# may have written itself (its own, not PUBLIC's), they open no host of the
+# egress proxy: the secret counts as one an administrator did not define.
+ROUTING_OPTIONS = frozenset({"endpoint", "connection_string"}) | PROXY_ADDRESS
 PROXY_OPTIONS = frozenset({"http_proxy", "http_proxy_username", "http_proxy_password",
                            "proxy_user_name", "proxy_password"})
 
@@ -472,7 +480,9 @@ def reach(spec, trusted=True):
     t = TYPES[spec["type"]]
     params = spec["params"]
     if not trusted:
-        own = params.get("endpoint") or params.get("connection_string") or t.hosts == "scope"
+        # its type's standard hosts, never one it names (an endpoint; a
+        # connection string's own endpoints are simply not added)
+        own = params.get("endpoint") or t.hosts == "scope"
         return [] if own else [(h, 443) for h in t.hosts]
     if t.hosts == "scope":
         found = [url_hostport(p) for p in spec.get("scope") or ()]

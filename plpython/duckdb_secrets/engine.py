@@ -305,10 +305,12 @@ class Engine:
         self.con = None
         self.spill = None
         self.worker = None
+        # What COPY ... TO may name (statements.check): None for roles with file access.
+        self.copy_prefixes = None
         self.sockets = interrupts.Sockets()
         interrupts.large_thread_stacks()
         _close_at_exit()
-        spill = spill_directory() if profile.local_files else None
+        spill = spill_directory()
         _open_engines.append(self)
         # DuckDB's worker threads start with the connection, from a guarded
         # thread: they never take PostgreSQL's signals either. (Each call gets a
@@ -359,14 +361,16 @@ class Engine:
                     self.con.execute(f"SET {name} = '{value.replace(chr(39), chr(39) * 2)}'")
                 except _duckdb().Error as e:
                     raise from_duckdb(e, "duckdb.engine_settings") from None
-            if spill is not None:
-                self.spill = spill
-                self.con.execute(f"SET temp_directory = '{self.spill}'")
-                self.con.execute(f"SET max_temp_directory_size = '{profile.max_spill}'")
-            else:
-                # No file system: no spilling, and no path of the data
-                # directory in allowed_directories.
-                self.con.execute("SET temp_directory = ''")
+            # Every engine spills, into its backend's directory under pgsql_tmp.
+            self.spill = spill
+            self.con.execute(f"SET temp_directory = '{self.spill}'")
+            self.con.execute(f"SET max_temp_directory_size = '{profile.max_spill}'")
+            if not profile.local_files:
+                # DuckDB lets SQL read its temp directory even with external
+                # access off: what it finds there is this engine's own spill,
+                # encrypted with a key that lives in this process only. Writes
+                # there (COPY TO) are refused by statements.check.
+                self.con.execute("SET temp_file_encryption = true")
             if not profile.superuser:
                 # Every request leaves through the egress proxy (see egress.py).
                 # curl (httpfs's client) skips any proxy for hosts in NO_PROXY.
@@ -381,7 +385,7 @@ class Engine:
                 self.con.execute(f"SET allowed_directories = [{listed}]")
                 self.con.execute("SET enable_external_access = false")
                 if not profile.local_files:
-                    self.con.execute("SET disabled_filesystems = 'LocalFileSystem'")
+                    self.copy_prefixes = tuple(profile.allowed(self.extensions))
             self.con.execute("SET lock_configuration = true")
         except BaseException:
             self._close_connection()        # the rest is closed by __init__, on the backend's thread

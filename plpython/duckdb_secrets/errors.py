@@ -139,6 +139,7 @@ class Scrubber:
         self.values = tuple(sorted({str(v) for v in values
                                     if v is not None and len(str(v)) >= _MIN_SCRUB_LEN}))
         self._pattern = None
+        self._forms = ()
         self._built = not self.values
 
     def _build(self):
@@ -148,7 +149,8 @@ class Scrubber:
             forms.update({v, urllib.parse.quote(v, safe=""), urllib.parse.quote_plus(v)})
             forms.update(p for p in v.splitlines() if len(p) >= _MIN_SCRUB_LEN)
         # Longest first, so a value that contains another is masked whole.
-        self._pattern = re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)))
+        self._forms = sorted(forms, key=len, reverse=True)
+        self._pattern = re.compile("|".join(re.escape(f) for f in self._forms))
         self._built = True
 
     def __call__(self, text):
@@ -158,7 +160,12 @@ class Scrubber:
             self._build()
         if self._pattern is None:
             return text
-        return self._pattern.sub(MASK, str(text))
+        text = str(text)
+        # A long text (a chunk of result rows) is searched for each form first:
+        # str's search is many times faster than the alternation's.
+        if len(text) > 4096 and not any(f in text for f in self._forms):
+            return text
+        return self._pattern.sub(MASK, text)
 
 
 NO_SCRUB = Scrubber()

@@ -313,7 +313,7 @@ def mismatch_template(sample):
 
 def execute(plpy, duckdb, engine, sql, deadline=None):
     """Check what the role may run, then run it; DuckDB errors become PgErrors."""
-    statements.check(duckdb, engine.con, sql, engine.profile.superuser)
+    statements.check(duckdb, engine.con, sql, engine.profile.superuser, engine.copy_prefixes)
     engine.forget_refusals()
     return engine.call(plpy, deadline, engine.con.execute, sql)
 
@@ -391,7 +391,7 @@ def start(plpy, duckdb, engine, sql, cell_scrub=None, owner=None, deadline=None,
     and read through the Arrow C stream; anything else (several statements,
     INSERT ... RETURNING, EXPLAIN, CALL, a CREATE TABLE AS and its count) runs
     as is and its rows are formatted here."""
-    stmts = statements.check(duckdb, engine.con, sql, engine.profile.superuser)
+    stmts = statements.check(duckdb, engine.con, sql, engine.profile.superuser, engine.copy_prefixes)
     engine.forget_refusals()
     single_query = len(stmts) == 1 and stmts[0].type == duckdb.StatementType.SELECT
     got = {}

@@ -15,7 +15,10 @@ text:
 - dynamic SQL: ``query(...)`` must be given a string literal, which is checked
   as a statement in turn; ``json_execute_serialized_sql`` is refused;
 - secrets: CREATE/DROP SECRET are for superusers only (secrets come from the
-  catalog); ATTACH, for non-superusers, only of in-memory databases.
+  catalog); ATTACH, for non-superusers, only of in-memory databases;
+- writes: for a role without file access, COPY ... TO names a URL under one of
+  its allowed prefixes, as one string literal (its engine's spill directory is
+  the one local place DuckDB would let it write).
 
 What a statement can reach on the network is not decided here (a URL can be
 computed): the egress proxy does that.
@@ -49,6 +52,8 @@ SUPERUSER_FUNCTIONS = frozenset({
     "enable_logging", "disable_logging", "truncate_duckdb_logs", "duckdb_logs", "duckdb_logs_parsed",
     "duckdb_log_contexts", "enable_profiling", "disable_profiling", "checkpoint", "force_checkpoint",
     "load_aws_credentials", "duckdb_secrets", "duckdb_temporary_files", "duckdb_external_file_cache",
+    # every setting: the spill directory's and allowed_directories hold a path of the data directory
+    "duckdb_settings", "pg_settings",
     "postgres_attach", "postgres_configure_pool", "postgres_execute", "postgres_query", "postgres_scan",
     "postgres_scan_pushdown", "pg_clear_cache", "read_postgres_binary",
     "mysql_clear_cache", "mysql_debug_execution_plan", "mysql_execute", "mysql_explain_federated", "mysql_query",
@@ -62,6 +67,11 @@ COMMON_WORDS = frozenset({"checkpoint"})
 FILE_OUTPUT_FUNCTIONS = frozenset({"enable_logging", "enable_profiling"})
 FILE_OUTPUT_PARAMETERS = frozenset({"storage_path", "storage", "storage_config", "save_location",
                                     "profiling_output", "output"})
+
+# current_setting() and SHOW: for non-superusers only of a setting named by a
+# literal, and not of one that holds a path (the data directory's, for one).
+SETTING_FUNCTION = "current_setting"
+_PATH_SETTING = re.compile(r"director|path|dir$|file|output|repository|home")
 
 # Functions that run SQL given as their argument: only a string literal, checked like a statement.
 DYNAMIC_SQL = frozenset({"query"})
@@ -132,13 +142,15 @@ def _refuse(message, detail=None, hint=None):
     return PgError(INSUFFICIENT_PRIVILEGE, message, detail=detail, hint=hint)
 
 
-def check(duckdb, con, sql, superuser):
-    """Refuse what the current role may not run; returns DuckDB's statements."""
+def check(duckdb, con, sql, superuser, copy_prefixes=None):
+    """Refuse what the current role may not run; returns DuckDB's statements.
+    copy_prefixes: for a role without file access, the URL prefixes COPY ... TO
+    may name (None: no such limit)."""
     if sql is None or not sql.strip():
         raise PgError(SYNTAX_ERROR, "no statement to run")
     statements = _parse(duckdb, con, sql)
     for st in statements:
-        _check_statement(duckdb, con, st, superuser, 0)
+        _check_statement(duckdb, con, st, superuser, 0, copy_prefixes)
     return statements
 
 
@@ -156,7 +168,7 @@ def _kind(st):
     return str(st.type).rsplit(".", 1)[-1]
 
 
-def _check_statement(duckdb, con, st, superuser, depth):
+def _check_statement(duckdb, con, st, superuser, depth, copy_prefixes=None):
     if depth > MAX_DEPTH:
         raise _refuse("permission denied to run statements nested this deeply in the DuckDB engine")
     kind = _kind(st)
@@ -166,7 +178,7 @@ def _check_statement(duckdb, con, st, superuser, depth):
                              "PRAGMA/CALL/SET/VACUUM statements.")
     toks = tokens(duckdb, st.query)
     words = [t.text if t.kind in (IDENTIFIER, KEYWORD) else None for t in toks]
-    _check_functions(duckdb, con, toks, superuser, depth)
+    _check_functions(duckdb, con, toks, superuser, depth, copy_prefixes)
     if not superuser:
         if kind in ("CREATE", "DROP") and _is_secret_ddl(words):
             raise _refuse("permission denied to create or drop secrets in the DuckDB engine",
@@ -174,13 +186,15 @@ def _check_statement(duckdb, con, st, superuser, depth):
                                "and USER MAPPING.")
         if kind == "ATTACH":
             _check_attach(toks)
+    if kind == "COPY" and copy_prefixes is not None:
+        _check_copy_target(toks, copy_prefixes)
     inner = _inner_statement(st.query, toks, kind)
     if inner is not None:
         for nested in _parse(duckdb, con, inner):
-            _check_statement(duckdb, con, nested, superuser, depth + 1)
+            _check_statement(duckdb, con, nested, superuser, depth + 1, copy_prefixes)
 
 
-def _check_functions(duckdb, con, toks, superuser, depth):
+def _check_functions(duckdb, con, toks, superuser, depth, copy_prefixes=None):
     for i, t in enumerate(toks):
         if t.kind not in (IDENTIFIER, KEYWORD) or t.text is None:
             continue
@@ -197,13 +211,27 @@ def _check_functions(duckdb, con, toks, superuser, depth):
             raise _refuse(f'permission denied to call "{name}" with a file output in the DuckDB engine',
                           detail="Logging and profiling stay in memory: a refused file output leaves the "
                                  "engine unable to close cleanly.")
+        if not superuser and name == SETTING_FUNCTION and _called(toks, i):
+            setting = _literal_argument(toks, i)
+            if setting is None or _PATH_SETTING.search(setting.strip().lower()):
+                raise _refuse_setting(name)
+        if not superuser and name == "show" and i == 0 and len(toks) > 1:
+            shown = (toks[1].text or "").lower()
+            if shown == "all" or _PATH_SETTING.search(shown):
+                raise _refuse_setting("SHOW")
         if name in DYNAMIC_SQL and _called(toks, i):
             text = _literal_argument(toks, i)
             if text is None:
                 raise _refuse(f'permission denied to call "{name}" with SQL that is not a string literal',
                               hint=f"Write the statement as one literal: {name}('SELECT ...').")
             for nested in _parse(duckdb, con, text):
-                _check_statement(duckdb, con, nested, superuser, depth + 1)
+                _check_statement(duckdb, con, nested, superuser, depth + 1, copy_prefixes)
+
+
+def _refuse_setting(name):
+    return _refuse(f'permission denied to read that setting with "{name}" in the DuckDB engine',
+                   detail="Only superusers may read settings that hold paths of the server (the spill directory, "
+                          "allowed directories), or settings named by anything but a string literal.")
 
 
 def _called(toks, i):
@@ -247,6 +275,29 @@ def _check_attach(toks):
     raise _refuse("permission denied to attach a database file in the DuckDB engine",
                   detail="A role that is not a superuser may attach only in-memory databases "
                          "(ATTACH ':memory:' AS name).")
+
+
+def _check_copy_target(toks, prefixes):
+    """COPY ... TO of a role without file access: one string literal under an
+    allowed URL prefix (never a computed target, a local path or file://)."""
+    depth = 0
+    for i, t in enumerate(toks[1:], 1):
+        if t.text == "(":
+            depth += 1
+        elif t.text == ")":
+            depth -= 1
+        elif depth == 0 and t.kind == KEYWORD and t.text in ("to", "from"):
+            if t.text == "from":
+                return          # a read: DuckDB allows only the allowed prefixes (and its spill directory)
+            target = toks[i + 1] if i + 1 < len(toks) else None
+            url = target.text if target is not None and target.kind == STRING else None
+            if url is not None and any(url.lower().startswith(p.lower()) for p in prefixes if "://" in p):
+                return
+            break
+    raise _refuse("permission denied to COPY to this target in the DuckDB engine",
+                  detail="A role without access to the server's files writes only to the URLs its secrets and "
+                         "duckdb.allowed_url_prefixes open, given as one string literal.",
+                  hint="COPY ... TO 's3://bucket/path/file.parquet'")
 
 
 def _inner_statement(text, toks, kind):

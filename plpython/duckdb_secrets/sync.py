@@ -12,6 +12,7 @@ changed.
 """
 
 import datetime
+import os
 import re
 from collections import namedtuple
 
@@ -751,6 +752,10 @@ def _server_secret(plpy, sess, row, superuser, trusted, keys, specs):
         # (an upgrade) or a catalog edit behind our back. Skip it loudly.
         plpy.warning(f'skipping DuckDB secret for server "{validation.shown(row["srvname"])}": {e.message}')
         return skip(f"refused by validation: {e.message}")
+    if trusted and not superuser and row.get("umrole") != "public" and _routing_in(row["umoptions"]):
+        # A role with USAGE can write its own user mapping: where its requests
+        # go is said by the server or a PUBLIC mapping (its owner's), not there.
+        trusted = False
     if catalog.TYPES[spec["type"]].superuser_only and not superuser:
         # database connections from the server: superusers only
         return skip(f"needs a superuser: type {spec['type']} connects from the database server")
@@ -761,6 +766,11 @@ def _server_secret(plpy, sess, row, superuser, trusted, keys, specs):
         return skip("its proxy options would send requests around the egress proxy, and its owner is not an "
                     "administrator")
     return ServerSecret(row, spec, trusted, key=key)
+
+
+def _routing_in(umoptions):
+    names = {str(o).split("=", 1)[0].strip().lower() for o in umoptions or ()}
+    return bool(names & catalog.ROUTING_OPTIONS)
 
 
 def _default_postgres(obs, ctx, state):
@@ -895,10 +905,13 @@ def _scrubbers(sess, profile, facts, old, touched):
             for n in touched):
         return
     values = [v for f in facts.values() for v in f.sensitive]
-    if not profile.local_files and sess.engine.spill:
-        values.append(sess.engine.spill)    # its name keeps it out of the role's reach (engine.py)
+    if not profile.superuser:
+        # Nor the data directory's path (PostgreSQL shows it to privileged roles only;
+        # DuckDB names it in its spill directory and allowed_directories).
+        values.append(os.getcwd())
     scrub = Scrubber(values)
     if scrub.values != sess.scrub.values:       # keep the built pattern when nothing changed
         sess.scrub = scrub
-    shown_by_duckdb = [v for f in facts.values() for v in f.shown]
-    sess.cell_scrub = Scrubber(shown_by_duckdb) if shown_by_duckdb and not profile.superuser else None
+    # A non-superuser's result cells too: whatever its query read (a store that
+    # serves its own state, say), the exact values of its secrets do not come out.
+    sess.cell_scrub = None if profile.superuser else sess.scrub

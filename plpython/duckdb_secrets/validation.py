@@ -73,8 +73,15 @@ def server_context_options():
     return catalog.ALL_OPTIONS - catalog.SENSITIVE
 
 
+def raise_server_only(name):
+    detail = ("A role with USAGE on a server can write its own user mapping: a proxy named there would carry "
+              "its engine's requests around the egress proxy." if name in catalog.PROXY_ADDRESS else None)
+    raise PgError(FDW_INVALID_OPTION_NAME, f'option "{name}" cannot be set in a user mapping', detail=detail,
+                  hint=f"Set {name} on the server: ALTER SERVER ... OPTIONS (ADD {name} '...').")
+
+
 def mapping_context_options():
-    return catalog.ALL_OPTIONS - catalog.SERVER_ONLY
+    return catalog.ALL_OPTIONS - catalog.SERVER_ONLY - catalog.PROXY_ADDRESS
 
 
 def validate_options(options, catalog_oid):
@@ -97,10 +104,8 @@ def validate_options(options, catalog_oid):
     if catalog_oid == MAPPING_CATALOG:
         opts = normalise(pairs, "")
         for name in opts:
-            if name in catalog.SERVER_ONLY:
-                raise PgError(FDW_INVALID_OPTION_NAME,
-                              f'option "{name}" cannot be set in a user mapping',
-                              hint=f'Set {name} on the server: ALTER SERVER ... OPTIONS (ADD {name} \'...\').')
+            if name in catalog.SERVER_ONLY or name in catalog.PROXY_ADDRESS:
+                raise_server_only(name)
             if name not in catalog.ALL_OPTIONS:
                 raise_unknown(name, mapping_context_options())
         return
@@ -208,8 +213,8 @@ def secret_spec(server_name, srvtype, server_options, mapping_options=None):
             raise_sensitive_on_server(name)
     check_embedded_credentials(server)
     for name in mapping:
-        if name in catalog.SERVER_ONLY:
-            raise PgError(FDW_INVALID_OPTION_NAME, f'option "{name}" cannot be set in a user mapping')
+        if name in catalog.SERVER_ONLY or name in catalog.PROXY_ADDRESS:
+            raise_server_only(name)
         if name in server:
             raise PgError(DUPLICATE_OBJECT,
                           f'option "{shown(name)}" is set on both server "{shown(server_name)}" '
