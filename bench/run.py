@@ -237,8 +237,10 @@ class Bench:
             ours = rss_of(pid)
         runs = [baseline("rss", self.s3.endpoint, self.s3.key_id, self.s3.secret, PARQUET) for _ in range(3)]
         base = median([r["bytes"] for r in runs])
-        self.record("4. backend RSS after first use (S3 read) vs bare python with DuckDB + httpfs, same S3 read",
-                    ours / 2**20, base / 2**20, "MiB", 1.2)
+        # The whole backend (PostgreSQL's own memory included) against a bare
+        # Python: for scale only; the goal is on what the extension adds (4b-4d).
+        self.record("4. backend RSS after first use (S3 read) vs bare python with DuckDB + httpfs, same S3 read "
+                    "(whole process; see 4b-4d)", ours / 2**20, base / 2**20, "MiB")
         # What the extension adds to a backend that has run one trivial PL/Python
         # function, against what DuckDB + httpfs (+ 10 secrets) add to a bare
         # Python; both then read the same Parquet file from S3.

@@ -361,7 +361,7 @@ def _leave_a_result(conn, text):
 
 
 def _steal(conn):
-    return conn.execute("SELECT * FROM duckdb._query_chunks() AS c(s text, a text)").fetchall()
+    return conn.execute("SELECT * FROM duckdb._query_chunks()").fetchall()
 
 
 def test_results_are_never_read_by_another_role(db, world):
@@ -391,7 +391,7 @@ def test_results_do_not_cross_a_security_definer_boundary(db, world):
     b = db.connect(bob)
     b.execute("CREATE FUNCTION public.peek() RETURNS bigint LANGUAGE sql SECURITY DEFINER "
               "SET search_path = pg_catalog AS "
-              "$$ SELECT count(*) FROM duckdb._query_chunks() AS c(s text, a text) $$")
+              "$$ SELECT count(*) FROM duckdb._query_chunks() $$")
     b.execute(f'GRANT EXECUTE ON FUNCTION public.peek() TO "{alice}"')
     a = db.connect(alice)
     _leave_a_result(a, "SELECT range AS id, range AS v FROM range(10)")
@@ -439,6 +439,13 @@ SETTINGS_READS = [
     "SHOW temp_directory",
     "SHOW ALL",
     "SELECT * FROM query('SELECT current_setting(''temp_directory'')')",
+    # red team 2: a view read by name
+    "SELECT setting FROM query_table('pg_settings') WHERE name = 'temp_directory'",
+    "SELECT setting FROM query_table('pg_catalog.pg_settings') WHERE name = 'temp_directory'",
+    "SELECT setting FROM query_table(['pg_' || 'settings']) WHERE name = 'temp_directory'",
+    "SELECT count(*)::VARCHAR FROM query_table('duckdb_logs')",
+    "SELECT count(*)::VARCHAR FROM query_table(['duckdb_' || 'logs'])",
+    "SELECT count(*)::VARCHAR FROM query_table(['t', 'duckdb_logs'], true)",
 ]
 
 
@@ -454,6 +461,7 @@ def test_the_engines_settings_show_no_path_of_the_server(db, world, cluster, who
     for text in SETTINGS_READS:
         refused(bob, text)
     assert q(bob, "SELECT current_setting('threads')::VARCHAR") == [("1",)]
+    assert q(bob, "CREATE TABLE t AS SELECT 'x' AS v; SELECT v FROM query_table('t')") == [("x",)]
     assert q(bob, f"SELECT 'in {cluster.data}/base'") == [("in ********/base",)]
     with pytest.raises(psycopg.Error) as e:
         q(bob, f"SELECT * FROM read_text('{cluster.data}/PG_VERSION/x')")
@@ -495,6 +503,24 @@ def test_a_role_cannot_name_a_proxy_in_its_own_user_mapping(db, usage_only, coun
             q(conn, f"SELECT count(*)::VARCHAR FROM read_csv('{url}')")
     assert counter.hits == []
     assert [r[0] for r in conn.execute("SELECT storage FROM duckdb.secrets() WHERE name = 'withend'")] == ["skipped"]
+
+
+def test_no_control_characters_in_option_values(db, usage_only):
+    """Red team 2: a CR/LF in extra_http_headers (in the role's own mapping)
+    put a second request on the wire to the S3 server."""
+    carol, conn = usage_only
+    for options in ("extra_http_headers E'X-A=b\\r\\n\\r\\nGET http://127.0.0.1:9/smuggle HTTP/1.1\\r\\nX-B: c'",
+                    "extra_http_headers E'X-A\\nInjected=b'", "bearer_token E'abc\\r\\nX-Evil: 1'"):
+        with pytest.raises(psycopg.Error) as e:
+            conn.execute(f'CREATE USER MAPPING FOR "{carol}" SERVER withend OPTIONS (key_id \'k\', secret \'s\', '
+                         f"{options})")
+        assert e.value.sqlstate in ("HV024", "HV00D"), (e.value.sqlstate, str(e.value))
+        assert "smuggle" not in str(e.value) and "abc" not in str(e.value)
+    conn.execute(f'CREATE USER MAPPING FOR "{carol}" SERVER withend OPTIONS (key_id \'k\', secret \'s\')')
+    with pytest.raises(psycopg.Error) as e:
+        conn.execute(f'ALTER USER MAPPING FOR "{carol}" SERVER withend OPTIONS '
+                     "(ADD extra_http_headers E'X-A=b\\r\\nX-B=c')")
+    assert e.value.sqlstate == "HV024" and "control characters" in e.value.diag.message_primary
 
 
 def test_a_role_cannot_name_an_endpoint_in_its_own_user_mapping(db, usage_only, counter):

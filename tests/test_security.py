@@ -124,7 +124,6 @@ TRICKY = [
     "back\\slash",
     "$$dollar$$",
     "'); DROP TABLE victim; --",
-    "line1\nline2",
     "ünïcødé-密钥-🔑",
     '"double" quotes',
     "semi;colon=equals",
@@ -149,6 +148,21 @@ def test_values_reach_duckdb_unchanged(db, value):
     assert f";region={value};" in by_name["simple_s3_secret"] + ";"
     assert CANARY not in json.dumps(by_name)                  # DuckDB redacts secret
     assert db.conn.execute("SELECT count(*) FROM victim").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("value", ["line1\nline2", "a\r\nX-Injected: 1", "tab\there", "bell\x07"])
+def test_control_characters_are_refused_without_echo(db, value):
+    """A CR/LF could add HTTP headers or requests to what DuckDB sends: option
+    values with control characters are refused (HV024), the value never shown."""
+    for run in (lambda: db.conn.execute("SELECT duckdb.create_simple_secret(type := 'S3', key_id := 'AKIAX', "
+                                        "secret := %s, region := %s)", (CANARY, value)),
+                lambda: db.conn.execute("CREATE SERVER by_ddl TYPE 's3' FOREIGN DATA WRAPPER duckdb OPTIONS (region "
+                                        + psycopg.sql.Literal(value).as_string(db.conn) + ")")):
+        with pytest.raises(psycopg.Error) as e:
+            run()
+        assert e.value.sqlstate == "HV024" and "control characters" in e.value.diag.message_primary
+        assert value not in str(e.value) and CANARY not in str(e.value)
+    assert db.conn.execute("SELECT count(*) FROM pg_foreign_server").fetchone() == (0,)
 
 
 def test_secret_never_in_sql_text_of_create_simple_secret(db, log_since):

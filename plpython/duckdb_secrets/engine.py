@@ -363,7 +363,9 @@ class Engine:
                     raise from_duckdb(e, "duckdb.engine_settings") from None
             # Every engine spills, into its backend's directory under pgsql_tmp.
             self.spill = spill
-            self.con.execute(f"SET temp_directory = '{self.spill}'")
+            # relative to the backend's working directory (the data directory,
+            # whose path PostgreSQL shows to privileged roles only)
+            self.con.execute(f"SET temp_directory = '{os.path.relpath(self.spill)}'")
             self.con.execute(f"SET max_temp_directory_size = '{profile.max_spill}'")
             if not profile.local_files:
                 # DuckDB lets SQL read its temp directory even with external

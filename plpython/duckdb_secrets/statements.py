@@ -71,10 +71,14 @@ FILE_OUTPUT_PARAMETERS = frozenset({"storage_path", "storage", "storage_config",
 # current_setting() and SHOW: for non-superusers only of a setting named by a
 # literal, and not of one that holds a path (the data directory's, for one).
 SETTING_FUNCTION = "current_setting"
-_PATH_SETTING = re.compile(r"director|path|dir$|file|output|repository|home")
+_PATH_SETTING = re.compile(r"director|path|dir$|_file$|^file|output|repository|home")
 
 # Functions that run SQL given as their argument: only a string literal, checked like a statement.
 DYNAMIC_SQL = frozenset({"query"})
+# Functions that read a table or view named by their argument (DuckDB's views
+# duckdb_logs and pg_settings wrap refused functions): for non-superusers only
+# string literals, each checked as SELECT * FROM <name>.
+TABLE_BY_NAME = frozenset({"query_table"})
 
 IDENTIFIER, NUMBER, STRING, OPERATOR, KEYWORD, COMMENT = range(6)
 
@@ -215,10 +219,18 @@ def _check_functions(duckdb, con, toks, superuser, depth, copy_prefixes=None):
             setting = _literal_argument(toks, i)
             if setting is None or _PATH_SETTING.search(setting.strip().lower()):
                 raise _refuse_setting(name)
-        if not superuser and name == "show" and i == 0 and len(toks) > 1:
-            shown = (toks[1].text or "").lower()
+        if not superuser and name == "show" and i + 1 < len(toks):
+            shown = (toks[i + 1].text or "").lower()
             if shown == "all" or _PATH_SETTING.search(shown):
                 raise _refuse_setting("SHOW")
+        if not superuser and name in TABLE_BY_NAME and _called(toks, i):
+            names = _literal_names(toks, i)
+            if names is None:
+                raise _refuse(f'permission denied to call "{name}" with names that are not string literals',
+                              hint=f"Name the table as a literal: {name}('my_table').")
+            for table in names:
+                for nested in _parse(duckdb, con, f"SELECT * FROM {table}"):
+                    _check_statement(duckdb, con, nested, superuser, depth + 1, copy_prefixes)
         if name in DYNAMIC_SQL and _called(toks, i):
             text = _literal_argument(toks, i)
             if text is None:
@@ -232,6 +244,24 @@ def _refuse_setting(name):
     return _refuse(f'permission denied to read that setting with "{name}" in the DuckDB engine',
                    detail="Only superusers may read settings that hold paths of the server (the spill directory, "
                           "allowed directories), or settings named by anything but a string literal.")
+
+
+def _literal_names(toks, i):
+    """The names of f('a'), f(['a', 'b']) or f([...], true); None when an
+    argument is anything but string literals."""
+    names, depth = [], 0
+    for t in toks[i + 1:]:
+        if t.text in ("(", "["):
+            depth += 1
+        elif t.text in (")", "]"):
+            depth -= 1
+            if depth == 0:
+                return names
+        elif t.kind == STRING and t.text is not None:
+            names.append(t.text)
+        elif not (t.text == "," or (t.kind == KEYWORD and t.text in ("true", "false"))):
+            return None
+    return None
 
 
 def _called(toks, i):

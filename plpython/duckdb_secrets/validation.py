@@ -73,6 +73,18 @@ def server_context_options():
     return catalog.ALL_OPTIONS - catalog.SENSITIVE
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _has_control(value):
+    """Whether a value (text, or a map's or list's keys and values) holds a control character."""
+    if isinstance(value, dict):
+        return any(_has_control(k) or _has_control(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_control(v) for v in value)
+    return value is not None and bool(_CONTROL.search(str(value)))
+
+
 def raise_server_only(name):
     detail = ("A role with USAGE on a server can write its own user mapping: a proxy named there would carry "
               "its engine's requests around the egress proxy." if name in catalog.PROXY_ADDRESS else None)
@@ -245,6 +257,11 @@ def secret_spec(server_name, srvtype, server_options, mapping_options=None):
                                    f"'{provider_name}' are: " + _hint_list(here))
             if name == catalog.PROVIDER:
                 continue
+            if _has_control(value):
+                raise PgError(FDW_INVALID_ATTRIBUTE_VALUE,
+                              f'option "{shown(name)}" must not contain control characters',
+                              detail="A carriage return, line feed or other control character could add HTTP "
+                                     "headers or requests to what DuckDB sends.")
             converted = _CONVERT[opt.kind](name, value)
             if opt.choices:
                 converted = _check_choices(opt, converted)
@@ -439,6 +456,8 @@ def table_spec(secret):
                                f"'{provider_name}' are: " + _hint_list(set(valid) - catalog.SERVER_ONLY))
         if value is None:
             continue
+        if _has_control(value):
+            raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, f'option "{shown(key)}" must not contain control characters')
         converted = _table_value(opt, key, value)
         if opt.choices:
             converted = _check_choices(opt, converted)
