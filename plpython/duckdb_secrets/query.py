@@ -183,9 +183,11 @@ def fetch_sql(pg_types, names=None, records=False):
         return ("SELECT u.* FROM duckdb._query_chunks() AS c(s text, a text) CROSS JOIN LATERAL ("
                 f"SELECT {split} FROM pg_catalog.string_to_table(c.s, E'\\002') AS r "
                 f"UNION ALL SELECT {alone} FROM (SELECT c.a::text[]) AS y(x) WHERE c.a IS NOT NULL) AS u")
+    # unnest(string_to_array()) in a select list yields the rows one at a time
+    # (string_to_table in FROM would fill a tuplestore per chunk): ~7% faster.
     return ("SELECT u.* FROM (SELECT duckdb._query_chunks() AS s) AS c CROSS JOIN LATERAL ("
-            f"SELECT {split} FROM pg_catalog.string_to_table(CASE WHEN NOT pg_catalog.starts_with(c.s, E'\\004') "
-            "THEN c.s END, E'\\002') AS r "
+            f"SELECT {split} FROM (SELECT pg_catalog.unnest(pg_catalog.string_to_array(CASE WHEN NOT "
+            "pg_catalog.starts_with(c.s, E'\\004') THEN c.s END, E'\\002')) AS r) AS rr "
             f"UNION ALL SELECT {alone} FROM (SELECT pg_catalog.substr(c.s, 2)::text[]) AS y(x) "
             "WHERE pg_catalog.starts_with(c.s, E'\\004')) AS u")
 
