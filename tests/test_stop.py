@@ -253,6 +253,14 @@ def _spill_dirs(cluster, pid):
     return glob.glob(os.path.join(parent, f"pgsql_tmp{pid}.duckdb"))
 
 
+def _gone_after_exit(cluster, pid):
+    for _ in range(50):
+        if not _spill_dirs(cluster, pid):
+            break
+        time.sleep(0.05)
+    assert not _spill_dirs(cluster, pid), "the backend's exit left its spill directory"
+
+
 def test_a_superusers_spill_goes_to_pgsql_tmp_and_is_removed(db, world, cluster):
     conn = db.connect()
     conn.execute("SET duckdb.memory_limit = '60MB'")
@@ -269,11 +277,7 @@ def test_a_superusers_spill_goes_to_pgsql_tmp_and_is_removed(db, world, cluster)
     assert not [d for d in seen if os.path.exists(d)]
     conn.execute(SORT)
     conn.close()
-    for _ in range(50):
-        if not _spill_dirs(cluster, pid):
-            break
-        time.sleep(0.05)
-    assert not _spill_dirs(cluster, pid), "the backend's exit left its spill directory"
+    _gone_after_exit(cluster, pid)
 
 
 def test_a_non_superusers_sort_spills_encrypted_and_it_cannot_write_there(db, world, cluster):
@@ -314,11 +318,7 @@ def test_a_non_superusers_sort_spills_encrypted_and_it_cannot_write_there(db, wo
     assert conn.execute("SELECT * FROM duckdb.query($$ COPY (SELECT 42 AS n) TO 's3://bucket/copied/n.csv' $$) "
                         "AS t(n bigint)").fetchone() == (1,)
     conn.close()
-    for _ in range(50):
-        if not _spill_dirs(cluster, pid):
-            break
-        time.sleep(0.05)
-    assert not _spill_dirs(cluster, pid), "the backend's exit left its spill directory"
+    _gone_after_exit(cluster, pid)
 
 
 def test_a_non_superusers_spill_is_bounded_by_the_cap(db, world):

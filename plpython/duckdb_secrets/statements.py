@@ -310,13 +310,8 @@ def _check_attach(toks):
 def _check_copy_target(toks, prefixes):
     """COPY ... TO of a role without file access: one string literal under an
     allowed URL prefix (never a computed target, a local path or file://)."""
-    depth = 0
-    for i, t in enumerate(toks[1:], 1):
-        if t.text == "(":
-            depth += 1
-        elif t.text == ")":
-            depth -= 1
-        elif depth == 0 and t.kind == KEYWORD and t.text in ("to", "from"):
+    for i, t in _top_level(toks, 1):
+        if t.kind == KEYWORD and t.text in ("to", "from"):
             if t.text == "from":
                 return          # a read: DuckDB allows only the allowed prefixes (and its spill directory)
             target = toks[i + 1] if i + 1 < len(toks) else None
@@ -341,16 +336,24 @@ def _inner_statement(text, toks, kind):
             i = _after_parens(toks, i)
         return raw[toks[i].start:].decode("utf-8") if i < len(toks) else None
     if kind == "PREPARE":
-        depth = 0
-        for j, t in enumerate(toks[2:], 2):
-            if t.text == "(":
-                depth += 1
-            elif t.text == ")":
-                depth -= 1
-            elif depth == 0 and t.kind == KEYWORD and t.text == "as":
+        for j, t in _top_level(toks, 2):
+            if t.kind == KEYWORD and t.text == "as":
                 return raw[toks[j + 1].start:].decode("utf-8") if j + 1 < len(toks) else None
         raise _refuse("permission denied to run a PREPARE statement that could not be checked")
     return None
+
+
+def _top_level(toks, start):
+    """(index, token) of the tokens from start on that are outside parentheses."""
+    depth = 0
+    for i in range(start, len(toks)):
+        t = toks[i]
+        if t.text == "(":
+            depth += 1
+        elif t.text == ")":
+            depth -= 1
+        elif depth == 0:
+            yield i, t
 
 
 def _after_parens(toks, i):
