@@ -446,6 +446,13 @@ SETTINGS_READS = [
     "SELECT count(*)::VARCHAR FROM query_table('duckdb_logs')",
     "SELECT count(*)::VARCHAR FROM query_table(['duckdb_' || 'logs'])",
     "SELECT count(*)::VARCHAR FROM query_table(['t', 'duckdb_logs'], true)",
+    # red team 3: DuckDB's table macros over query_table() and duckdb_settings()
+    "SELECT bin FROM histogram_values('pg_settings', name || '=' || setting, technique := 'sample')",
+    "SELECT bin FROM histogram_values('pg_' || 'settings', setting)",
+    "SELECT count(*)::VARCHAR FROM histogram_values('duckdb_logs', message, bin_count := 10)",
+    "SELECT bin::VARCHAR FROM histogram('pg_settings', setting)",
+    "SELECT bin::VARCHAR FROM (SELECT 1) t, histogram('pg_settings', setting)",
+    "SELECT value FROM duckdb_profiling_settings()",
 ]
 
 
@@ -462,6 +469,13 @@ def test_the_engines_settings_show_no_path_of_the_server(db, world, cluster, who
         refused(bob, text)
     assert q(bob, "SELECT current_setting('threads')::VARCHAR") == [("1",)]
     assert q(bob, "CREATE TABLE t AS SELECT 'x' AS v; SELECT v FROM query_table('t')") == [("x",)]
+    assert q(bob, "SELECT histogram(v)::VARCHAR FROM t") == [("{x=1}",)]      # the aggregate is fine
+    home = os.path.expanduser("~postgres")
+    try:
+        shown = str(q(bob, "SELECT string_agg(coalesce(install_path, ''), ',') FROM duckdb_extensions()"))
+    except psycopg.Error as e:
+        shown = str(e)
+    assert home not in shown and cluster.data not in shown
     assert q(bob, f"SELECT 'in {cluster.data}/base'") == [("in ********/base",)]
     with pytest.raises(psycopg.Error) as e:
         q(bob, f"SELECT * FROM read_text('{cluster.data}/PG_VERSION/x')")

@@ -28,6 +28,11 @@ from .shipped import extension_path
 # engines (the only ones that may ATTACH postgres) allow them, with a secret
 # directory that does not exist and that the server cannot create (inside the
 # root-owned install directory): nothing is read from or written to disk.
+# Likewise for extensions: no engine installs one (the shipped wheels are
+# loaded by path), and DuckDB's default (~/.duckdb/extensions) would name the
+# server's OS user's home directory.
+NO_EXTENSION_DIRECTORY = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                                      "no-extension-directory")
 NO_SECRET_DIRECTORY = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                                    "no-persistent-secrets")
 
@@ -334,6 +339,7 @@ class Engine:
             "allow_unsigned_extensions": shipped.all_verified(),
         }
         config["secret_directory"] = NO_SECRET_DIRECTORY
+        config["extension_directory"] = NO_EXTENSION_DIRECTORY
         try:
             self.con = duckdb.connect(":memory:", config=config)
         except duckdb.Error as e:

@@ -53,7 +53,8 @@ SUPERUSER_FUNCTIONS = frozenset({
     "duckdb_log_contexts", "enable_profiling", "disable_profiling", "checkpoint", "force_checkpoint",
     "load_aws_credentials", "duckdb_secrets", "duckdb_temporary_files", "duckdb_external_file_cache",
     # every setting: the spill directory's and allowed_directories hold a path of the data directory
-    "duckdb_settings", "pg_settings",
+    # (and DuckDB's table macros over duckdb_settings() or query_table())
+    "duckdb_settings", "pg_settings", "duckdb_profiling_settings", "histogram_values",
     "postgres_attach", "postgres_configure_pool", "postgres_execute", "postgres_query", "postgres_scan",
     "postgres_scan_pushdown", "pg_clear_cache", "read_postgres_binary",
     "mysql_clear_cache", "mysql_debug_execution_plan", "mysql_execute", "mysql_explain_federated", "mysql_query",
@@ -75,6 +76,12 @@ _PATH_SETTING = re.compile(r"director|path|dir$|_file$|^file|output|repository|h
 
 # Functions that run SQL given as their argument: only a string literal, checked like a statement.
 DYNAMIC_SQL = frozenset({"query"})
+# Names that are an aggregate in a select list but a table macro over
+# query_table() in FROM: refused to non-superusers in FROM.
+TABLE_MACROS = frozenset({"histogram"})
+_CLAUSES = frozenset({"select", "from", "join", "where", "group", "having", "order", "qualify", "window", "limit",
+                      "on", "using", "returning", "values", "set", "pivot", "unpivot"})
+
 # Functions that read a table or view named by their argument (DuckDB's views
 # duckdb_logs and pg_settings wrap refused functions): for non-superusers only
 # string literals, each checked as SELECT * FROM <name>.
@@ -223,6 +230,11 @@ def _check_functions(duckdb, con, toks, superuser, depth, copy_prefixes=None):
             shown = (toks[i + 1].text or "").lower()
             if shown == "all" or _PATH_SETTING.search(shown):
                 raise _refuse_setting("SHOW")
+        if not superuser and name in TABLE_MACROS and _called(toks, i) and _clause_at(toks, i) in ("from", "join"):
+            raise _refuse(f'permission denied to call table macro "{name}" in the DuckDB engine',
+                          detail="It reads a table named by a value through query_table(), which a role that is "
+                                 "not a superuser may call only with string literals.",
+                          hint=f"Use the aggregate in a select list: SELECT {name}(column) FROM table.")
         if not superuser and name in TABLE_BY_NAME and _called(toks, i):
             names = _literal_names(toks, i)
             if names is None:
@@ -244,6 +256,21 @@ def _refuse_setting(name):
     return _refuse(f'permission denied to read that setting with "{name}" in the DuckDB engine',
                    detail="Only superusers may read settings that hold paths of the server (the spill directory, "
                           "allowed directories), or settings named by anything but a string literal.")
+
+
+def _clause_at(toks, i):
+    """The clause keyword (select, from, join, ...) token i sits in, at its own
+    parenthesis depth; None if there is none."""
+    clauses, depth = {0: None}, 0
+    for t in toks[:i]:
+        if t.text == "(":
+            depth += 1
+            clauses[depth] = None
+        elif t.text == ")":
+            depth -= 1
+        elif t.kind == KEYWORD and t.text in _CLAUSES:
+            clauses[depth] = t.text
+    return clauses.get(depth)
 
 
 def _literal_names(toks, i):

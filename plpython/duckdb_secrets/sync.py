@@ -909,6 +909,9 @@ def _scrubbers(sess, profile, facts, old, touched):
         # Nor the data directory's path (PostgreSQL shows it to privileged roles only;
         # DuckDB names it in its spill directory and allowed_directories).
         values.append(os.getcwd())
+        home = os.path.expanduser("~")      # the server's OS user's home (DuckDB's default directories)
+        if home not in ("", "/", "~"):
+            values.append(home)
     scrub = Scrubber(values)
     if scrub.values != sess.scrub.values:       # keep the built pattern when nothing changed
         sess.scrub = scrub
