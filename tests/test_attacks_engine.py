@@ -453,6 +453,10 @@ SETTINGS_READS = [
     "SELECT bin::VARCHAR FROM histogram('pg_settings', setting)",
     "SELECT bin::VARCHAR FROM (SELECT 1) t, histogram('pg_settings', setting)",
     "SELECT value FROM duckdb_profiling_settings()",
+    # red team 4: a plan with constants folded
+    "SELECT json_serialize_plan('select reverse(current_setting(''allowed_directories'')::varchar) as x', "
+    "optimize := true)::VARCHAR",
+    "SELECT json_serialize_plan('select current_setting(''temp_'' || ''directory'') as x', optimize := true)::VARCHAR",
 ]
 
 
@@ -475,7 +479,9 @@ def test_the_engines_settings_show_no_path_of_the_server(db, world, cluster, who
         shown = str(q(bob, "SELECT string_agg(coalesce(install_path, ''), ',') FROM duckdb_extensions()"))
     except psycopg.Error as e:
         shown = str(e)
-    assert home not in shown and cluster.data not in shown
+    install = os.path.join(subprocess.run(["pg_config", "--pkglibdir"], capture_output=True, text=True,
+                                          check=True).stdout.strip(), "duckdb_secrets")
+    assert home not in shown and cluster.data not in shown and install not in shown
     assert q(bob, f"SELECT 'in {cluster.data}/base'") == [("in ********/base",)]
     with pytest.raises(psycopg.Error) as e:
         q(bob, f"SELECT * FROM read_text('{cluster.data}/PG_VERSION/x')")

@@ -74,8 +74,10 @@ FILE_OUTPUT_PARAMETERS = frozenset({"storage_path", "storage", "storage_config",
 SETTING_FUNCTION = "current_setting"
 _PATH_SETTING = re.compile(r"director|path|dir$|_file$|^file|output|repository|home")
 
-# Functions that run SQL given as their argument: only a string literal, checked like a statement.
-DYNAMIC_SQL = frozenset({"query"})
+# Functions that run (or bind and optimize: json_serialize_plan folds
+# current_setting() into its output) SQL given as their argument: only a
+# string literal, checked like a statement.
+DYNAMIC_SQL = frozenset({"query", "json_serialize_plan"})
 # Names that are an aggregate in a select list but a table macro over
 # query_table() in FROM: refused to non-superusers in FROM.
 TABLE_MACROS = frozenset({"histogram"})

@@ -912,6 +912,8 @@ def _scrubbers(sess, profile, facts, old, touched):
         home = os.path.expanduser("~")      # the server's OS user's home (DuckDB's default directories)
         if home not in ("", "/", "~"):
             values.append(home)
+        # and where the package is installed (the engine's extension and secret directories name it)
+        values.append(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     scrub = Scrubber(values)
     if scrub.values != sess.scrub.values:       # keep the built pattern when nothing changed
         sess.scrub = scrub
