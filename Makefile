@@ -19,16 +19,21 @@ SERVER_PYTHON ?= /usr/bin/python3
 
 # The PGXS makefile only exists once postgresql-server-dev is installed, which
 # `make setup` does: guard the include so set-up can run on a fresh machine.
+# `make check` is ours (PGXS's says "not supported"): that goal goes without
+# PGXS (its steps are sub-makes, which include it), the others without ours.
+CHECK_GOAL := $(filter check,$(MAKECMDGOALS))
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifneq ($(wildcard $(PGXS)),)
+ifeq ($(CHECK_GOAL),)
 include $(PGXS)
+endif
 endif
 
 PKGLIBDIR := $(shell $(PG_CONFIG) --pkglibdir 2>/dev/null)
 PYROOT    = $(PKGLIBDIR)/$(EXTENSION)
 PYDIR     = $(PYROOT)/python
 
-.PHONY: setup install-python demo test bench docs installcheck-upgrade
+.PHONY: setup install-python demo test check bench docs installcheck-upgrade
 
 # make print-VAR: a variable's value (tests check the derived lists).
 print-%:
@@ -75,9 +80,17 @@ demo: setup
 	$(MAKE) install
 	scripts/demo.sh
 
+# Everything (what .ci/run calls).
 test: setup
 	$(MAKE) install
 	scripts/test.sh
+
+# The fast loop: ruff, pg_regress and the pytest tests not marked slow.
+ifneq ($(CHECK_GOAL),)
+check: setup
+	$(MAKE) install
+	scripts/check.sh
+endif
 
 bench: setup
 	$(MAKE) install

@@ -1,8 +1,9 @@
 # Shared by demo.sh and test.sh (sourced): the repo root, the venv's python,
-# a private temporary directory removed on exit, and free loopback ports.
+# a private temporary directory removed on exit (in RAM where there is one:
+# tests/localenv.py scratch_dir), and free loopback ports.
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export AWS_EC2_METADATA_DISABLED=true
 PY=.venv/bin/python
-BASE=$(mktemp -d "/tmp/duckdb_secrets_$1.XXXXXX")
-chmod 755 "$BASE"
-free_port() { $PY -c 'import sys; sys.path.insert(0, "tests"); import localenv; print(localenv.free_port())'; }
+localenv() { $PY -c 'import sys; sys.path.insert(0, "tests"); import localenv; print(localenv.'"$1"')'; }
+BASE=$(localenv "scratch_dir('duckdb_secrets_$1.')")
+free_port() { localenv "free_port()"; }

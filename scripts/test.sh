@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # make test: the linter (ruff, configured in pyproject.toml), pg_regress (make
-# installcheck) against a throwaway cluster, then the pytest suites (which
-# start their own cluster and S3 server).
+# installcheck) against a throwaway cluster, on a new database and on one
+# created at the oldest version and updated, then every pytest suite (they
+# start their own clusters and S3 server).
+# make check (scripts/check.sh) runs this with --fast: pg_regress on a new
+# database only, and the pytest tests not marked slow (pyproject.toml).
 set -euo pipefail
+fast=0
+if [ "${1:-}" = "--fast" ]; then fast=1; shift; fi
 . "$(dirname "$0")/lib.sh" regress
+# Hypothesis draws the same examples on every run (tests/conftest.py).
+export HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}"
 
 echo "== ruff"
 .venv/bin/ruff check plpython tests bench
@@ -22,17 +29,21 @@ if [ $status -ne 0 ]; then
     [ -f regression.diffs ] && cat regression.diffs
     echo "== pg_regress FAILED"; exit $status
 fi
-echo "== pg_regress on a database created at 0.1.0 and updated"
-PGHOST=127.0.0.1 PGPORT=$PGPORT PGUSER=postgres make installcheck-upgrade || status=$?
-if [ $status -ne 0 ]; then
-    [ -f results-upgrade/regression.diffs ] && cat results-upgrade/regression.diffs
-    echo "== pg_regress (upgraded) FAILED"; exit $status
+if [ $fast -eq 0 ]; then
+    echo "== pg_regress on a database created at 0.1.0 and updated"
+    PGHOST=127.0.0.1 PGPORT=$PGPORT PGUSER=postgres make installcheck-upgrade || status=$?
+    if [ $status -ne 0 ]; then
+        [ -f results-upgrade/regression.diffs ] && cat results-upgrade/regression.diffs
+        echo "== pg_regress (upgraded) FAILED"; exit $status
+    fi
 fi
 $PY tests/localenv.py pg-stop "$BASE/pg"
 
-echo "== pytest"
+marks=()
+if [ $fast -eq 1 ]; then marks=(-m "not slow"); fi
+echo "== pytest ${marks[*]}"
 status=0
-.venv/bin/pytest -p no:cacheprovider tests "$@" || status=$?
+.venv/bin/pytest -p no:cacheprovider "${marks[@]}" tests "$@" || status=$?
 if [ $status -eq 5 ]; then
     echo "== pytest collected no tests: that is a failure"; exit 1
 fi

@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 import uuid
 
+import hypothesis
 import psycopg
 import pytest
 from psycopg import sql
@@ -17,8 +18,25 @@ import localenv
 
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
-_BASE = tempfile.mkdtemp(prefix="duckdb_secrets_pytest.")
-os.chmod(_BASE, 0o755)
+# make test and make check (scripts/test.sh) draw hypothesis's examples the
+# same way on every run, so that a failure in CI is a failure on a laptop;
+# HYPOTHESIS_PROFILE=dev draws new ones. Loaded before the test modules apply
+# their @settings, which take this profile as their parent.
+hypothesis.settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+hypothesis.settings.register_profile("dev")
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
+
+
+# The markers of slow suites (pyproject.toml: those that say [slow]) imply
+# "slow", which make check (pytest -m "not slow") leaves to make test.
+def pytest_collection_modifyitems(config, items):
+    slow = [line.split(":")[0].strip() for line in config.getini("markers") if line.rstrip().endswith("[slow]")]
+    for item in items:
+        if any(item.get_closest_marker(m) for m in slow):
+            item.add_marker(pytest.mark.slow)
+
+
+_BASE = localenv.scratch_dir("duckdb_secrets_pytest.")
 CLUSTER = localenv.PgCluster(os.path.join(_BASE, "pg"))
 
 
@@ -54,9 +72,9 @@ _SECRETS_TO_WATCH = ["CANARY"]
 def no_secret_in_server_log(cluster):
     """Every test: what the server logged meanwhile carries no secret value,
     in any line -- statements PostgreSQL echoes included."""
-    start = len(cluster.read_log())
+    start = cluster.log_size()
     yield
-    leaks = secret_lines(cluster.read_log()[start:], _SECRETS_TO_WATCH)
+    leaks = secret_lines(cluster.read_log(start), _SECRETS_TO_WATCH)
     assert not leaks, f"secret value in the server log: {leaks[0]!r}"
 
 
@@ -131,8 +149,8 @@ def fresh_database(cluster, name):
 @pytest.fixture
 def log_since(cluster):
     """Returns a function giving the server log written since the test began."""
-    start = len(cluster.read_log())
-    return lambda: cluster.read_log()[start:]
+    start = cluster.log_size()
+    return lambda: cluster.read_log(start)
 
 
 def s3_server_sql(name, s3, **extra):

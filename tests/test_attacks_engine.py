@@ -18,7 +18,6 @@ import os
 import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 
 import psycopg
@@ -245,8 +244,7 @@ def _alive(pid):
 def identity_world(s3):
     """A cluster whose postmaster has the S3 user's keys in its environment and
     in its home's ~/.aws/credentials; secret-less S3 reads go to that S3."""
-    base = tempfile.mkdtemp(prefix="duckdb_secrets_identity.")
-    os.chmod(base, 0o755)
+    base = localenv.scratch_dir("duckdb_secrets_identity.")
     home = os.path.join(base, "home")
     os.makedirs(os.path.join(home, ".aws"))
     with open(os.path.join(home, ".aws", "credentials"), "w") as f:
@@ -270,6 +268,7 @@ def identity_world(s3):
     assert "terminated by signal" not in log
 
 
+@pytest.mark.cluster
 def test_no_engine_uses_the_servers_own_keys(identity_world, s3):
     cluster, conn = identity_world
     role = f"nobody_{os.getpid()}"
@@ -322,6 +321,7 @@ def test_no_python_object_of_the_backend_is_reachable(db, world):
             assert "Python Object" not in str(e) and ".py" not in str(e)
 
 
+@pytest.mark.fuzz
 def test_every_function_with_null_and_odd_arguments_never_crashes(db, cluster):
     """Every function DuckDB lists, called with NULL and odd arguments through
     the engine by a superuser; the postmaster never restarts a backend."""

@@ -22,6 +22,8 @@ import localenv
 from conftest import READ, assert_clean_error, fresh_database, secret_lines
 from duckdb_secrets import aws
 
+pytestmark = pytest.mark.cluster
+
 CANARY = "CANARY-aws-77d1"
 ROLE_ARN = "arn:aws:iam::123456789012:role/s3-reader"
 DUCK_KEY = ("SELECT * FROM duckdb.query($$ SELECT regexp_extract(secret_string, 'key_id=([^;]*)', 1) "
@@ -39,8 +41,7 @@ def aws_world(s3):
     """A cluster whose postmaster has the moto user's keys in its environment,
     and whose settings name a config file (STS endpoint = moto) and a
     credentials file with a second user's profile."""
-    base = tempfile.mkdtemp(prefix="duckdb_secrets_aws.")
-    os.chmod(base, 0o755)
+    base = localenv.scratch_dir("duckdb_secrets_aws.")
     iam = s3.client("iam")
     trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"},
                                                      "Action": "sts:AssumeRole"}]}

@@ -21,8 +21,11 @@ import threading
 import time
 
 import psycopg
+import pytest
 
 from conftest import s3_mapping_sql, s3_server_sql
+
+pytestmark = pytest.mark.concurrency
 
 SESSIONS = 16
 SLOTS = 4                 # servers per session, created and dropped over and over

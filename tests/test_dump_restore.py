@@ -5,12 +5,14 @@ validation, and reads work."""
 import os
 import shutil
 import subprocess
-import tempfile
 
 import psycopg
+import pytest
 
 import localenv
 from conftest import READ, s3_mapping_sql, s3_server_sql
+
+pytestmark = pytest.mark.dump_restore
 
 PG_BIN = localenv.PG_BIN
 CATALOG = """
@@ -39,8 +41,7 @@ def test_dump_and_restore_into_a_fresh_cluster(db, s3, cluster):
               "OPTIONS (host 'h', aws_rds_secret 'z_rds')")
     before = c.execute(CATALOG).fetchone()
 
-    base = tempfile.mkdtemp(prefix="duckdb_secrets_restore.")
-    os.chmod(base, 0o755)
+    base = localenv.scratch_dir("duckdb_secrets_restore.")
     target = localenv.PgCluster(os.path.join(base, "pg")).start()
     try:
         dump = os.path.join(base, "db.dump")

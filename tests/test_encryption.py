@@ -344,14 +344,14 @@ def test_a_refused_helper_call_leaves_no_value_in_the_log(db, log_since):
     assert db.conn.execute("SHOW log_min_error_statement").fetchone() == ("error",)
 
 
+@pytest.mark.pgaudit
 def test_with_pgaudit_logging_everything_the_safe_paths_leave_no_value(s3, tmp_path_factory):
     """pgaudit (pgaudit.log = 'all', its default log_parameter off) on a cluster of its
     own, with a key file: values given by set_user_mapping and create_simple_secret
     reach no log line; a plain DDL carrying one gets the once-per-session NOTICE."""
     kf = KeyFile()
     kf.write(KEY1)
-    base = tempfile.mkdtemp(prefix="duckdb_secrets_pgaudit.")
-    os.chmod(base, 0o755)
+    base = localenv.scratch_dir("duckdb_secrets_pgaudit.")
     cluster = localenv.PgCluster(os.path.join(base, "pg"), settings={
         "shared_preload_libraries": "pg_stat_statements,pgaudit", "pgaudit.log": "all",
         "duckdb.encryption_key_file": kf.path})

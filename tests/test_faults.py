@@ -10,7 +10,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import tempfile
 import threading
 import time
 
@@ -19,6 +18,8 @@ import pytest
 
 import localenv
 from conftest import assert_clean_error, fresh_database, reverify_shipped, s3_server_sql, secret_lines
+
+pytestmark = pytest.mark.faults
 
 N_SERVERS = 1500          # enough that a sync takes a while
 PARQUET = "s3://bucket/data/numbers.parquet"
@@ -41,8 +42,7 @@ STATS = {"faults": 0, "secrets_checked": 0, "lost": 0}
 
 @pytest.fixture(scope="module")
 def world():
-    base = tempfile.mkdtemp(prefix="duckdb_secrets_faults.")
-    os.chmod(base, 0o755)
+    base = localenv.scratch_dir("duckdb_secrets_faults.")
     s3 = localenv.S3Server(os.path.join(base, "s3"), seed=1234).start()
     s3.put_parquet("data/numbers.parquet", "SELECT range AS n FROM range(10)")
     cluster = localenv.PgCluster(os.path.join(base, "pg"), settings={"restart_after_crash": "on"}).start()
@@ -118,7 +118,7 @@ def run_and_kill(w, sql, after):
     pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
     t, outcome = in_background(c, sql)
     time.sleep(after)
-    start = len(w["cluster"].read_log())
+    start = w["cluster"].log_size()
     os.kill(pid, signal.SIGKILL)             # a backend of the cluster this test started
     STATS["faults"] += 1
     t.join(60)
@@ -132,7 +132,7 @@ def _wait_for_crash_restart(w, start, timeout=60):
     a connection accepted before it noticed would be ended too."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        log = w["cluster"].read_log()[start:]
+        log = w["cluster"].read_log(start)
         done = log.find("reinitializing")
         if done >= 0 and "ready to accept connections" in log[done:]:
             return
@@ -172,7 +172,7 @@ def test_kill_9_mid_spill_leaves_nothing_once_an_engine_starts(world):
     while not _spill_dirs(world) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert _spill_dirs(world), "the query did not spill"
-    start = len(world["cluster"].read_log())
+    start = world["cluster"].log_size()
     os.kill(pid, signal.SIGKILL)             # a backend of the cluster this test started
     STATS["faults"] += 1
     t.join(60)

@@ -7,7 +7,6 @@ A cluster of its own, where the role `app` must log in with a SCRAM password
 
 import os
 import shutil
-import tempfile
 import time
 
 import psycopg
@@ -16,14 +15,15 @@ import pytest
 import localenv
 from conftest import assert_clean_error, fresh_database, secret_lines
 
+pytestmark = pytest.mark.scram
+
 PASSWORD = "CANARY-app-pass-9f1e"
 WRONG = "CANARY-wrong-pass-77c2"
 
 
 @pytest.fixture(scope="module")
 def world():
-    base = tempfile.mkdtemp(prefix="duckdb_secrets_pgtarget.")
-    os.chmod(base, 0o755)
+    base = localenv.scratch_dir("duckdb_secrets_pgtarget.")
     cluster = localenv.PgCluster(os.path.join(base, "pg"), settings={"password_encryption": "scram-sha-256"},
                                  hba=["host all app 127.0.0.1/32 scram-sha-256",
                                       "host all reader 127.0.0.1/32 scram-sha-256"]).start()

@@ -5,7 +5,6 @@ standby session's engine after replay, without reconnecting."""
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 
 import psycopg
@@ -14,13 +13,14 @@ import pytest
 import localenv
 from conftest import READ, assert_clean_error, fresh_database, s3_server_sql, secret_lines
 
+pytestmark = pytest.mark.standby
+
 WRONG = "CANARY-standby-wrong-secret"
 
 
 @pytest.fixture(scope="module")
 def pair(s3):
-    base = tempfile.mkdtemp(prefix="duckdb_secrets_standby.")
-    os.chmod(base, 0o755)
+    base = localenv.scratch_dir("duckdb_secrets_standby.")
     primary = localenv.PgCluster(os.path.join(base, "primary")).start()
     standby = localenv.PgCluster(os.path.join(base, "standby"))
     os.makedirs(standby.base)

@@ -14,6 +14,8 @@ import pytest
 
 from conftest import file_setting, refused, s3_server_sql
 
+pytestmark = pytest.mark.stop
+
 CPU = "SELECT * FROM duckdb.query($$ SELECT count(*) FROM range(40000000000) t(i) WHERE i % 7 = 3 $$) AS t(n bigint)"
 ENDLESS = "SELECT * FROM duckdb.query($$ SELECT count(*) FROM summary(NULL) $$) AS t(n bigint)"
 READ = ("SELECT * FROM duckdb.query($$ SELECT count(*) FROM read_parquet('s3://bucket/data/numbers.parquet') $$) "
