@@ -78,6 +78,14 @@ def no_secret_in_server_log(cluster):
     assert not leaks, f"secret value in the server log: {leaks[0]!r}"
 
 
+def advance_clock(conn, seconds):
+    """Moves the clock that credentials and tokens expire by (duckdb_secrets.aws.now)
+    seconds forward in conn's backend, instead of waiting: a plpython3u DO block,
+    which only a superuser may run. The backend must have used the extension."""
+    conn.execute("DO $$ import datetime, duckdb_secrets.aws as aws; "
+                 f"aws.ADVANCE += datetime.timedelta(seconds={float(seconds)!r}) $$ LANGUAGE plpython3u")
+
+
 def secret_lines(log, secrets):
     """Log lines that carry a secret."""
     return [line for line in log.splitlines() if any(s in line for s in secrets)]

@@ -20,7 +20,8 @@ class Catalog:
         from pyiceberg.catalog.sql import SqlCatalog
         self.client_id, self.client_secret = client_id, client_secret
         self.token_lifetime = token_lifetime
-        self.tokens = {}            # token -> expiry (time.time())
+        self.tokens = {}            # token -> expiry (by now())
+        self.advance = 0.0          # seconds the catalog's clock is ahead (a test moves it with the backend's)
         self.token_requests = 0
         self.refused = 0
         self.lock = threading.Lock()
@@ -55,12 +56,15 @@ class Catalog:
 
     # --- HTTP -----------------------------------------------------------------
 
+    def now(self):
+        return time.time() + self.advance
+
     def _token_ok(self, header):
         if not header or not header.startswith("Bearer "):
             return False
         with self.lock:
             expiry = self.tokens.get(header[7:])
-        return expiry is not None and time.time() < expiry
+        return expiry is not None and self.now() < expiry
 
     def _issue(self, body, basic):
         form = dict(urllib.parse.parse_qsl(body))
@@ -76,7 +80,7 @@ class Catalog:
             return 401, {"error": "invalid_client", "error_description": "unknown client or wrong secret"}
         token = base64.urlsafe_b64encode(os.urandom(24)).decode()
         with self.lock:
-            self.tokens[token] = time.time() + self.token_lifetime
+            self.tokens[token] = self.now() + self.token_lifetime
         return 200, {"access_token": token, "token_type": "bearer", "expires_in": self.token_lifetime,
                      "issued_token_type": "urn:ietf:params:oauth:token-type:access_token"}
 

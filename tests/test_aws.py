@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 import localenv
-from conftest import READ, assert_clean_error, fresh_database, secret_lines
+from conftest import READ, advance_clock, assert_clean_error, fresh_database, secret_lines
 from duckdb_secrets import aws
 
 pytestmark = pytest.mark.cluster
@@ -62,7 +62,7 @@ def aws_world(s3):
     cluster = localenv.PgCluster(
         os.path.join(base, "pg"),
         settings={"duckdb.aws_config_file": config, "duckdb.aws_shared_credentials_file": creds,
-                  # defined from the start, so that ALTER SYSTEM can change them
+                  # the defaults, said here: the expiry tests count on them
                   "duckdb.aws_refresh_margin": "300", "duckdb.rds_token_max_age": "600",
                   "duckdb.aws_assume_role_duration": "900"},
         env={"AWS_ACCESS_KEY_ID": s3.key_id, "AWS_SECRET_ACCESS_KEY": s3.secret,
@@ -105,25 +105,21 @@ def test_profile_file_named_by_a_setting_reaches_s3(conn, s3, aws_world):
     assert conn.execute(DUCK_KEY.format("from_profile")).fetchone() == (aws_world["other"]["AccessKeyId"],)
 
 
+@pytest.mark.expiry
 def test_assume_role_through_sts_and_refresh_before_expiry(conn, s3):
-    # Role credentials live 900 s (the AWS minimum); refreshing 897 s early
-    # makes the refresh due 3 s after each resolution.
-    conn.execute("ALTER SYSTEM SET duckdb.aws_refresh_margin = '897'")
-    conn.execute("SELECT pg_reload_conf()")
-    time.sleep(0.5)
-    try:
-        s3_chain_server(conn, "assumed", s3, chain="env", assume_role_arn=ROLE_ARN, session_name="duckdb-test")
-        assert conn.execute(READ).fetchone() == (10,)
-        first = conn.execute(DUCK_KEY.format("assumed")).fetchone()[0]
-        assert first.startswith("ASIA") and first != s3.key_id          # temporary, assumed-role keys
-        assert conn.execute(DUCK_KEY.format("assumed")).fetchone()[0] == first   # not yet due: cached
-        time.sleep(3.5)
-        assert conn.execute(READ).fetchone() == (10,)                     # same session, no reconnect
-        second = conn.execute(DUCK_KEY.format("assumed")).fetchone()[0]
-        assert second.startswith("ASIA") and second != first              # refreshed
-    finally:
-        conn.execute("ALTER SYSTEM RESET duckdb.aws_refresh_margin")
-        conn.execute("SELECT pg_reload_conf()")
+    # Role credentials live 900 s (duckdb.aws_assume_role_duration, the AWS
+    # minimum) and are refreshed 300 s early (duckdb.aws_refresh_margin): due
+    # 600 s after each resolution, by the backend's clock.
+    s3_chain_server(conn, "assumed", s3, chain="env", assume_role_arn=ROLE_ARN, session_name="duckdb-test")
+    assert conn.execute(READ).fetchone() == (10,)
+    first = conn.execute(DUCK_KEY.format("assumed")).fetchone()[0]
+    assert first.startswith("ASIA") and first != s3.key_id          # temporary, assumed-role keys
+    advance_clock(conn, 590)
+    assert conn.execute(DUCK_KEY.format("assumed")).fetchone()[0] == first   # not yet due: cached
+    advance_clock(conn, 20)
+    assert conn.execute(READ).fetchone() == (10,)                     # same session, no reconnect
+    second = conn.execute(DUCK_KEY.format("assumed")).fetchone()[0]
+    assert second.startswith("ASIA") and second != first              # refreshed
 
 
 def test_assume_role_denied_is_a_clean_error(conn, s3, aws_world):
@@ -232,11 +228,9 @@ def verify_rds_token(token, key_id, secret, host, port, user, region):
     return q["X-Amz-Date"]
 
 
+@pytest.mark.expiry
 def test_rds_token_reaches_the_peer_and_is_regenerated(conn, s3):
     peer = FakePostgres()
-    conn.execute("ALTER SYSTEM SET duckdb.rds_token_max_age = '2'")
-    conn.execute("SELECT pg_reload_conf()")
-    time.sleep(0.5)
     try:
         conn.execute(f"CREATE SERVER iam_rds TYPE 'rds' FOREIGN DATA WRAPPER duckdb OPTIONS (chain 'env', "
                      f"region '{s3.region}', rds_user 'iam_user', rds_host '127.0.0.1', rds_port '{peer.port}')")
@@ -256,16 +250,23 @@ def test_rds_token_reaches_the_peer_and_is_regenerated(conn, s3):
 
         first = attach()
         stamp = verify_rds_token(first, s3.key_id, s3.secret, "127.0.0.1", peer.port, "iam_user", s3.region)
-        assert attach() == first                  # within duckdb.rds_token_max_age: the same token
-        time.sleep(2.5)
+        advance_clock(conn, 590)
+        assert attach() == first                  # within duckdb.rds_token_max_age (600 s): the same token
+        advance_clock(conn, 20)
+        _next_second()
         second = attach()
         assert second != first                    # past it: a new one, also valid
         assert verify_rds_token(second, s3.key_id, s3.secret, "127.0.0.1", peer.port, "iam_user",
                                 s3.region) > stamp
     finally:
         peer.close()
-        conn.execute("ALTER SYSTEM RESET duckdb.rds_token_max_age")
-        conn.execute("SELECT pg_reload_conf()")
+
+
+def _next_second():
+    """A token is signed with the wall clock's time to the second (botocore's,
+    not the backend's clock): one made within the same second would be the
+    same token."""
+    time.sleep(1.01 - time.time() % 1)
 
 
 def test_settings_set_by_a_role_are_ignored(conn, s3, aws_world):

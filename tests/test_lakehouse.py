@@ -4,13 +4,12 @@ the local S3 server; quack against a DuckDB process running quack_serve."""
 
 import os
 import subprocess
-import time
 
 import psycopg
 import pytest
 
 import localenv
-from conftest import assert_clean_error, s3_mapping_sql, s3_server_sql
+from conftest import advance_clock, assert_clean_error, s3_mapping_sql, s3_server_sql
 
 DEPS = "/usr/lib/postgresql/15/lib/duckdb_secrets/deps"
 
@@ -181,16 +180,18 @@ def test_iceberg_with_a_wrong_client_secret_fails_cleanly(db, s3, iceberg):
     assert one(db.conn, "SELECT 1::BIGINT") == [(1,)]
 
 
+@pytest.mark.expiry
 def test_iceberg_tokens_are_fetched_anew_before_they_expire(db, s3, iceberg):
-    """The catalog's tokens live 3 s: the engine creates the secret anew (a new
-    token) after 80% of that, so the catalog never sees an expired token."""
-    iceberg.token_lifetime = 3
+    """The catalog's tokens live an hour: the engine creates the secret anew (a
+    new token) after 80% of that, so the catalog never sees an expired token.
+    The hour passes on the backend's clock and on the catalog's."""
     iceberg_server(db, iceberg, "CANARY-ice-client-secret", s3)
     attach = f"ATTACH 'warehouse' AS ice_cat (TYPE iceberg, SECRET ice, ENDPOINT '{iceberg.url}')"
     raw(db.conn, attach)
     first = iceberg.token_requests
     assert one(db.conn, "SELECT count(*) FROM ice_cat.db.events") == [(12,)]
-    time.sleep(3.5)
+    advance_clock(db.conn, iceberg.token_lifetime + 1)
+    iceberg.advance += iceberg.token_lifetime + 1         # the first token has expired
     raw(db.conn, "DETACH ice_cat")            # (an attached catalog keeps the token it was given)
     raw(db.conn, attach)
     assert one(db.conn, "SELECT count(*) FROM ice_cat.db.events") == [(12,)]

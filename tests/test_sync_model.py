@@ -81,7 +81,7 @@ def _autocommit(conn):
     return conn
 
 
-@pytest.mark.parametrize("seed", [1, pytest.param(2, marks=pytest.mark.model), pytest.param(3, marks=pytest.mark.model)])
+@pytest.mark.parametrize("seed", [1, *(pytest.param(s, marks=pytest.mark.model) for s in (2, 3))])
 def test_incremental_sync_matches_a_full_re_read(db, seed):
     rng = random.Random(seed)
     w = World(db, rng)
