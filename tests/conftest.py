@@ -45,8 +45,16 @@ def _load_extension(host, port, user, dbname, password=None, **_):
         conn.execute("CREATE EXTENSION duckdb_secrets CASCADE")
 
 
+def _inprocess(item):
+    """A test of the engine in the test process (tests/inprocess.py): no cluster."""
+    return item.get_closest_marker("inprocess") is not None
+
+
 @pytest.fixture(scope="session", autouse=True)
-def cluster():
+def cluster(request):
+    if all(_inprocess(item) for item in request.session.items):
+        yield CLUSTER           # not started: nothing selected needs it
+        return
     CLUSTER.start()
     yield CLUSTER
     CLUSTER.stop()
@@ -69,9 +77,12 @@ _SECRETS_TO_WATCH = ["CANARY"]
 
 
 @pytest.fixture(autouse=True)
-def no_secret_in_server_log(cluster):
+def no_secret_in_server_log(request, cluster):
     """Every test: what the server logged meanwhile carries no secret value,
     in any line -- statements PostgreSQL echoes included."""
+    if _inprocess(request.node):
+        yield
+        return
     start = cluster.log_size()
     yield
     leaks = secret_lines(cluster.read_log(start), _SECRETS_TO_WATCH)
@@ -84,6 +95,15 @@ def advance_clock(conn, seconds):
     which only a superuser may run. The backend must have used the extension."""
     conn.execute("DO $$ import datetime, duckdb_secrets.aws as aws; "
                  f"aws.ADVANCE += datetime.timedelta(seconds={float(seconds)!r}) $$ LANGUAGE plpython3u")
+
+
+@pytest.fixture(scope="module")
+def engine_env(tmp_path_factory):
+    """What a backend has and the test process lacks, for an engine in the
+    test process (tests/inprocess.py)."""
+    import inprocess
+    with inprocess.environment(tmp_path_factory.mktemp("engine")):
+        yield
 
 
 def secret_lines(log, secrets):

@@ -34,6 +34,11 @@ os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 SAFE_ENV = {"AWS_EC2_METADATA_DISABLED": "true", "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
 
 
+# An S3 read that no secret covers goes to a closed port on 127.0.0.1, never to
+# AWS's default endpoint (every test cluster's duckdb.engine_settings).
+ENGINE_SETTINGS = "s3_endpoint=127.0.0.1:9; s3_use_ssl=false; s3_url_style=path"
+
+
 def scratch_dir(prefix):
     """A new directory (mode 755: the postgres OS user reads it) for a throwaway
     cluster or server. In RAM (/dev/shm) where there is one: a cluster on a
@@ -90,9 +95,7 @@ class PgCluster:
             # Statements that fail are logged (PostgreSQL's default); with it on,
             # a test can check that our own SQL never carries a secret.
             "log_min_error_statement": "error",
-            # An S3 read that no secret covers goes to a closed port on 127.0.0.1,
-            # never to AWS's default endpoint.
-            "duckdb.engine_settings": "s3_endpoint=127.0.0.1:9; s3_use_ssl=false; s3_url_style=path",
+            "duckdb.engine_settings": ENGINE_SETTINGS,
             # Tracks nested statements too: tests check no secret reaches it.
             "shared_preload_libraries": "pg_stat_statements",
             "pg_stat_statements.track": "all",

@@ -19,36 +19,10 @@ S3_SERVER = "CREATE SERVER x TYPE 's3' FOREIGN DATA WRAPPER duckdb"
 
 # --- 1. the local file system and the network, through every reader ----------
 
-READERS = [
-    "SELECT * FROM read_csv('/etc/passwd')",
-    "SELECT * FROM read_csv_auto('/etc/passwd')",
-    "SELECT * FROM read_json('/etc/passwd')",
-    "SELECT * FROM read_json_auto('/etc/passwd')",
-    "SELECT * FROM read_ndjson_objects('/etc/passwd')",
-    "SELECT * FROM read_parquet('/etc/passwd')",
-    "SELECT * FROM parquet_metadata('/etc/passwd')",
-    "SELECT * FROM read_text('/etc/passwd')",
-    "SELECT * FROM read_blob('/etc/passwd')",
-    "SELECT * FROM sniff_csv('/etc/passwd')",
-    "SELECT * FROM glob('/etc/*')",
-    "SELECT * FROM '/etc/passwd'",
-    "FROM 'file:///etc/passwd'",
-    "SELECT * FROM read_text('~/.duckdb/stored_secrets/x.duckdb_secret')",
-    "SELECT * FROM read_text('postgresql.conf')",
-    "SELECT * FROM read_text('/var/lib/postgresql/15/main/PG_VERSION')",
-    "ATTACH '/tmp/duckdb_secrets_attack.db' AS f",
-    "ATTACH 'duckdb:/tmp/duckdb_secrets_attack.db' AS f",
-    "COPY (SELECT 1) TO '/tmp/duckdb_secrets_attack.csv'",
-    "EXPORT DATABASE '/tmp/duckdb_secrets_attack_dir'",
-    "CREATE TABLE t AS SELECT 1; COPY t FROM '/etc/passwd'",
-]
-
-
-@pytest.mark.parametrize("text", READERS)
-def test_local_files_through_every_reader(db, world, text):
-    conn = db.connect(world["bob"])
+def test_local_files_through_a_reader(db, world):
+    """One case end to end; every reader: tests/test_refusals.py."""
     # 42P01: with file access off, DuckDB no longer reads a quoted path as a file.
-    refused(conn, text, {"42501", "42P01"})
+    refused(db.connect(world["bob"]), "SELECT * FROM read_csv('/etc/passwd')", {"42501", "42P01"})
 
 
 @pytest.fixture
@@ -100,31 +74,9 @@ def test_http_secret_scope_opens_exactly_that_prefix(db, world, local_http):
 
 # --- 2. lifting restrictions -------------------------------------------------
 
-LIFTS = [
-    "SET enable_external_access = true",
-    "SET GLOBAL enable_external_access = true",
-    "RESET ALL",
-    "RESET allowed_directories",
-    "SET allowed_directories = ['/']",
-    "SET disabled_filesystems = ''",
-    "SET lock_configuration = false",
-    "SET allow_persistent_secrets = true",
-    "PRAGMA enable_profiling",
-    "PRAGMA enable_checkpoint_on_shutdown",
-    "CALL pragma_database_list()",
-    "LOAD '/usr/lib/postgresql/15/lib/duckdb_secrets/deps/duckdb_extension_postgres_scanner/extensions/v1.5.5/"
-    "postgres_scanner.duckdb_extension'",
-    "INSTALL postgres",
-    "FORCE INSTALL httpfs",
-    "SET VARIABLE x = 1",
-    "ATTACH ':memory:' AS m; USE m",
-]
-
-
-@pytest.mark.parametrize("text", LIFTS)
-def test_lifting_restrictions(db, world, text):
-    # 0A000: DuckDB's own parser refuses some of these first.
-    refused(db.connect(world["bob"]), text, {"42501", "0A000"})
+def test_lifting_restrictions(db, world):
+    """One case end to end; the list: tests/test_refusals.py."""
+    refused(db.connect(world["bob"]), "SET enable_external_access = true")
 
 
 def test_lifting_restrictions_through_raw_query(db, world):
@@ -135,20 +87,10 @@ def test_lifting_restrictions_through_raw_query(db, world):
 
 # --- 3. shadowing a managed secret --------------------------------------------
 
-SHADOWS = [
-    "CREATE SECRET team_s3 (TYPE s3, KEY_ID 'mine', SECRET 'mine')",
-    "CREATE OR REPLACE TEMPORARY SECRET team_s3 (TYPE s3, KEY_ID 'mine')",
-    "CREATE TEMPORARY SECRET longer (TYPE s3, KEY_ID 'mine', SCOPE 's3://bucket/data')",
-    "CREATE SECRET IF NOT EXISTS zz (TYPE s3, SCOPE 's3://bucket/data/numbers.parquet')",
-    "DROP TEMPORARY SECRET team_s3",
-    "-- comment\nCREATE /* hidden */ OR REPLACE SECRET team_s3 (TYPE s3)",
-]
-
-
-@pytest.mark.parametrize("text", SHADOWS)
-def test_shadowing_a_managed_secret(db, world, text):
+def test_shadowing_a_managed_secret(db, world):
+    """One case end to end; the list: tests/test_refusals.py."""
     conn = db.connect(world["alice"])
-    refused(conn, text)
+    refused(conn, "DROP TEMPORARY SECRET team_s3")
     assert conn.execute("SELECT name FROM duckdb.which_secret('s3://bucket/data/numbers.parquet', 's3')"
                         ).fetchall() == [("team_s3",)]
 

@@ -88,40 +88,15 @@ def _overrides(port):
     return f"s3_endpoint=127.0.0.1:{port}&s3_use_ssl=false&s3_url_style=path"
 
 
-REACH = [
-    ("query-string", "SELECT * FROM read_text('s3://latest/meta-data/iam?{o}')"),
-    ("read_csv", "SELECT * FROM read_csv('s3://latest/x.csv?{o}')"),
-    ("list", "SELECT * FROM read_text(['s3://latest/a?{o}', 's3://latest/b?{o}'])"),
-    ("glob", "SELECT * FROM glob('s3://latest/*?{o}')"),
-    ("concatenation", "SELECT * FROM read_text('s3://latest/x?' || 's3_end' || 'point=127.0.0.1:{port}"
-                      "&s3_use_ssl=false&s3_url_style=path')"),
-    ("macro", "CREATE MACRO m(u) AS TABLE SELECT * FROM read_text(u); SELECT * FROM m('s3://latest/x?{o}')"),
-    ("gcs", "SELECT * FROM read_text('gcs://latest/x?{o}')"),
-    ("r2", "SELECT * FROM read_text('r2://latest/x?{o}')"),
-    ("s3a", "SELECT * FROM read_text('s3a://latest/x?{o}')"),
-    ("copy-to", "COPY (SELECT 1 AS x) TO 's3://b/out.csv?{o}'"),
-    ("value-from-a-table", "CREATE TABLE u AS SELECT 's3://latest/x?{o}' AS url; "
-                           "SELECT * FROM read_text((SELECT url FROM u))"),
-    ("plain-http", "SELECT * FROM read_text('http://127.0.0.1:{port}/latest/meta-data/')"),
-    ("https", "SELECT * FROM read_text('https://127.0.0.1:{port}/x')"),
-    ("localhost", "SELECT * FROM read_text('http://localhost:{port}/x')"),
-    ("attach", "ATTACH 's3://latest/x.duckdb?{o}' AS r (READ_ONLY)"),
-    ("export", "EXPORT DATABASE 's3://latest/dump?{o}'"),
-]
-
-
-@pytest.mark.parametrize("what,text", REACH, ids=[r[0] for r in REACH])
-def test_no_request_to_a_host_nobody_named(db, world, counter, what, text):
+def test_no_request_to_a_host_nobody_named(db, world, counter):
+    """One case end to end; every way to build the URL: tests/test_refusals.py."""
     conn = db.connect(world["bob"])
-    sql_text = text.format(o=_overrides(counter.port), port=counter.port)
     with pytest.raises(psycopg.Error) as e:
-        q(conn, sql_text)
+        q(conn, f"SELECT * FROM read_text('s3://latest/meta-data/iam?{_overrides(counter.port)}')")
     assert_clean_error(e.value, CANARY)
-    assert counter.hits == [], (what, counter.hits)
-    if what not in ("value-from-a-table", "attach", "export"):       # DuckDB or the check refuses those first
-        assert e.value.sqlstate == "42501", str(e.value)
-        assert f"127.0.0.1:{counter.port}" in e.value.diag.message_primary or \
-            f"localhost:{counter.port}" in e.value.diag.message_primary
+    assert counter.hits == []
+    assert e.value.sqlstate == "42501", str(e.value)
+    assert f"127.0.0.1:{counter.port}" in e.value.diag.message_primary
 
 
 def test_a_secrets_signed_request_never_reaches_another_host(db, world, counter, s3):
@@ -162,7 +137,9 @@ def test_hugging_face_and_azure_without_a_secret_are_refused(db, world):
 
 def test_azure_urls_cannot_name_another_host(db, world, counter):
     """The azure extension ignores DuckDB's http_proxy and lets a URL name any
-    host: its secrets get the egress proxy too, and a URL's host is checked."""
+    host: its secrets get the egress proxy too, and a URL's host is checked.
+    One way to name a host here (each refusal waits out the extension's own
+    retries, ~6 s); every way: tests/test_refusals.py."""
     blob = Counter()
     try:
         key = "a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U="
@@ -175,11 +152,9 @@ def test_azure_urls_cannot_name_another_host(db, world, counter):
         with pytest.raises(psycopg.Error):
             q(bob, "SELECT * FROM read_text('az://c/x.csv')")
         assert blob.hits, "the secret's own endpoint is reachable"
-        for url in (f"az://127.0.0.1:{counter.port}/c/x", f"azure://127.0.0.1:{counter.port}/c/x",
-                    f"abfss://c@127.0.0.1:{counter.port}/x"):
-            with pytest.raises(psycopg.Error) as e:
-                q(bob, f"SELECT * FROM read_text('{url}')")
-            assert_clean_error(e.value, CANARY)
+        with pytest.raises(psycopg.Error) as e:
+            q(bob, f"SELECT * FROM read_text('az://127.0.0.1:{counter.port}/c/x')")
+        assert_clean_error(e.value, CANARY)
         assert counter.hits == []
     finally:
         blob.close()
@@ -298,17 +273,10 @@ def test_no_engine_uses_the_servers_own_keys(identity_world, s3):
 # --- 3. crashes -----------------------------------------------------------------
 
 def test_python_client_scans_are_refused_for_everyone(db, world):
+    """One case end to end; the list: tests/test_refusals.py."""
     bob = db.connect(world["bob"])
-    for text in ["SELECT * FROM pandas_scan(NULL)", "SELECT * FROM arrow_scan(NULL, NULL, NULL)",
-                 "SELECT * FROM \"PANDAS_SCAN\"(NULL)", "SELECT * FROM system.main.python_map_function(NULL)",
-                 "SELECT * FROM query('SELECT * FROM pandas_scan(NULL)')",
-                 "SELECT * FROM query('SELECT * FROM pan' || 'das_scan(NULL)')",
-                 "CREATE MACRO m() AS TABLE SELECT * FROM arrow_scan_dumb(NULL)",
-                 "SELECT * FROM json_execute_serialized_sql(json_serialize_sql('SELECT 1'))",
-                 "PREPARE p AS SELECT * FROM pandas_scan(NULL)",
-                 "EXPLAIN ANALYZE SELECT * FROM pandas_scan(NULL)"]:
-        for conn in (db.conn, bob):
-            refused(conn, text)
+    for conn in (db.conn, bob):
+        refused(conn, "SELECT * FROM pandas_scan(NULL)")
     assert q(db.conn, "SELECT * FROM query('SELECT 42::VARCHAR')") == [("42",)]
     assert q(bob, "SELECT * FROM query($$SELECT 'ok'$$)") == [("ok",)]
 
@@ -400,77 +368,28 @@ def test_results_do_not_cross_a_security_definer_boundary(db, world):
 
 # --- 5. secret values --------------------------------------------------------------
 
-LEAKS = [
-    "SELECT * FROM enable_logging('HTTP')",
-    "SELECT * FROM enable_logging(level := 'trace')",
-    "SELECT message FROM duckdb_logs",
-    "SELECT message FROM duckdb_logs()",
-    "SELECT * FROM enable_profiling()",
-    "SELECT reverse(regexp_extract(secret_string, 'http_proxy_password=[^;]*')) FROM duckdb_secrets()",
-    "SELECT substr(secret_string, 1, 400) FROM duckdb_secrets()",
-    "SELECT md5(secret_string) FROM duckdb_secrets()",
-    "SELECT unnest(string_split(secret_string, '')) FROM duckdb_secrets()",
-    "SELECT * FROM query('SELECT secret_string FROM duckdb_secrets()')",
-    "SELECT * FROM query('SELECT secret_string FROM duck' || 'db_secrets()')",
-    "SELECT * FROM \"duckdb_secrets\"(redact := false)",
-    "SELECT * FROM load_aws_credentials()",
-    "SELECT * FROM duckdb_temporary_files()",
-]
-
-
-@pytest.mark.parametrize("text", LEAKS)
-def test_no_way_to_secret_values(db, world, text):
+def test_no_way_to_secret_values(db, world):
+    """One case end to end; the list: tests/test_refusals.py."""
     db.conn.execute("CREATE SERVER proxied TYPE 's3' FOREIGN DATA WRAPPER duckdb "
                     "OPTIONS (scope 's3://proxied', http_proxy '127.0.0.1:9', http_proxy_username 'u')")
     db.conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER proxied OPTIONS (http_proxy_password '{CANARY}')")
     db.conn.execute(f'GRANT USAGE ON FOREIGN SERVER proxied TO "{world["carol"]}"')
     carol = db.connect(world["carol"])
-    e = refused(carol, text)
-    assert "function" in e.diag.message_primary or "SQL that is not a string literal" in e.diag.message_primary
-
-
-SETTINGS_READS = [
-    "SELECT string_agg(name || '=' || value, ';') FROM duckdb_settings()",
-    "SELECT string_agg(name || '=' || setting, ';') FROM pg_catalog.pg_settings",
-    "SELECT string_agg(name || '=' || setting, ';') FROM pg_settings",
-    "SELECT current_setting('temp_directory')",
-    "SELECT current_setting('allowed_directories')::VARCHAR",
-    "SELECT current_setting('temp_' || 'directory')",
-    "SHOW temp_directory",
-    "SHOW ALL",
-    "SELECT * FROM query('SELECT current_setting(''temp_directory'')')",
-    # red team 2: a view read by name
-    "SELECT setting FROM query_table('pg_settings') WHERE name = 'temp_directory'",
-    "SELECT setting FROM query_table('pg_catalog.pg_settings') WHERE name = 'temp_directory'",
-    "SELECT setting FROM query_table(['pg_' || 'settings']) WHERE name = 'temp_directory'",
-    "SELECT count(*)::VARCHAR FROM query_table('duckdb_logs')",
-    "SELECT count(*)::VARCHAR FROM query_table(['duckdb_' || 'logs'])",
-    "SELECT count(*)::VARCHAR FROM query_table(['t', 'duckdb_logs'], true)",
-    # red team 3: DuckDB's table macros over query_table() and duckdb_settings()
-    "SELECT bin FROM histogram_values('pg_settings', name || '=' || setting, technique := 'sample')",
-    "SELECT bin FROM histogram_values('pg_' || 'settings', setting)",
-    "SELECT count(*)::VARCHAR FROM histogram_values('duckdb_logs', message, bin_count := 10)",
-    "SELECT bin::VARCHAR FROM histogram('pg_settings', setting)",
-    "SELECT bin::VARCHAR FROM (SELECT 1) t, histogram('pg_settings', setting)",
-    "SELECT value FROM duckdb_profiling_settings()",
-    # red team 4: a plan with constants folded
-    "SELECT json_serialize_plan('select reverse(current_setting(''allowed_directories'')::varchar) as x', "
-    "optimize := true)::VARCHAR",
-    "SELECT json_serialize_plan('select current_setting(''temp_'' || ''directory'') as x', optimize := true)::VARCHAR",
-]
+    e = refused(carol, "SELECT substr(secret_string, 1, 400) FROM duckdb_secrets()")
+    assert "function" in e.diag.message_primary
 
 
 @pytest.mark.parametrize("who", ["bob", "files"])
 def test_the_engines_settings_show_no_path_of_the_server(db, world, cluster, who):
     """Every engine spills under the data directory, and DuckDB names its spill
     directory in temp_directory and allowed_directories: a non-superuser reads
-    neither (red team: duckdb_settings() showed them), and a message or result
-    cell that holds the data directory's path has it masked."""
+    neither (red team: duckdb_settings() showed them; one case here, every way
+    to read them in tests/test_refusals.py), and a message or result cell that
+    holds the data directory's path has it masked."""
     if who == "files":
         db.conn.execute(f'GRANT pg_read_server_files, pg_write_server_files TO "{world["bob"]}"')
     bob = db.connect(world["bob"])
-    for text in SETTINGS_READS:
-        refused(bob, text)
+    refused(bob, "SELECT string_agg(name || '=' || value, ';') FROM duckdb_settings()")
     assert q(bob, "SELECT current_setting('threads')::VARCHAR") == [("1",)]
     assert q(bob, "CREATE TABLE t AS SELECT 'x' AS v; SELECT v FROM query_table('t')") == [("x",)]
     assert q(bob, "SELECT histogram(v)::VARCHAR FROM t") == [("{x=1}",)]      # the aggregate is fine
@@ -599,33 +518,10 @@ def test_result_cells_never_show_the_roles_secret_values(db, world, s3):
 
 # --- 6. the statement check ----------------------------------------------------------
 
-BYPASSES = [
-    "/*éééééé*/ CREATE SECRET pwn (TYPE s3, KEY_ID 'x', SECRET 'y', SCOPE 's3://bucket/data')",
-    "/*éééééé*/ DROP TEMPORARY SECRET team_s3",
-    "/*ééé*/ CREATE OR REPLACE /*é*/ SECRET team_s3 (TYPE s3)",
-    "EXPLAIN ANALYZE PRAGMA enable_profiling",
-    "EXPLAIN ANALYZE CALL pragma_version()",
-    "EXPLAIN (FORMAT json) CALL pragma_version()",
-    "EXPLAIN ANALYZE SET VARIABLE x = 1",
-    "CHECKPOINT",
-    "FORCE CHECKPOINT",
-    "VACUUM",
-    "SET VARIABLE x = 1",
-    "SELECT * FROM checkpoint()",
-    "PREPARE p AS PRAGMA enable_profiling",
-    "PREPARE p AS SELECT * FROM enable_logging('HTTP')",
-    "PREPARE p AS CREATE SECRET pwn (TYPE s3)",
-    "SELECT 1; SET threads = 8",
-    "SELECT 1; CREATE SECRET pwn (TYPE s3)",
-    "COPY FROM DATABASE memory TO other",
-    "ATTACH 's3://bucket/x.duckdb' AS r (READ_ONLY)",
-]
-
-
-@pytest.mark.parametrize("text", BYPASSES)
-def test_statement_check_bypasses(db, world, text):
+def test_statement_check_bypasses(db, world):
+    """One case end to end; the list: tests/test_refusals.py."""
     alice = db.connect(world["alice"])
-    refused(alice, text, {"42501", "42601"} if text.startswith("PREPARE p AS") else "42501")
+    refused(alice, "/*éééééé*/ DROP TEMPORARY SECRET team_s3")
     assert alice.execute("SELECT name FROM duckdb.which_secret('s3://bucket/data/numbers.parquet', 's3')"
                          ).fetchall() == [("team_s3",)]
 
@@ -811,14 +707,9 @@ def test_deeply_nested_json_does_not_crash_the_backend(db, world, s3, cluster):
     assert cluster.pid == postmaster and alice.execute(READ).fetchone() == (10,)
 
 
-@pytest.mark.parametrize("text", [
-    "SELECT * FROM query('SELECT * FROM duckdb_'\n'secrets()')",
-    "SELECT * FROM query('SELECT 1'\n' FROM enable_logging(''HTTP'')')",
-    "CREATE MACRO s() AS TABLE FROM query('FROM duckdb_'\n'secrets()')",
-    "ATTACH ':mem'\n'ory:' AS m",
-])
-def test_adjacent_literals_are_not_a_way_around_the_check(db, world, text):
-    refused(db.connect(world["carol"]), text)
+def test_adjacent_literals_are_not_a_way_around_the_check(db, world):
+    """One case end to end; the list: tests/test_refusals.py."""
+    refused(db.connect(world["carol"]), "SELECT * FROM query('SELECT * FROM duckdb_'\n'secrets()')")
 
 
 def test_a_table_rows_proxy_is_not_a_way_around_the_egress_proxy(db, world, counter):

@@ -19,18 +19,10 @@ def user(db):
     return db.connect(name)
 
 
-@pytest.mark.parametrize("sql", [
-    "SELECT * FROM read_csv('/etc/passwd')",
-    "SELECT * FROM read_text('/etc/passwd')",
-    "SELECT * FROM read_blob('/etc/passwd')",
-    "SELECT * FROM read_parquet('/etc/passwd')",
-    "SELECT * FROM glob('/etc/*')",
-    "COPY (SELECT 1) TO '/tmp/duckdb_secrets_should_not_exist.csv'",
-    "ATTACH '/tmp/duckdb_secrets_should_not_exist.db' AS x",
-])
-def test_non_superuser_gets_no_local_file_system(db, user, sql):
+def test_non_superuser_gets_no_local_file_system(db, user):
+    """One case end to end; the list: tests/test_refusals.py."""
     with pytest.raises(psycopg.Error) as e:
-        q(user, sql)
+        q(user, "SELECT * FROM read_csv('/etc/passwd')")
     assert e.value.sqlstate == "42501", e.value
     assert "root:" not in str(e.value)
     assert_clean_error(e.value)
@@ -50,26 +42,10 @@ def test_members_of_both_file_roles_get_local_files(db):
     assert "root:" in rows[0][0]
 
 
-@pytest.mark.parametrize("sql", [
-    "SET threads = 8",
-    "SET memory_limit = '100GB'",
-    "RESET disabled_filesystems",
-    "SET disabled_filesystems = ''",
-    "SET lock_configuration = false",
-    "PRAGMA enable_profiling",
-    "CALL pragma_version()",
-    "LOAD httpfs",
-    "INSTALL httpfs",
-    "USE memory",
-    "CREATE SECRET mine (TYPE s3, KEY_ID 'x', SECRET 'y')",
-    "CREATE OR REPLACE TEMPORARY SECRET mine (TYPE s3)",
-    "/* hidden */ CREATE /* x */ PERSISTENT SECRET mine (TYPE s3)",
-    "DROP SECRET anything",
-    "SELECT 1; SET threads = 8",
-])
-def test_non_superuser_cannot_change_the_engine(db, user, sql):
+def test_non_superuser_cannot_change_the_engine(db, user):
+    """One case end to end; the list: tests/test_refusals.py."""
     with pytest.raises(psycopg.Error) as e:
-        q(user, sql)
+        q(user, "SET threads = 8")
     assert e.value.sqlstate == "42501", e.value
     assert_clean_error(e.value)
     # ... and the engine is unchanged.
