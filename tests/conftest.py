@@ -227,7 +227,6 @@ class file_setting:
         self.name, self.value = name, value
 
     def _alter(self, value):
-        from psycopg import sql
         ident = sql.Identifier(*self.name.split("."))
         # A placeholder must be known to the session before ALTER SYSTEM takes it.
         with psycopg.connect(self.dsn, autocommit=True) as c:
@@ -236,9 +235,19 @@ class file_setting:
                 c.execute(sql.SQL("ALTER SYSTEM RESET {}").format(ident))
             else:
                 c.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(ident, sql.Literal(value)))
+            before = c.execute("SELECT pg_catalog.clock_timestamp()").fetchone()[0]
             c.execute("SELECT pg_reload_conf()")
+        # The postmaster reads the files, then signals every backend (each
+        # takes the change before its next statement); a new backend starts
+        # with what the postmaster read, and says when that was.
         import time
-        time.sleep(0.3)
+        deadline = time.monotonic() + 30
+        while True:
+            with psycopg.connect(self.dsn, autocommit=True) as c:
+                if c.execute("SELECT pg_catalog.pg_conf_load_time() > %s", (before,)).fetchone()[0]:
+                    return
+            assert time.monotonic() < deadline, "the server did not reload its configuration files"
+            time.sleep(0.005)
 
     def __enter__(self):
         self._alter(self.value)
