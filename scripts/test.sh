@@ -22,7 +22,7 @@ if [ $status -ne 0 ]; then
     [ -f regression.diffs ] && cat regression.diffs
     echo "== pg_regress FAILED"; exit $status
 fi
-echo "== pg_regress on a database created at 0.1.0 and updated"
+echo "== pg_regress on a database created at the previous version (0.6.0) and updated"
 PGHOST=127.0.0.1 PGPORT=$PGPORT PGUSER=postgres make installcheck-upgrade || status=$?
 if [ $status -ne 0 ]; then
     [ -f results-upgrade/regression.diffs ] && cat results-upgrade/regression.diffs

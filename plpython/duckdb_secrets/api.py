@@ -9,7 +9,7 @@ scrubbed of every secret value the session knows before they leave.
 import functools
 import re
 
-from . import catalog, extensions, query, storage, sync, validation
+from . import __version__, catalog, extensions, query, storage, sync, validation
 from .errors import (
     INTERNAL_ERROR,
     NULL_VALUE_NOT_ALLOWED,
@@ -21,6 +21,14 @@ from .errors import (
 )
 
 OK = "00000"
+
+# The versions of the SQL objects this package serves (duckdb_secrets_boot
+# refuses others with 55000): the current one and, once a release is out, the
+# previous release's too, so that `make install` before `ALTER EXTENSION ...
+# UPDATE` keeps working. A SQL object that changes between them calls a new
+# entry point here (as postgres_fdw does with its C symbols); the old entry
+# point stays until the previous release's objects are no longer served.
+SQL_VERSIONS = (__version__,)
 
 
 def _ddl():
@@ -134,19 +142,19 @@ def set_user_mapping(plpy, GD, server_name, role_name, options):
 
 def rows_entry(width):
     """For set-returning entry points: rows whose first column is NULL, or one
-    row carrying the error. width(GD): the number of columns."""
+    row carrying the error. width: the number of columns."""
     def wrap(fn):
         @functools.wraps(fn)
         def wrapper(plpy, GD, *args):
             try:
                 return fn(plpy, GD, *args)
             except Exception as e:   # noqa: BLE001 - nothing may escape as a traceback
-                return [(_error(plpy, GD, e, getattr(e, "scrub", None)),) + (None,) * (width(GD) - 1)]
+                return [(_error(plpy, GD, e, getattr(e, "scrub", None)),) + (None,) * (width - 1)]
         return wrapper
     return wrap
 
 
-@rows_entry(lambda GD: 6 if GD.get("duckdb_secrets.version") in ("0.1.0", "0.2.0", "0.3.0") else 8)
+@rows_entry(8)
 def role_secrets(plpy, GD, nonce):
     """Rows for the SECURITY DEFINER duckdb._role_secrets(); first column: error."""
     return [(None,) + r for r in sync.role_secrets(plpy, GD, nonce)]
@@ -245,7 +253,6 @@ def query_start(plpy, GD, sql):
     if pending is None:
         return _value(None)
     pending.sql = sql      # for the error at the end, if any
-    pending.records = GD.get("duckdb_secrets.version") in query.RECORD_CHUNKS
     sess.pending = pending
     # The column list goes into a HINT: DuckDB's column names may hold anything.
     return _value(sess.scrub(pending.coldef(named=True))) + [pending.fetch_sql()]
@@ -357,7 +364,7 @@ def _redacted_string(spec):
     return ";".join(parts)
 
 
-@rows_entry(lambda GD: 8 if GD.get("duckdb_secrets.version") == "0.1.0" else 9)
+@rows_entry(9)
 def secrets(plpy, GD):
     """Rows of duckdb.secrets(); the first column carries an error, if any."""
     sess = sync.ensure(plpy, GD)
@@ -388,8 +395,6 @@ def secrets(plpy, GD):
     # Servers the engine could not be given, and why (e.g. no key to decrypt them).
     for name, (server, typ, why) in sorted(sess.skipped.items()):
         out.append((None, name, server, (typ or "").strip().lower(), None, [], "skipped", why, "server"))
-    if GD.get("duckdb_secrets.version") == "0.1.0":
-        out = [r[:-1] for r in out]         # 0.1.0's secrets() has no origin column
     return out
 
 

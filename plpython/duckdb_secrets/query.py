@@ -164,12 +164,7 @@ def _ident(name):
     return '"' + str(name).replace('"', '""') + '"'
 
 
-# SQL objects before 0.6.0: duckdb._query_chunks() returns (s text, a text)
-# records, and is called in FROM (its rows pass through a tuplestore first).
-RECORD_CHUNKS = ("0.1.0", "0.2.0", "0.3.0", "0.4.0", "0.5.0")
-
-
-def fetch_sql(pg_types, names=None, records=False):
+def fetch_sql(pg_types, names=None):
     """The SELECT that duckdb.query() runs to fetch a result, each column
     parsed as the given PostgreSQL type. duckdb._query_chunks() is called in
     the select list: PostgreSQL asks it for one chunk at a time (a function in
@@ -179,10 +174,6 @@ def fetch_sql(pg_types, names=None, records=False):
     split = ", ".join(f"NULLIF(pg_catalog.split_part(r, E'\\001', {i + 1}), E'\\003')::{t} AS {_ident(n)}"
                       for i, (t, n) in enumerate(zip(pg_types, names, strict=True)))
     alone = ", ".join(f"x[{i + 1}]::{t}" for i, t in enumerate(pg_types))
-    if records:
-        return ("SELECT u.* FROM duckdb._query_chunks() AS c(s text, a text) CROSS JOIN LATERAL ("
-                f"SELECT {split} FROM pg_catalog.string_to_table(c.s, E'\\002') AS r "
-                f"UNION ALL SELECT {alone} FROM (SELECT c.a::text[]) AS y(x) WHERE c.a IS NOT NULL) AS u")
     # unnest(string_to_array()) in a select list yields the rows one at a time
     # (string_to_table in FROM would fill a tuplestore per chunk): ~7% faster.
     return ("SELECT u.* FROM (SELECT duckdb._query_chunks() AS s) AS c CROSS JOIN LATERAL ("
@@ -206,7 +197,6 @@ class Pending:
         self.names = names
         self.scrub = cell_scrub     # cells may carry a secret DuckDB shows in clear (duckdb_secrets())
         self.owner = owner          # (role, statement): only that role, in that statement, fetches it
-        self.records = False        # SQL objects before 0.6.0 (RECORD_CHUNKS)
         self.error = None
         self.sql = None             # the DuckDB SQL (api: is it logged if it fails)
 
@@ -215,21 +205,11 @@ class Pending:
         return ", ".join(f"{_ident(n) if named else n} {t}" for n, t in zip(cols, self.pg_types, strict=True))
 
     def fetch_sql(self):
-        return fetch_sql(self.declared, self.names, self.records)
+        return fetch_sql(self.declared, self.names)
 
     def chunks(self):
         """Per run, the rows joined; a row that holds a separator on its own
-        (it came formatted as ALONE + array literal). Before 0.6.0 (records):
-        (rows joined, None) and (None, array literal)."""
-        for chunk in self._chunks():
-            if not self.records:
-                yield chunk
-            elif chunk.startswith(ALONE):
-                yield (None, chunk[1:])
-            else:
-                yield (chunk, None)
-
-    def _chunks(self):
+        (it came formatted as ALONE + array literal)."""
         try:
             for text, rows in self.source:
                 if text is not None:
