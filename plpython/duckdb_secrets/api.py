@@ -9,7 +9,7 @@ scrubbed of every secret value the session knows before they leave.
 import functools
 import re
 
-from . import collect, extensions, masking, query, storage, sync, validation
+from . import collect, extensions, fingerprint, masking, query, storage, sync, validation
 from .errors import (
     INSUFFICIENT_PRIVILEGE,
     NULL_VALUE_NOT_ALLOWED,
@@ -169,7 +169,7 @@ def _ensure(plpy, GD, fn=None):
     """sync.ensure(), after refusing a role that may not EXECUTE duckdb.<fn>(text)
     (the _impl functions behind it are reachable by PUBLIC), as the statement's
     fingerprint row says."""
-    row = sync.observe(plpy, GD)
+    row = fingerprint.read(plpy, session(GD))
     if fn is not None and not row["can_query" if fn == "query" else "can_raw"]:
         raise PgError(INSUFFICIENT_PRIVILEGE, f"permission denied for function {fn}",
                       hint=f"An administrator can GRANT EXECUTE ON FUNCTION duckdb.{fn}(text) TO the role.")

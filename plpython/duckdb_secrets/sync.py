@@ -71,15 +71,9 @@ class SyncState:
             d.pop(name, None)
 
 
-def observe(plpy, GD):
-    """The fingerprint row of this statement (fingerprint.read): an entry point
-    may check it (may the role EXECUTE the function it serves?) before ensure()."""
-    return fingerprint.read(plpy, session(GD))
-
-
 def ensure(plpy, GD, row=None):
     """The engine for the current role, with its secrets in line. Returns the Session.
-    row: the fingerprint row observe() read for this statement, if any."""
+    row: the fingerprint row an entry point read for this statement (fingerprint.read), if any."""
     sess = session(GD)
     obs = fingerprint.observe(plpy, sess, row if row is not None else fingerprint.read(plpy, sess))
     now = aws.now()
