@@ -109,7 +109,8 @@ class RolePolicy:
     """What the current role may do in its engine, for one sync; immutable.
 
     prefixes: the URL prefixes it may name; reach: the (host or '.domain', port)
-    pairs its engine may contact (a superuser's engine: no egress rules)."""
+    pairs its engine may contact (a superuser's engine: no egress rules).
+    (_copy only remembers copy_prefixes' answers: nothing of the policy.)"""
 
     __slots__ = ("role", "superuser", "read_files", "write_files", "memory_limit", "threads", "max_spill",
                  "engine_settings", "prefixes", "reach", "trusted_owners", "admin_prefixes", "_copy")
