@@ -58,7 +58,7 @@ def load(plpy, engine, name, deadline=None):
     """LOAD a shipped extension into a superuser's engine (a no-op if loaded)."""
     if name in BUILT_IN or name in engine.extensions:
         return
-    if not engine.profile.superuser:
+    if not engine.policy.superuser:
         raise PgError(INSUFFICIENT_PRIVILEGE, f'permission denied to load DuckDB extension "{name}"',
                       detail="A non-superuser's engine has the extensions its secrets need, and no other.",
                       hint="A superuser can load it into their own engine, or give the role a secret of a type "

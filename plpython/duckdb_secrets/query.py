@@ -24,7 +24,7 @@ import json
 import re
 
 from . import arrowstream, statements
-from .errors import CHARACTER_NOT_IN_REPERTOIRE, PgError, from_duckdb
+from .errors import CHARACTER_NOT_IN_REPERTOIRE, PgError, caught, from_duckdb
 
 FIELD, ROW, NULL, ALONE = "\x01", "\x02", "\x03", "\x04"
 
@@ -209,30 +209,39 @@ class Pending:
 
     def chunks(self):
         """Per run, the rows joined; a row that holds a separator on its own
-        (it came formatted as ALONE + array literal)."""
-        try:
-            for text, rows in self.source:
-                if text is not None:
-                    if "\x00" in text:
-                        raise self._nul(text)
-                    yield self._scrubbed(text)
-                    continue
-                for row in rows:
-                    if "\x00" in row:
-                        raise self._nul(row)
-                run = []
-                for row in rows:
-                    if row.startswith(ALONE):
-                        if run:
-                            yield self._scrubbed(ROW.join(run))
-                            run = []
-                        yield self._scrubbed(row)
-                    else:
-                        run.append(row)
-                if run:
-                    yield self._scrubbed(ROW.join(run))
-        except Exception as e:  # noqa: BLE001 - raised by _query_end, never to PL/Python
-            self.error = e if isinstance(e, PgError) else from_duckdb(e)
+        (it came formatted as ALONE + array literal). An error ends them and is
+        kept for _query_end (never raised to PL/Python)."""
+        runs = self._runs()
+        while True:
+            chunk, error = caught(next, runs, None)
+            if error is not None:
+                self.error = error if isinstance(error, PgError) else from_duckdb(error)
+                return
+            if chunk is None:
+                return
+            yield chunk
+
+    def _runs(self):
+        for text, rows in self.source:
+            if text is not None:
+                if "\x00" in text:
+                    raise self._nul(text)
+                yield self._scrubbed(text)
+                continue
+            for row in rows:
+                if "\x00" in row:
+                    raise self._nul(row)
+            run = []
+            for row in rows:
+                if row.startswith(ALONE):
+                    if run:
+                        yield self._scrubbed(ROW.join(run))
+                        run = []
+                    yield self._scrubbed(row)
+                else:
+                    run.append(row)
+            if run:
+                yield self._scrubbed(ROW.join(run))
 
     def _nul(self, text):
         """PostgreSQL text cannot hold a NUL character: an error naming the column
@@ -295,7 +304,7 @@ def mismatch_template(sample):
 
 def execute(plpy, duckdb, engine, sql, deadline=None):
     """Check what the role may run, then run it; DuckDB errors become PgErrors."""
-    statements.check(duckdb, engine.con, sql, engine.profile.superuser, engine.copy_prefixes)
+    statements.check(duckdb, engine.con, sql, engine.policy, engine.extensions)
     engine.forget_refusals()
     return engine.call(plpy, deadline, engine.con.execute, sql)
 
@@ -373,7 +382,7 @@ def start(plpy, duckdb, engine, sql, cell_scrub=None, owner=None, deadline=None,
     and read through the Arrow C stream; anything else (several statements,
     INSERT ... RETURNING, EXPLAIN, CALL, a CREATE TABLE AS and its count) runs
     as is and its rows are formatted here."""
-    stmts = statements.check(duckdb, engine.con, sql, engine.profile.superuser, engine.copy_prefixes)
+    stmts = statements.check(duckdb, engine.con, sql, engine.policy, engine.extensions)
     engine.forget_refusals()
     single_query = len(stmts) == 1 and stmts[0].type == duckdb.StatementType.SELECT
     got = {}
