@@ -3,8 +3,8 @@
 EXTENSION   = duckdb_secrets
 # The version is written once, in the control file; everything else derives it.
 EXTVERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
-# Install-script sources live in sql/install/ (the current version's script,
-# earlier versions' scripts and every upgrade step); they are built into build/.
+# Install-script sources live in sql/install/ (the current version's script and
+# the update script from the previous version); they are built into build/.
 # pg_regress scripts are the .sql files directly in sql/.
 INSTALL_SOURCES = $(wildcard sql/install/$(EXTENSION)--*.sql.in)
 DATA_built  = build/$(EXTENSION)--$(EXTVERSION).sql \
@@ -33,19 +33,31 @@ PKGLIBDIR := $(shell $(PG_CONFIG) --pkglibdir 2>/dev/null)
 PYROOT    = $(PKGLIBDIR)/$(EXTENSION)
 PYDIR     = $(PYROOT)/python
 
-.PHONY: setup install-python demo test check bench docs installcheck-upgrade
+.PHONY: setup install-python demo test check bench docs installcheck-upgrade install-upgrade-fixture uninstall-upgrade-fixture prune-scripts
 
 # make print-VAR: a variable's value (tests check the derived lists).
 print-%:
 	@echo $($*)
 
+# The version an update script starts from. Its install script is not shipped:
+# tests/fixtures/ keeps a copy that the upgrade tests install for their run only
+# (make install-upgrade-fixture / uninstall-upgrade-fixture).
+UPGRADE_FROM = 0.6.0
+EXTDIR := $(shell $(PG_CONFIG) --sharedir 2>/dev/null)/extension
+install-upgrade-fixture: build/$(EXTENSION)--$(UPGRADE_FROM).sql
+	install -m 644 $< '$(EXTDIR)/'
+uninstall-upgrade-fixture:
+	rm -f '$(EXTDIR)/$(EXTENSION)--$(UPGRADE_FROM).sql'
+
 # The pg_cron pattern: the same regression tests on a database that was created
-# at the oldest version and then updated (PGHOST/PGPORT/PGUSER as for installcheck).
-installcheck-upgrade:
+# at the previous version and then updated (PGHOST/PGPORT/PGUSER as for installcheck).
+installcheck-upgrade: install-upgrade-fixture
 	psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "DROP DATABASE IF EXISTS contrib_regression_upgrade" \
 	    -c "CREATE DATABASE contrib_regression_upgrade TEMPLATE template0"
 	psql -X -q -v ON_ERROR_STOP=1 -d contrib_regression_upgrade -c "CREATE EXTENSION plpython3u" \
-	    -c "CREATE EXTENSION $(EXTENSION) VERSION '0.1.0'" -c "ALTER EXTENSION $(EXTENSION) UPDATE"
+	    -f tests/fixtures/as-$(UPGRADE_FROM).sql -c "CREATE EXTENSION $(EXTENSION) VERSION '$(UPGRADE_FROM)'" \
+	    -c "ALTER EXTENSION $(EXTENSION) UPDATE"; \
+	    status=$$?; $(MAKE) -s uninstall-upgrade-fixture; exit $$status
 	test "$$(psql -X -A -t -d contrib_regression_upgrade -c "SELECT extversion FROM pg_extension WHERE extname = '$(EXTENSION)'")" = "$(EXTVERSION)"
 	$(pg_regress_installcheck) --use-existing --dbname=contrib_regression_upgrade --outputdir=results-upgrade $(REGRESS)
 
@@ -62,6 +74,9 @@ build/$(EXTENSION)--$(EXTVERSION).sql: sql/install/$(EXTENSION).sql.in sql/insta
 build/%.sql: sql/install/%.sql.in sql/install/boot.sql.in Makefile
 	@mkdir -p build
 	version=$$(echo '$*' | sed 's/.*--//'); $(SUBST) > $@
+build/%.sql: tests/fixtures/%.sql.in sql/install/boot.sql.in Makefile
+	@mkdir -p build
+	version=$$(echo '$*' | sed 's/.*--//'); $(SUBST) > $@
 
 # PGXN's metadata, with the control file's version (tests/test_layout.py checks it is current).
 META.json: META.json.in $(EXTENSION).control
@@ -69,7 +84,12 @@ META.json: META.json.in $(EXTENSION).control
 
 # The Python package and its pinned dependencies, for the server's interpreter,
 # in a private directory that the SQL functions put on sys.path.
-install: install-python
+install: install-python prune-scripts
+# Scripts an earlier `make install` left for versions this package no longer serves.
+prune-scripts:
+	@for f in '$(EXTDIR)'/$(EXTENSION)--*.sql; do \
+	    case " $(notdir $(DATA_built)) " in *" $${f##*/} "*) ;; *) [ ! -e "$$f" ] || { rm -f "$$f"; echo "removed $$f"; } ;; esac; \
+	done
 install-python:
 	SERVER_PYTHON=$(SERVER_PYTHON) scripts/install-python.sh "$(DESTDIR)$(PYROOT)"
 

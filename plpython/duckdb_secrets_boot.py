@@ -29,10 +29,11 @@ def boot(GD, sql_version):
     except Exception as e:  # noqa: BLE001 - a broken install may fail in any way; reported, not raised
         return ["58000", "could not load the duckdb_secrets Python package",
                 f"{type(e).__name__}: {e}", "Reinstall the extension (make install)."]
-    if sql_version not in getattr(duckdb_secrets, "SQL_VERSIONS", (duckdb_secrets.__version__,)):
+    served = api.SQL_VERSIONS
+    if sql_version not in served:
         return ["55000", "duckdb_secrets Python package and SQL objects do not match",
-                f"Python package {duckdb_secrets.__version__} serves SQL objects of versions "
-                f"{', '.join(getattr(duckdb_secrets, 'SQL_VERSIONS', (duckdb_secrets.__version__,)))}; "
+                f"Python package {duckdb_secrets.__version__} serves SQL objects of "
+                f"{'versions' if len(served) > 1 else 'version'} {', '.join(served)}; "
                 f"this database has {sql_version}.",
                 "Run ALTER EXTENSION duckdb_secrets UPDATE, or reinstall the extension."]
     GD["duckdb_secrets.version"] = sql_version

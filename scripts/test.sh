@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make test: the linter (ruff, configured in pyproject.toml), pg_regress (make
 # installcheck) against a throwaway cluster, on a new database and on one
-# created at the oldest version and updated, then every pytest suite (they
+# created at the previous version and updated, then every pytest suite (they
 # start their own clusters and S3 server).
 # make check (scripts/check.sh) runs this with --fast: pg_regress on a new
 # database only, and the pytest tests not marked slow (pyproject.toml).
@@ -30,7 +30,7 @@ if [ $status -ne 0 ]; then
     echo "== pg_regress FAILED"; exit $status
 fi
 if [ $fast -eq 0 ]; then
-    echo "== pg_regress on a database created at 0.1.0 and updated"
+    echo "== pg_regress on a database created at the previous version (0.6.0) and updated"
     PGHOST=127.0.0.1 PGPORT=$PGPORT PGUSER=postgres make installcheck-upgrade || status=$?
     if [ $status -ne 0 ]; then
         [ -f results-upgrade/regression.diffs ] && cat results-upgrade/regression.diffs

@@ -257,6 +257,42 @@ class file_setting:
         self._alter(None)
 
 
+# Every SQL object of the extension, one line each: what callers and GRANTs
+# depend on (signatures, result types, language, volatility, security definer,
+# rights; columns, triggers), not bodies (those carry the install path).
+SQL_OBJECTS = """
+SELECT pg_describe_object(d.classid, d.objid, 0) || coalesce(': ' || f.sig, ': ' || r.sig, '')
+  FROM pg_depend d
+  LEFT JOIN LATERAL (
+    SELECT concat_ws(' ', 'RETURNS', pg_get_function_result(p.oid), 'LANGUAGE', l.lanname,
+                     CASE p.provolatile WHEN 'i' THEN 'IMMUTABLE' WHEN 's' THEN 'STABLE' ELSE 'VOLATILE' END,
+                     CASE WHEN p.prosecdef THEN 'SECURITY DEFINER' END,
+                     CASE WHEN p.proconfig IS NOT NULL THEN 'SET ' || array_to_string(p.proconfig, ', ') END,
+                     'ACL', coalesce(p.proacl::text, 'default')) AS sig
+      FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+     WHERE d.classid = 'pg_proc'::regclass AND p.oid = d.objid) f ON true
+  LEFT JOIN LATERAL (
+    SELECT concat_ws(' ', '(' || (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+                                                    || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END,
+                                                    ', ' ORDER BY a.attnum)
+                                    FROM pg_attribute a
+                                   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) || ')',
+                     (SELECT string_agg(pg_get_triggerdef(t.oid), '; ' ORDER BY t.tgname)
+                        FROM pg_trigger t WHERE t.tgrelid = c.oid),
+                     'ACL', coalesce(c.relacl::text, 'default')) AS sig
+      FROM pg_class c
+     WHERE d.classid = 'pg_class'::regclass AND c.oid = d.objid) r ON true
+ WHERE d.refclassid = 'pg_extension'::regclass
+   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'duckdb_secrets')
+   AND d.deptype = 'e'
+ ORDER BY 1
+"""
+
+
+def sql_objects(conn):
+    return [line for (line,) in conn.execute(SQL_OBJECTS)]
+
+
 # --- shared by the attack suites ----------------------------------------------
 
 READ = ("SELECT * FROM duckdb.query($$ SELECT count(*) FROM read_parquet('s3://bucket/data/numbers.parquet') $$) "

@@ -1,13 +1,14 @@
 """A role's engine in the test process, driven the way a backend drives it.
 
 In a backend, duckdb.query() and duckdb.raw_query() hand the role's engine
-(an engine.Engine for the Profile the sync worked out, holding the secrets the
-sync created with engine.secret_sql) and the statement to query.start() and
-query.execute(), which run the statement check (statements.check) before
-DuckDB sees anything. Here the same calls run without PostgreSQL: Role builds
-the engine the same way from a profile and server definitions the test gives,
-so a refusal list costs milliseconds a case instead of a database and a
-backend each. One case of each rule still runs end to end in a cluster
+(an engine.Engine started for the role's policy.RolePolicy, holding the
+secrets the sync created with engine.secret_sql) and the statement to
+query.start() and query.execute(), which run the statement check
+(statements.check) before DuckDB sees anything. Here the same calls run
+without PostgreSQL: Role builds the policy and the engine as the sync does
+(sync._prepare_engine, _apply) from server definitions the test gives, so a
+refusal list costs milliseconds a case instead of a database and a backend
+each. One case of each rule still runs end to end in a cluster
 (tests/test_attacks.py, tests/test_attacks_engine.py, tests/test_security.py).
 """
 
@@ -20,8 +21,9 @@ import sys
 import pytest
 
 import localenv
-from duckdb_secrets import catalog, engine, query, validation
+from duckdb_secrets import derive, engine, query, validation
 from duckdb_secrets.errors import PgError
+from duckdb_secrets.policy import RolePolicy
 
 CANARY = "CANARY-inprocess-5c1a"
 
@@ -64,19 +66,21 @@ def server(name, srvtype, options=(), mapping=()):
 
 class Role:
     """A role's engine: superuser or not, with or without file access, its
-    secrets (server() results), the administrator's engine settings (the test
-    cluster's: reads no secret covers go to a closed port on 127.0.0.1)."""
+    secrets (server() results: servers an administrator owns), the
+    administrator's settings (the test cluster's engine settings: reads no
+    secret covers go to a closed port on 127.0.0.1)."""
 
-    def __init__(self, superuser=False, files=False, secrets=(), prefixes=(),
-                 engine_settings=localenv.ENGINE_SETTINGS):
+    def __init__(self, superuser=False, files=False, secrets=(),
+                 conf=(("duckdb.engine_settings", localenv.ENGINE_SETTINGS),)):
         secrets = dict(secrets)
-        reach = [rule for spec in secrets.values() for rule in catalog.reach(spec)]
-        for name, value in engine.parse_engine_settings(engine_settings):
-            if name == "s3_endpoint":
-                reach += catalog.endpoint_rules(value, (80,))
-        profile = engine.Profile("tester", superuser, files, files, None, None, prefixes, engine_settings, reach)
-        needed = set().union(*(catalog.TYPES[s["type"]].extensions_for(s["provider"]) for s in secrets.values()))
-        self.engine = engine.Engine(profile, needed)
+        policy = RolePolicy("tester", superuser, files, files, None, None, dict(conf))
+        facts = {name: derive.Facts(spec) for name, spec in secrets.items()}
+        exported = {name: (None, name, spec, spec) for name, spec in secrets.items()}
+        prefixes = policy.url_prefixes(exported, dict.fromkeys(secrets, "server"), dict.fromkeys(secrets, True))
+        reach = () if superuser else policy.reach_of([(facts[n], spec, True) for n, spec in secrets.items()],
+                                                     prefixes)
+        policy = policy.opened(prefixes, reach)
+        self.engine = engine.Engine(policy, set().union(*(f.extensions for f in facts.values())))
         for name, spec in secrets.items():
             sql, params = engine.secret_sql(name, self.engine.adapt(spec))
             self.engine.call(PLPY, None, self.engine.con.execute, sql, params)

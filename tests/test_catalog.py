@@ -92,8 +92,8 @@ def test_behaviour_of_types_is_read_from_their_entries():
             if chain is not None and t.aws_credentials:
                 assert set(chain.choices) == set(catalog.AWS_CHAIN_MEMBERS)
     # the object-store prefixes a non-superuser's engine may name come from the default scopes
-    from duckdb_secrets import engine
-    assert engine.object_store_prefixes({"httpfs"}) == {p for t in catalog.TYPES.values() if t.extension == "httpfs"
+    from duckdb_secrets import policy
+    assert policy.object_store_prefixes({"httpfs"}) == {p for t in catalog.TYPES.values() if t.extension == "httpfs"
                                                          for p in t.default_scope if "://" in p}
 
 

@@ -249,9 +249,9 @@ def test_client_credentials_are_masked_in_their_basic_form_too():
     """A token endpoint's error may echo the Authorization: Basic header."""
     import base64
 
-    from duckdb_secrets import validation
-    from duckdb_secrets.errors import Scrubber
+    from duckdb_secrets import masking, validation
+    from duckdb_secrets.masking import Scrubber
     spec = validation.secret_spec("ice", "iceberg", ["client_id=cid", "endpoint=http://127.0.0.1:9"],
                                   ["client_secret=CANARY-log-basic"])
     basic = base64.b64encode(b"cid:CANARY-log-basic").decode()
-    assert basic not in Scrubber(validation.sensitive_values(spec))(f"bad creds: Basic {basic}")
+    assert basic not in Scrubber(masking.sensitive_values(spec))(f"bad creds: Basic {basic}")

@@ -4,7 +4,8 @@
 import pytest
 
 from duckdb_secrets import catalog, validation
-from duckdb_secrets.errors import PgError, Scrubber
+from duckdb_secrets.errors import PgError
+from duckdb_secrets.masking import Scrubber
 
 
 def test_every_sensitive_option_is_refused_on_a_server_in_any_case():

@@ -9,18 +9,28 @@ scrubbed of every secret value the session knows before they leave.
 import functools
 import re
 
-from . import catalog, extensions, query, storage, sync, validation
+from . import __version__, collect, extensions, fingerprint, masking, query, storage, sync, validation
 from .errors import (
-    INTERNAL_ERROR,
+    INSUFFICIENT_PRIVILEGE,
     NULL_VALUE_NOT_ALLOWED,
-    SYSTEM_ERROR,
     UNDEFINED_OBJECT,
     WRONG_OBJECT_TYPE,
     PgError,
-    Scrubber,
+    caught,
+    pg_error,
 )
+from .masking import Scrubber
+from .session import caller, session
 
 OK = "00000"
+
+# The versions of the SQL objects this package serves (duckdb_secrets_boot
+# refuses others with 55000): the current one and, once a release is out, the
+# previous release's too, so that `make install` before `ALTER EXTENSION ...
+# UPDATE` keeps working. A SQL object that changes between them calls a new
+# entry point here (as postgres_fdw does with its C symbols); the old entry
+# point stays until the previous release's objects are no longer served.
+SQL_VERSIONS = (__version__,)
 
 
 def _ddl():
@@ -29,41 +39,20 @@ def _ddl():
     return ddl
 
 
-def _scrubbed(GD, extra=None):
-    base = sync.session(GD).scrub
-    if not extra:
-        return base
-    return lambda s: extra(base(s))
-
-
-def _error(plpy, GD, exc, extra_scrub=None):
-    scrub = _scrubbed(GD, extra_scrub)
-    if isinstance(exc, PgError):
-        return exc.as_array(scrub)
-    if isinstance(exc, plpy.SPIError):
-        # An error from SQL we ran (e.g. the event trigger refusing DDL):
-        # pass it on with its own SQLSTATE, message, detail and hint.
-        return [getattr(exc, "sqlstate", None) or INTERNAL_ERROR, scrub(str(exc.args[0]) if exc.args else str(exc)),
-                scrub(getattr(exc, "detail", None)), scrub(getattr(exc, "hint", None))]
-    if isinstance(exc, ImportError):
-        # The pinned dependencies (duckdb, boto3, ...) missing or unreadable.
-        import os
-        deps = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "deps")
-        return [SYSTEM_ERROR, "could not load a Python dependency of duckdb_secrets",
-                f'{type(exc).__name__}: module "{exc.name or "?"}"',
-                f"The server's operating-system user must be able to read {deps}; "
-                "reinstall the extension (make install) if files are missing."]
-    return [INTERNAL_ERROR, f"internal error in duckdb_secrets: {type(exc).__name__}",
-            scrub(str(exc)) or None, "Please report this with the statement that caused it."]
+def _called(plpy, GD, fn, args):
+    """(fn's value, None) or (None, its error as an array, masked by the session
+    and by the error itself): the one place the entry points catch everything."""
+    value, error = caught(fn, plpy, GD, *args)
+    if error is None:
+        return value, None
+    return None, pg_error(plpy, error).as_array(session(GD).scrub)
 
 
 def entry(fn):
     @functools.wraps(fn)
     def wrapper(plpy, GD, *args):
-        try:
-            return fn(plpy, GD, *args)
-        except Exception as e:   # noqa: BLE001 - nothing may escape as a traceback
-            return _error(plpy, GD, e, getattr(e, "scrub", None))
+        value, error = _called(plpy, GD, fn, args)
+        return value if error is None else error
     return wrapper
 
 
@@ -99,12 +88,12 @@ def reencrypt_secrets(plpy, GD):
 # --- helpers -----------------------------------------------------------------
 
 def _helper(fn, plpy, GD, args):
-    try:
-        return _value(fn(plpy, GD, args))
-    except Exception as e:
-        e.scrub = Scrubber([args.get(k) for k in _ddl().HELPER_SENSITIVE_ARGS])
-        _ddl().quiet_refusal(plpy, GD)
-        raise
+    value, error = caught(fn, plpy, GD, args)
+    if error is None:
+        return _value(value)
+    err = pg_error(plpy, error).masked(Scrubber([args.get(k) for k in _ddl().HELPER_SENSITIVE_ARGS]))
+    _ddl().quiet_refusal(plpy, GD)
+    raise err
 
 
 @entry
@@ -119,37 +108,35 @@ def create_azure_secret(plpy, GD, args):
 
 @entry
 def set_user_mapping(plpy, GD, server_name, role_name, options):
+    value, error = caught(_ddl().set_user_mapping, plpy, GD, server_name, role_name, options)
+    if error is None:
+        return _value(value)
+    import json
     try:
-        return _value(_ddl().set_user_mapping(plpy, GD, server_name, role_name, options))
-    except Exception as e:
-        import json
-        try:
-            values = [str(v) for v in json.loads(options or "{}").values() if v is not None]
-        except (ValueError, AttributeError):
-            values = []
-        e.scrub = Scrubber(values)
-        _ddl().quiet_refusal(plpy, GD)
-        raise
+        values = [str(v) for v in json.loads(options or "{}").values() if v is not None]
+    except (ValueError, AttributeError):
+        values = []
+    err = pg_error(plpy, error).masked(Scrubber(values))
+    _ddl().quiet_refusal(plpy, GD)
+    raise err
 
 
 def rows_entry(width):
     """For set-returning entry points: rows whose first column is NULL, or one
-    row carrying the error. width(GD): the number of columns."""
+    row carrying the error. width: the number of columns."""
     def wrap(fn):
         @functools.wraps(fn)
         def wrapper(plpy, GD, *args):
-            try:
-                return fn(plpy, GD, *args)
-            except Exception as e:   # noqa: BLE001 - nothing may escape as a traceback
-                return [(_error(plpy, GD, e, getattr(e, "scrub", None)),) + (None,) * (width(GD) - 1)]
+            rows, error = _called(plpy, GD, fn, args)
+            return rows if error is None else [(error,) + (None,) * (width - 1)]
         return wrapper
     return wrap
 
 
-@rows_entry(lambda GD: 6 if GD.get("duckdb_secrets.version") in ("0.1.0", "0.2.0", "0.3.0") else 8)
+@rows_entry(8)
 def role_secrets(plpy, GD, nonce):
     """Rows for the SECURITY DEFINER duckdb._role_secrets(); first column: error."""
-    return [(None,) + r for r in sync.role_secrets(plpy, GD, nonce)]
+    return [(None,) + r for r in collect.role_secrets(plpy, GD, nonce)]
 
 
 @entry
@@ -173,8 +160,8 @@ _ON_DEMAND_WORDS = re.compile(r"(?i)\b(" + "|".join(sorted(_ON_DEMAND, key=len, 
 def _engine_for(plpy, GD, fn, sql):
     if sql is None:
         raise PgError(NULL_VALUE_NOT_ALLOWED, f"the query passed to duckdb.{fn} must not be null")
-    sess = sync.ensure(plpy, GD, require=fn)
-    if sess.engine.profile.superuser:
+    sess = _ensure(plpy, GD, fn)
+    if sess.engine.policy.superuser:
         # Non-superusers' engines hold no such secret and may attach nothing they would need.
         wanted = []
         for m in _ON_DEMAND_WORDS.finditer(sql):
@@ -186,51 +173,38 @@ def _engine_for(plpy, GD, fn, sql):
     return sess
 
 
-# DuckDB SQL that may carry a credential of its own: an ATTACH string with a
-# password, a CREATE SECRET, a URL with user:password@ or a signed query string
-# (SAS sig=, X-Amz-Signature=, api_key=), an Authorization header.
-_CREDENTIALISH = re.compile(
-    r"(?i)secret|passw|pwd|token|key_id|access_key|api_?key|signature|credential|bearer|authoriz"
-    r"|[?&]sig=|[A-Za-z0-9._%~-]+:[^@\s'\"/]+@")
-_URL_PASSWORD = re.compile(r"[A-Za-z0-9._%~-]+:([^@\s'\"/]+)@")
-_KEY_VALUE = re.compile(r"(?i)(?:secret|passw\w*|pwd|token|key|sig|signature|credential)\w*\s*[=:]\s*([^\s&;'\",)]+)")
+def _ensure(plpy, GD, fn=None):
+    """sync.ensure(), after refusing a role that may not EXECUTE duckdb.<fn>(text)
+    (the _impl functions behind it are reachable by PUBLIC), as the statement's
+    fingerprint row says."""
+    row = fingerprint.read(plpy, session(GD))
+    if fn is not None and not row["can_query" if fn == "query" else "can_raw"]:
+        raise PgError(INSUFFICIENT_PRIVILEGE, f"permission denied for function {fn}",
+                      hint=f"An administrator can GRANT EXECUTE ON FUNCTION duckdb.{fn}(text) TO the role.")
+    return sync.ensure(plpy, GD, row)
 
 
-def _credentials_in(sql):
-    """The pieces of sql that may be credentials: its string literals, the
-    passwords of URLs in it, the values of key=value pairs that look secret."""
-    import duckdb
-
-    from . import statements
-    try:
-        values = {t.text for t in statements.tokens(duckdb, sql) if t.kind == statements.STRING and t.text}
-    except duckdb.Error:        # not even tokenizable: every word may be one
-        values = set(re.split(r"[\s'\"(),;]+", sql))
-    values.update(m.group(1) for m in _URL_PASSWORD.finditer(sql))
-    values.update(m.group(1) for m in _KEY_VALUE.finditer(sql))
-    return [v for v in values if len(v) >= 4]
-
-
-def _quiet_if_credentials(plpy, GD, sql, exc):
+def _quiet_if_credentials(plpy, GD, sql, err):
     """A failing duckdb.query/raw_query is logged with its statement
     (log_min_error_statement); if its DuckDB SQL may carry a credential, it is
     logged without, and the error (which DuckDB may have built from the SQL)
     has every literal and credential-looking piece of the SQL masked."""
-    if sql and (_CREDENTIALISH.search(sql) or sync.session(GD).scrub(sql) != sql):
+    if masking.may_carry_credentials(sql, session(GD).scrub):
         _ddl().quiet_refusal(plpy, GD)
-        extra = Scrubber(_credentials_in(sql))
-        previous = getattr(exc, "scrub", None)
-        exc.scrub = extra if previous is None else (lambda text: extra(previous(text)))
+        import duckdb
+
+        from . import statements
+        err.masked(Scrubber(masking.credentials_in(sql, statements.literals(duckdb, sql))))
+    return err
 
 
 def _quiet_on_error(fn):
     @functools.wraps(fn)
     def wrapper(plpy, GD, sql):
-        try:
-            return fn(plpy, GD, sql)
-        except Exception as e:
-            _quiet_if_credentials(plpy, GD, sql, e)
-            raise
+        value, error = caught(fn, plpy, GD, sql)
+        if error is not None:
+            raise _quiet_if_credentials(plpy, GD, sql, pg_error(plpy, error))
+        return value
     return wrapper
 
 
@@ -245,7 +219,6 @@ def query_start(plpy, GD, sql):
     if pending is None:
         return _value(None)
     pending.sql = sql      # for the error at the end, if any
-    pending.records = GD.get("duckdb_secrets.version") in query.RECORD_CHUNKS
     sess.pending = pending
     # The column list goes into a HINT: DuckDB's column names may hold anything.
     return _value(sess.scrub(pending.coldef(named=True))) + [pending.fetch_sql()]
@@ -268,11 +241,11 @@ def _own_pending(plpy, GD):
     """The pending result, if the caller is the role and statement that made it
     (duckdb._query_chunks is reachable by PUBLIC: anything else, another role
     after SET ROLE or a later statement, gets nothing)."""
-    sess = sync.session(GD)
+    sess = session(GD)
     pending = sess.pending
     if pending is None:
         return None
-    if pending.owner != sync.caller():
+    if pending.owner != caller():
         sess.pending = None
         return None
     return pending
@@ -304,7 +277,7 @@ def query_failed(plpy, GD, message):
     """[message, DETAIL naming the column] for a value PostgreSQL could not read
     as its declared type, the role's secret values masked (the message quotes
     the value); drops the result."""
-    sess = sync.session(GD)
+    sess = session(GD)
     pending = _own_pending(plpy, GD)
     sess.pending = None
     if pending is None:
@@ -314,7 +287,7 @@ def query_failed(plpy, GD, message):
 
 @entry
 def query_end(plpy, GD):
-    sess = sync.session(GD)
+    sess = session(GD)
     pending = _own_pending(plpy, GD)
     sess.pending = None
     if pending is not None and pending.error is not None:
@@ -336,28 +309,11 @@ def raw_query(plpy, GD, sql):
 
 @entry
 def recycle(plpy, GD):
-    sync.session(GD).recycle()
+    session(GD).recycle()
     return None
 
 
-_REDACT_KV = re.compile(r"(^|;)(" + "|".join(sorted(catalog.SENSITIVE)) + r")=[^;]*", re.IGNORECASE)
-
-
-def _redacted_string(spec):
-    parts = []
-    for k, v in sorted(spec["params"].items()):
-        if k in catalog.SENSITIVE:
-            v = "redacted"
-        elif isinstance(v, bool):
-            v = "true" if v else "false"
-        elif isinstance(v, dict):
-            v = "{" + ", ".join(f"{a}={'redacted' if catalog.credential_key(k, a) else b}"
-                                for a, b in v.items()) + "}"
-        parts.append(f"{k}={v}")
-    return ";".join(parts)
-
-
-@rows_entry(lambda GD: 8 if GD.get("duckdb_secrets.version") == "0.1.0" else 9)
+@rows_entry(9)
 def secrets(plpy, GD):
     """Rows of duckdb.secrets(); the first column carries an error, if any."""
     sess = sync.ensure(plpy, GD)
@@ -372,24 +328,22 @@ def secrets(plpy, GD):
             # DuckDB as resolved keys).
             origin = sess.origins.get(name, "server")
             server = managed.server if origin == "server" else None
-            shown = _redacted_string(managed.spec)
+            shown = masking.redacted(managed.spec)
             typ, provider = managed.spec["type"], managed.spec["provider"]
         else:
             # Created inside the engine (superusers), or DuckDB's own view of
             # a database a superuser attached.
-            server, shown = None, _REDACT_KV.sub(r"\1\2=redacted", secret_string or "")
+            server, shown = None, masking.redact_listed(secret_string)
             origin = "duckdb"
         out.append((None, name, server, typ, provider, [x for x in scope or [] if x], kept_in,
                     sess.scrub(shown), origin))
     # Token sources (rds) that DuckDB holds no copy of.
     for name, (server, spec) in sorted(sess.not_in_engine.items()):
         out.append((None, name, server, spec["type"], spec["provider"], list(spec["scope"] or []), "none",
-                    _redacted_string(spec), sess.origins.get(name, "server")))
+                    masking.redacted(spec), sess.origins.get(name, "server")))
     # Servers the engine could not be given, and why (e.g. no key to decrypt them).
     for name, (server, typ, why) in sorted(sess.skipped.items()):
         out.append((None, name, server, (typ or "").strip().lower(), None, [], "skipped", why, "server"))
-    if GD.get("duckdb_secrets.version") == "0.1.0":
-        out = [r[:-1] for r in out]         # 0.1.0's secrets() has no origin column
     return out
 
 
@@ -409,7 +363,7 @@ def store_table_secret(plpy, GD, server_name, table_name, include_sensitive):
     return _value(storage.store(plpy, sess, server_name, table_name, bool(include_sensitive), spec))
 
 
-@rows_entry(lambda GD: 4)
+@rows_entry(4)
 def which_secret(plpy, GD, path, typ):
     if path is None or typ is None:
         return []
@@ -435,6 +389,6 @@ def extension_name(plpy, GD, name, source):
 @entry
 def load_extension(plpy, GD, name):
     key = extensions.canonical(name)
-    sess = sync.ensure(plpy, GD, require="query")
+    sess = _ensure(plpy, GD, "query")
     extensions.load(plpy, sess.engine, key, sess.deadline)
     return None

@@ -35,10 +35,10 @@ DEFAULT_SESSION_NAME = "duckdb_secrets"
 
 
 # The clock that credentials and tokens expire by: the sync measures every
-# expiry and refresh with now(). Tests move it forward in one backend instead of waiting: ADVANCE, set
-# from a plpython3u DO block (tests/conftest.py, advance_clock). Untrusted
-# PL/Python is for superusers only, who can run any code as the server anyway:
-# no other role has a way to change it.
+# expiry and refresh with now(). Tests move it forward in one backend instead
+# of waiting: ADVANCE, set from a plpython3u DO block (tests/conftest.py,
+# advance_clock). Untrusted PL/Python is for superusers only, who can run any
+# code as the server anyway: no other role has a way to change it.
 ADVANCE = datetime.timedelta(0)
 
 

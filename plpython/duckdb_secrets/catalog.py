@@ -157,13 +157,13 @@ class Provider:
 class SecretType:
     __slots__ = ("name", "extension", "default_provider", "providers", "default_scope", "doc", "aliases",
                  "excludes", "example", "example_mapping", "hosts", "proxy_option", "superuser_only",
-                 "aws_credentials", "exported", "rds_token_option", "lock_timeout", "fetches_token",
+                 "aws_credentials", "rds_token_option", "derive", "renew", "option_extensions",
                  "opens_prefixes", "helper_name")
 
     def __init__(self, name, extension, default_provider, providers, default_scope=(), doc="", aliases=None,
                  excludes=None, example=None, example_mapping=None, hosts=(), proxy_option=None,
-                 superuser_only=False, aws_credentials=False, exported=True, rds_token_option=None,
-                 lock_timeout=False, fetches_token=False, opens_prefixes=False, helper_name=None):
+                 superuser_only=False, aws_credentials=False, rds_token_option=None, derive=(), renew=None,
+                 option_extensions=(), opens_prefixes=False, helper_name=None):
         self.name = name
         self.extension = extension
         self.default_provider = default_provider
@@ -188,16 +188,16 @@ class SecretType:
         # Its credential_chain is resolved by this extension with boto3 (and
         # checked at DDL time); exported to DuckDB as provider config with keys.
         self.aws_credentials = aws_credentials
-        # False: a token source for other secrets; DuckDB gets no copy (rds).
-        self.exported = exported
         # The option naming an rds server whose IAM token becomes the password.
         self.rds_token_option = rds_token_option
-        # Its connections get duckdb.attach_lock_timeout (and a superuser's
-        # ATTACH without SECRET a default secret that carries it).
-        self.lock_timeout = lock_timeout
-        # With OAuth2 client credentials (and no token), DuckDB fetches a token
-        # when it creates the secret: created anew before the token expires.
-        self.fetches_token = fetches_token
+        # What DuckDB gets for a secret of this type: the hooks of derive.py
+        # (derive.HOOKS) applied in this order to the validated spec; none: the
+        # spec as it is. 'token_source': nothing, it is a source for others (rds).
+        self.derive = tuple(derive)
+        # When a secret DuckDB holds must be created anew (derive.RENEWALS), or None.
+        self.renew = renew
+        # (option, value prefix, extension): a value that needs another extension.
+        self.option_extensions = tuple(option_extensions)
         # Its scopes open http(s) URL prefixes in a non-superuser's engine
         # (administrators' servers only).
         self.opens_prefixes = opens_prefixes
@@ -211,6 +211,17 @@ class SecretType:
         """The DuckDB extensions that register this type and this provider."""
         p = self.provider(provider)
         return {self.extension} | ({p.extension} if p and p.extension else set())
+
+    @property
+    def exported(self):
+        """False: a token source for other secrets; DuckDB gets no copy (rds)."""
+        return "token_source" not in self.derive
+
+    @property
+    def lock_timeout(self):
+        """Its connections get duckdb.attach_lock_timeout (and a superuser's
+        ATTACH without SECRET a default secret that carries it)."""
+        return "attach_lock_timeout" in self.derive
 
 
 def _type(name, extension, providers, default_provider="config", **kw):
@@ -273,27 +284,28 @@ LIBPQ_KEYWORDS = frozenset(o if isinstance(o, str) else o.name for o in _LIBPQ)
 
 
 TYPES = {t.name: t for t in (
-    _type("s3", "httpfs", _aws_family(), aws_credentials=True,
+    _type("s3", "httpfs", _aws_family(), aws_credentials=True, derive=("aws_chain",),
           default_scope=("s3://", "s3n://", "s3a://"),
           hosts=('.amazonaws.com',),
           doc="Amazon S3 and S3-compatible object stores (MinIO, Ceph, ...).",
           example={"region": "us-east-1", "endpoint": "127.0.0.1:9000", "url_style": "path",
                    "use_ssl": "false", "scope": "s3://bucket"},
           example_mapping={"key_id": "AKIA...", "secret": "..."}),
-    _type("r2", "httpfs", _aws_family(extra_config=("account_id",), extra_chain=("account_id",)), aws_credentials=True,
+    _type("r2", "httpfs", _aws_family(extra_config=("account_id",), extra_chain=("account_id",)),
+          aws_credentials=True, derive=("aws_chain",),
           default_scope=("r2://",),
           hosts=('.r2.cloudflarestorage.com',),
           doc="Cloudflare R2. `account_id` sets the endpoint and path-style URLs.",
           example={"account_id": "my-account"},
           example_mapping={"key_id": "...", "secret": "..."}),
-    _type("gcs", "httpfs", _aws_family(extra_config=("bearer_token",)), aws_credentials=True,
+    _type("gcs", "httpfs", _aws_family(extra_config=("bearer_token",)), aws_credentials=True, derive=("aws_chain",),
           default_scope=("gcs://", "gs://"),
           hosts=('storage.googleapis.com',),
           doc="Google Cloud Storage through its S3-compatible (HMAC) interface, or with an OAuth "
               "`bearer_token`.",
           example={},
           example_mapping={"key_id": "GOOG...", "secret": "..."}),
-    _type("aws", "httpfs", _aws_family(), aws_credentials=True,
+    _type("aws", "httpfs", _aws_family(), aws_credentials=True, derive=("aws_chain",),
           hosts=('.amazonaws.com',),
           doc="Plain AWS credentials, for extensions that look a secret of type aws up.",
           example={"region": "eu-west-1"},
@@ -347,7 +359,8 @@ TYPES = {t.name: t for t in (
         example_mapping={"password": "..."}),
     _type("postgres", "postgres_scanner", [
         Provider("config", _opts(*_LIBPQ, "uri", "aws_rds_secret")),
-    ], superuser_only=True, rds_token_option="aws_rds_secret", lock_timeout=True,
+    ], superuser_only=True, rds_token_option="aws_rds_secret",
+        derive=("rds_password", "attach_lock_timeout"),
         doc="PostgreSQL, for `ATTACH '' AS p (TYPE postgres, SECRET <server>)`: every libpq keyword, "
            "or a `uri`; `aws_rds_secret` names an `rds` server for IAM authentication. SCOPE is "
            "accepted but ignored by DuckDB.",
@@ -359,7 +372,8 @@ TYPES = {t.name: t for t in (
         Provider("credential_chain", {**_AWS_CHAIN, **_opts("rds_user", "rds_host", Option("rds_port", INT))},
                  required=("chain", "region", "rds_user", "rds_host", "rds_port"), extension="aws",
                  dry_run=_CHAIN_DRY_RUN),
-    ], default_provider="credential_chain", superuser_only=True, aws_credentials=True, exported=False,
+    ], default_provider="credential_chain", superuser_only=True, aws_credentials=True,
+        derive=("token_source",),
         doc="AWS RDS IAM authentication tokens, referenced by a postgres server's `aws_rds_secret`.",
         example={"chain": "env", "region": "eu-west-1", "rds_user": "app",
                  "rds_host": "db.xxxx.eu-west-1.rds.amazonaws.com", "rds_port": "5432"},
@@ -377,7 +391,7 @@ TYPES = {t.name: t for t in (
             # CREATE SECRET with client credentials asks the token endpoint for a
             # token at once: the DDL-time check gives one instead, and stays offline.
             dry_run={"token": "dry-run", "client_id": None, "client_secret": None, "refresh_token": None}),
-    ], superuser_only=True, fetches_token=True,
+    ], superuser_only=True, renew="oauth2_token",
         doc="Iceberg REST catalogs, for `ATTACH '<warehouse>' AS i (TYPE iceberg, SECRET <server>)`: a bearer "
            "`token`, or OAuth2 client credentials (`client_id`, `client_secret`, and `oauth2_server_uri` or "
            "`endpoint`), for which the engine asks the token endpoint when it takes the secret, and again "
@@ -390,7 +404,7 @@ TYPES = {t.name: t for t in (
             "metadata_path", "data_path", "metadata_schema", "metadata_catalog", Option("encrypted", BOOL),
             Option("metadata_parameters", MAP, example="TYPE=postgres")),
             required=("metadata_path",)),
-    ], superuser_only=True,
+    ], superuser_only=True, option_extensions=(("metadata_path", "postgres:", "postgres_scanner"),),
         doc="DuckLake, for `ATTACH 'ducklake:<server>' AS l`: the metadata database (`metadata_path`, e.g. "
            "`postgres:dbname=lake host=...`, whose password goes in a postgres server named by "
            "`metadata_parameters` `SECRET=<server>`, or in the user mapping) and where the data files go "
@@ -432,6 +446,10 @@ ALL_OPTIONS = frozenset(
     | SERVER_ONLY
 )
 
+# Types a change of which may change other servers' secrets: token sources
+# (rds) and the types that take a token from one (postgres).
+LINKED_TYPES = frozenset(t.name for t in TYPES.values() if not t.exported or t.rds_token_option)
+
 # The simple-secret helper's types (as in Postgres Pro AXE / pg_duckdb).
 SIMPLE_TYPES = ("s3", "gcs", "r2")
 
@@ -452,9 +470,10 @@ def extensions_for(specs):
     a DuckLake whose metadata is in PostgreSQL needs the postgres extension."""
     out = set()
     for s in specs:
-        out |= TYPES[s["type"]].extensions_for(s["provider"])
-        if s["type"] == "ducklake" and str(s["params"].get("metadata_path", "")).startswith("postgres:"):
-            out.add("postgres_scanner")
+        t = TYPES[s["type"]]
+        out |= t.extensions_for(s["provider"])
+        out |= {ext for option, prefix, ext in t.option_extensions
+                if str(s["params"].get(option, "")).startswith(prefix)}
     return sorted(out)
 
 

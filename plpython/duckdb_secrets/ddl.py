@@ -17,10 +17,10 @@ from .errors import (
     WRONG_OBJECT_TYPE,
     MissingMapping,
     PgError,
-    Scrubber,
     from_duckdb,
 )
-from .sync import CONF_SETTINGS, CONF_SQL, session
+from .masking import Scrubber
+from .session import session
 
 SERVER_CLASS = validation.SERVER_CATALOG      # pg_foreign_server
 MAPPING_CLASS = validation.MAPPING_CATALOG    # pg_user_mapping
@@ -82,9 +82,7 @@ def _dry_run(plpy, sess, name, spec, scrub):
 
 
 def keyring(plpy, sess):
-    conf = {r["name"]: r["setting"] for r in plpy.execute(
-        sess.plan(plpy, "conf", CONF_SQL, ["text[]"]), [CONF_SETTINGS])}
-    return crypto.Keyring(conf)
+    return crypto.Keyring(sess.admin_conf(plpy))
 
 
 def check_object(plpy, GD, classid, objid):
@@ -191,9 +189,7 @@ def check_server(plpy, sess, srv, umid=None, keys=None):
             _dry_run(plpy, sess, validation.engine_name(name), spec, scrub_all)
             _check_aws(plpy, sess, name, spec)
         except PgError as e:
-            e.message, e.detail, e.hint = (scrub_secrets(e.message), scrub_secrets(e.detail),
-                                           scrub_secrets(e.hint))
-            raise
+            raise e.masked(scrub_secrets) from None
 
 
 RDS_SERVER_SQL = """
@@ -217,9 +213,7 @@ def _check_aws(plpy, sess, name, spec):
     stype = catalog.TYPES[spec["type"]]
     if (spec["provider"] == "credential_chain" and stype.aws_credentials
             and params.get("validation", "exists") != "none"):
-        conf = {r["name"]: r["setting"] for r in plpy.execute(
-            sess.plan(plpy, "conf", CONF_SQL, ["text[]"]), [CONF_SETTINGS])}
-        if aws.resolve(params, name, aws.Settings.from_conf(conf)) is None:
+        if aws.resolve(params, name, aws.Settings.from_conf(sess.admin_conf(plpy))) is None:
             raise PgError(aws.NO_CREDENTIALS, f'no AWS credentials found for server "{validation.shown(name)}"',
                           detail="Chain tried: " + ";".join(aws._chain(params)) + ".",
                           hint="Give the server process credentials (docs/aws.md), or set validation 'none' "
@@ -384,7 +378,7 @@ def store_mapping_options(plpy, GD, nonce, server_name, options):
 
 def bump(plpy, GD, server=None):
     """A new generation (engines re-read), naming the server it is about if known."""
-    if GD.get("duckdb_secrets.version") in ("0.1.0", "0.2.0", "0.3.0", "0.4.0") or server is None:
+    if server is None:
         plpy.execute("SELECT duckdb._bump()")
     else:
         plpy.execute(plpy.prepare("SELECT duckdb._bump($1)", ["oid[]"]), [[server]])
@@ -480,8 +474,6 @@ def quiet_refusal(plpy, GD):
     (literal arguments): have the error logged without the statement, as the
     event trigger does for DDL. The refusal aborts the transaction (or
     subtransaction), which brings the session's setting back."""
-    if GD.get("duckdb_secrets.version") in ("0.1.0", "0.2.0", "0.3.0"):
-        return
     with tokens.issued(GD, tokens.QUIET) as nonce:
         try:
             plpy.execute(session(GD).plan(plpy, "quiet", "SELECT duckdb._quiet_refusal($1)", ["text"]), [nonce])

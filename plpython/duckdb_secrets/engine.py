@@ -14,13 +14,8 @@ import os
 import re
 
 from . import catalog, interrupts, shipped
-from .errors import (
-    INSUFFICIENT_PRIVILEGE,
-    INTERNAL_ERROR,
-    INVALID_PARAMETER_VALUE,
-    PgError,
-    from_duckdb,
-)
+from .errors import INSUFFICIENT_PRIVILEGE, INTERNAL_ERROR, PgError, caught, from_duckdb
+from .policy import parse_engine_settings
 from .shipped import extension_path
 
 # DuckDB's postgres extension refuses to ATTACH a database that has a
@@ -35,41 +30,6 @@ NO_EXTENSION_DIRECTORY = os.path.join(os.path.dirname(os.path.dirname(os.path.di
                                       "no-extension-directory")
 NO_SECRET_DIRECTORY = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                                    "no-persistent-secrets")
-
-DEFAULT_MEMORY_LIMIT = "1GB"
-DEFAULT_THREADS = 1
-# The administrator's caps (configuration files only; a role's SET, and a
-# superuser's, may lower the engine's settings, never exceed these).
-DEFAULT_MAX_MEMORY_LIMIT = "1GB"
-DEFAULT_MAX_THREADS = 1
-DEFAULT_MAX_SPILL = "1GB"
-CAP_SETTINGS = ("duckdb.max_memory_limit", "duckdb.max_threads", "duckdb.max_temp_directory_size")
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib|tb|tib)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {"b": 1, "kb": 1000, "kib": 1024, "mb": 1000 ** 2, "mib": 1024 ** 2, "gb": 1000 ** 3,
-               "gib": 1024 ** 3, "tb": 1000 ** 4, "tib": 1024 ** 4}
-
-
-def parse_size(value, setting):
-    """'1GB', '512MiB', '1000000' (bytes) -> bytes; 22023 naming the setting otherwise."""
-    m = _SIZE.match(str(value))
-    if not m or float(m.group(1)) <= 0:
-        raise PgError(INVALID_PARAMETER_VALUE, f'invalid value for parameter "{setting}": "{str(value)[:40]}"',
-                      hint="Use a size such as 512MB or 2GB.")
-    # DuckDB reads 'GB' as 1000^3 bytes and 'GiB' as 1024^3, as here.
-    return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()])
-
-
-def capped_memory(requested, cap):
-    limit = parse_size(cap or DEFAULT_MAX_MEMORY_LIMIT, "duckdb.max_memory_limit")
-    want = parse_size(requested, "duckdb.memory_limit") if requested else limit
-    return f"{max(min(want, limit) // 1024, 1)}KiB"
-
-
-def capped_threads(requested, cap):
-    limit = _threads(cap or DEFAULT_MAX_THREADS, "duckdb.max_threads")
-    return min(_threads(requested or DEFAULT_THREADS), limit)
-
 
 _quiet = False
 
@@ -157,82 +117,6 @@ def _quiet_default_connection(duckdb):
         pass
 
 
-# URL prefixes a non-superuser's engine may name: the default scopes of the
-# object-store types whose extension the engine has loaded (a prefix of a
-# scheme DuckDB does not know yet is taken for a local path), plus http(s)
-# only under the scope of an http secret the role holds, or a prefix an
-# administrator lists in duckdb.allowed_url_prefixes (postgresql.conf / ALTER
-# SYSTEM only). Which hosts a request may reach is the egress proxy's part.
-def object_store_prefixes(extensions):
-    return {p for t in catalog.TYPES.values() if t.extension in extensions
-            for p in t.default_scope if "://" in p}
-
-
-class Profile:
-    """What decides an engine's configuration; a change means a new engine."""
-
-    __slots__ = ("role", "superuser", "read_files", "write_files", "memory_limit", "threads", "prefixes",
-                 "engine_settings", "reach", "max_spill")
-
-    def __init__(self, role, superuser, read_files, write_files, memory_limit, threads, prefixes=(),
-                 engine_settings="", reach=(), caps=None):
-        self.role = role
-        self.superuser = bool(superuser)
-        self.read_files = bool(read_files)
-        self.write_files = bool(write_files)
-        caps = caps or {}
-        self.memory_limit = capped_memory(memory_limit or DEFAULT_MEMORY_LIMIT, caps.get("duckdb.max_memory_limit"))
-        self.threads = capped_threads(threads, caps.get("duckdb.max_threads"))
-        spill = caps.get("duckdb.max_temp_directory_size") or DEFAULT_MAX_SPILL
-        self.max_spill = f'{parse_size(spill, "duckdb.max_temp_directory_size") // 1024}KiB'
-        self.prefixes = tuple(sorted(set(prefixes)))
-        self.engine_settings = engine_settings or ""
-        # (host or '.domain', port) a non-superuser's engine may contact
-        self.reach = () if self.superuser else _egress().Policy(reach).rules
-
-    @property
-    def local_files(self):
-        """Local files: superusers, and members of both pg_read_server_files and
-        pg_write_server_files (DuckDB cannot tell reading from writing a path)."""
-        return self.superuser or (self.read_files and self.write_files)
-
-    def allowed(self, extensions):
-        """Prefixes for DuckDB's allowed_directories (non-superusers only)."""
-        return sorted(object_store_prefixes(extensions) | set(self.prefixes) | ({"/"} if self.local_files else set()))
-
-    def key(self):
-        return tuple(getattr(self, s) for s in self.__slots__)
-
-
-_SETTING_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
-
-
-def parse_engine_settings(text):
-    """duckdb.engine_settings: 'name=value; name=value' -> [(name, value)]."""
-    out = []
-    for item in (text or "").split(";"):
-        if not item.strip():
-            continue
-        name, sep, value = item.partition("=")
-        name = name.strip().lower()
-        if not sep or not _SETTING_NAME.match(name):
-            raise PgError(INVALID_PARAMETER_VALUE, 'invalid value for parameter "duckdb.engine_settings"',
-                          detail="Each item must be name=value, separated by semicolons.")
-        out.append((name, value.strip()))
-    return out
-
-
-def _threads(value, setting="duckdb.threads"):
-    try:
-        n = int(str(value).strip())
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise PgError(INVALID_PARAMETER_VALUE, f'invalid value for parameter "{setting}"',
-                      hint="Use a positive integer.")
-    return n
-
-
 # Settings DuckDB fills from the server's environment when httpfs loads
 # (AWS_ACCESS_KEY_ID, ...): the server's own identity, which no engine may use
 # or show. Credentials reach an engine only through secrets.
@@ -289,10 +173,7 @@ def _close_at_exit():
 
     def close_all(code, arg):
         for engine in list(_open_engines):
-            try:
-                engine.close()
-            except BaseException:   # noqa: BLE001 - never raise into PostgreSQL's exit path
-                pass
+            caught(engine.close)        # never raise into PostgreSQL's exit path
     hook = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_size_t)(close_all)
     try:
         ctypes.CDLL(None).on_proc_exit(hook, ctypes.c_size_t(0))
@@ -302,16 +183,16 @@ def _close_at_exit():
 
 
 class Engine:
-    def __init__(self, profile, extensions=(), deadline=None):
+    """A DuckDB engine started as the role's policy (policy.RolePolicy) says."""
+
+    def __init__(self, policy, extensions=(), deadline=None):
         duckdb = _duckdb()
-        self.profile = profile
+        self.policy = policy
         self.extensions = set()
         self.proxy = None
         self.con = None
         self.spill = None
         self.worker = None
-        # What COPY ... TO may name (statements.check): None for roles with file access.
-        self.copy_prefixes = None
         self.sockets = interrupts.Sockets()
         interrupts.large_thread_stacks()
         _close_at_exit()
@@ -322,19 +203,19 @@ class Engine:
         # thread of its own, joined when it returns: a thread kept between calls
         # was followed by a heap corruption at backend exit once in ~500 tests.)
         try:
-            interrupts.Guard(None).run(self._start, duckdb, profile, extensions, spill)
+            interrupts.Guard(None).run(self._start, duckdb, policy, extensions, spill)
         except BaseException:
             self.close()
             raise
 
-    def _start(self, duckdb, profile, extensions, spill):
+    def _start(self, duckdb, policy, extensions, spill):
         config = {
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
             "allow_community_extensions": False,
-            "allow_persistent_secrets": profile.superuser,
-            "memory_limit": profile.memory_limit,
-            "threads": profile.threads,
+            "allow_persistent_secrets": policy.superuser,
+            "memory_limit": policy.memory_limit,
+            "threads": policy.threads,
             # make install ran DuckDB's signature check on the shipped files (shipped.py)
             "allow_unsigned_extensions": shipped.all_verified(),
         }
@@ -362,7 +243,7 @@ class Engine:
             self.con.execute("SET http_retry_wait_ms = 50")
             # The administrator's settings (from the configuration files only),
             # e.g. s3_endpoint for reads that no secret covers.
-            for name, value in parse_engine_settings(profile.engine_settings):
+            for name, value in parse_engine_settings(policy.engine_settings):
                 try:
                     self.con.execute(f"SET {name} = '{value.replace(chr(39), chr(39) * 2)}'")
                 except _duckdb().Error as e:
@@ -372,28 +253,26 @@ class Engine:
             # relative to the backend's working directory (the data directory,
             # whose path PostgreSQL shows to privileged roles only)
             self.con.execute(f"SET temp_directory = '{os.path.relpath(self.spill)}'")
-            self.con.execute(f"SET max_temp_directory_size = '{profile.max_spill}'")
-            if not profile.local_files:
+            self.con.execute(f"SET max_temp_directory_size = '{policy.max_spill}'")
+            if not policy.local_files:
                 # DuckDB lets SQL read its temp directory even with external
                 # access off: what it finds there is this engine's own spill,
                 # encrypted with a key that lives in this process only. Writes
                 # there (COPY TO) are refused by statements.check.
                 self.con.execute("SET temp_file_encryption = true")
-            if not profile.superuser:
+            if not policy.superuser:
                 # Every request leaves through the egress proxy (see egress.py).
                 # curl (httpfs's client) skips any proxy for hosts in NO_PROXY.
                 for name in ("NO_PROXY", "no_proxy"):
                     os.environ.pop(name, None)
                 egress = _egress()
-                self.proxy = egress.Proxy(egress.Policy(profile.reach))
+                self.proxy = egress.Proxy(egress.Policy(policy.reach))
                 self.con.execute(f"SET http_proxy = '{self.proxy.address}'")
                 if "azure" in self.extensions:      # azure has a proxy setting of its own
                     self.con.execute(f"SET azure_http_proxy = '{self.proxy.address}'")
-                listed = ", ".join("'" + p.replace("'", "''") + "'" for p in profile.allowed(self.extensions))
+                listed = ", ".join("'" + p.replace("'", "''") + "'" for p in policy.allowed(self.extensions))
                 self.con.execute(f"SET allowed_directories = [{listed}]")
                 self.con.execute("SET enable_external_access = false")
-                if not profile.local_files:
-                    self.copy_prefixes = tuple(profile.allowed(self.extensions))
             self.con.execute("SET lock_configuration = true")
         except BaseException:
             self._close_connection()        # the rest is closed by __init__, on the backend's thread

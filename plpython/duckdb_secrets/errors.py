@@ -1,12 +1,16 @@
-"""PostgreSQL-style errors, and keeping secret values out of them.
+"""PostgreSQL-style errors, each carrying what to mask.
 
 PL/Python turns any exception into ``ERROR: plpy.Error: ...`` with a Python
 traceback as CONTEXT.  So the Python side never raises to PostgreSQL: entry
 points return an error array ``[sqlstate, message, detail, hint]`` and a thin
-PL/pgSQL wrapper raises it (duckdb._raise), which gives a native error.
+PL/pgSQL wrapper raises it (duckdb._raise), which gives a native error. Every
+exception becomes a PgError first (pg_error); caught() is the one place that
+catches everything, at the boundaries to PostgreSQL.
 """
 
-import re
+import os
+
+from .masking import scrub_conninfo, then
 
 # SQLSTATEs used by the extension.
 FDW_ERROR = "HV000"
@@ -35,7 +39,8 @@ SYSTEM_ERROR = "58000"
 
 
 class PgError(Exception):
-    """An error meant for the user, raised by the PL/pgSQL wrapper."""
+    """An error meant for the user, raised by the PL/pgSQL wrapper. mask: what
+    to hide in it besides what the session hides (masking; None: nothing)."""
 
     def __init__(self, sqlstate, message, detail=None, hint=None):
         super().__init__(message)
@@ -43,9 +48,17 @@ class PgError(Exception):
         self.message = message
         self.detail = detail
         self.hint = hint
+        self.mask = None
+
+    def masked(self, mask):
+        """This error, with mask applied after the ones it has."""
+        self.mask = then(self.mask, mask)
+        return self
 
     def as_array(self, scrub=None):
-        f = scrub or (lambda s: s)
+        """[sqlstate, message, detail, hint]: scrub (the session's mask) and then
+        the error's own masks applied."""
+        f = then(scrub, self.mask) or (lambda s: s)
         return [self.sqlstate, f(self.message),
                 f(self.detail) if self.detail else None,
                 f(self.hint) if self.hint else None]
@@ -80,22 +93,6 @@ DUCKDB_SQLSTATE = {
 }
 
 
-# DuckDB's postgres and mysql extensions print the whole connection string
-# when a connection fails, including a password given in ATTACH itself.
-_CONNINFO_SECRET = re.compile(
-    r"\b(password|sslpassword|oauth_client_secret|scram_client_key|scram_server_key)(\s*=\s*)"
-    r"('(?:[^'\\]|\\.)*'|[^\s\"]*)", re.IGNORECASE)
-_URI_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s\"]*:)([^@\s\"]*)(@)", re.IGNORECASE)
-
-
-def scrub_conninfo(text):
-    """Masks passwords in libpq-style connection strings and URIs inside text."""
-    if not text:
-        return text
-    text = _CONNINFO_SECRET.sub(lambda m: m.group(1) + m.group(2) + MASK, text)
-    return _URI_PASSWORD.sub(lambda m: m.group(1) + MASK + m.group(3), text)
-
-
 def from_duckdb(exc, prefix=None):
     """PgError for a DuckDB exception: first line is the message, the rest detail."""
     text = scrub_conninfo(str(exc).strip())
@@ -124,48 +121,33 @@ def from_duckdb(exc, prefix=None):
     return PgError(sqlstate, message, detail=rest.strip() or None, hint=hint)
 
 
-_MIN_SCRUB_LEN = 3
-MASK = "********"
+def pg_error(plpy, exc):
+    """Any exception as a PgError (a PgError as it is)."""
+    if isinstance(exc, PgError):
+        return exc
+    if isinstance(exc, plpy.SPIError):
+        # An error from SQL we ran (e.g. the event trigger refusing DDL):
+        # passed on with its own SQLSTATE, message, detail and hint.
+        return PgError(getattr(exc, "sqlstate", None) or INTERNAL_ERROR,
+                       str(exc.args[0]) if exc.args else str(exc),
+                       getattr(exc, "detail", None), getattr(exc, "hint", None))
+    if isinstance(exc, ImportError):
+        # The pinned dependencies (duckdb, boto3, ...) missing or unreadable.
+        deps = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "deps")
+        return PgError(SYSTEM_ERROR, "could not load a Python dependency of duckdb_secrets",
+                       f'{type(exc).__name__}: module "{exc.name or "?"}"',
+                       f"The server's operating-system user must be able to read {deps}; "
+                       "reinstall the extension (make install) if files are missing.")
+    return PgError(INTERNAL_ERROR, f"internal error in duckdb_secrets: {type(exc).__name__}", str(exc) or None,
+                   "Please report this with the statement that caused it.")
 
 
-class Scrubber:
-    """Replaces known secret values (and their URL-encoded forms) in text.
-
-    The pattern is built on first use: most engine syncs never produce a
-    message to scrub, and with thousands of secrets building it costs tens of
-    milliseconds."""
-
-    def __init__(self, values=()):
-        self.values = tuple(sorted({str(v) for v in values
-                                    if v is not None and len(str(v)) >= _MIN_SCRUB_LEN}))
-        self._pattern = None
-        self._forms = ()
-        self._built = not self.values
-
-    def _build(self):
-        import urllib.parse  # only when there is something to mask
-        forms = set()
-        for v in self.values:
-            forms.update({v, urllib.parse.quote(v, safe=""), urllib.parse.quote_plus(v)})
-            forms.update(p for p in v.splitlines() if len(p) >= _MIN_SCRUB_LEN)
-        # Longest first, so a value that contains another is masked whole.
-        self._forms = sorted(forms, key=len, reverse=True)
-        self._pattern = re.compile("|".join(re.escape(f) for f in self._forms))
-        self._built = True
-
-    def __call__(self, text):
-        if text is None:
-            return text
-        if not self._built:
-            self._build()
-        if self._pattern is None:
-            return text
-        text = str(text)
-        # A long text (a chunk of result rows) is searched for each form first:
-        # str's search is many times faster than the alternation's.
-        if len(text) > 4096 and not any(f in text for f in self._forms):
-            return text
-        return self._pattern.sub(MASK, text)
-
-
-NO_SCRUB = Scrubber()
+def caught(fn, *args):
+    """(fn(*args), None), or (None, the exception it raised): the one place that
+    catches every exception, for the boundaries to PostgreSQL -- an entry point
+    (which returns the error as an array), a result's chunks (the error is
+    raised at the end of the result), the backend's exit."""
+    try:
+        return fn(*args), None
+    except Exception as e:   # noqa: BLE001 - nothing may escape into PostgreSQL as a traceback
+        return None, e

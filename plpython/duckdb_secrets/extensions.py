@@ -20,8 +20,6 @@ BUILT_IN = ("core_functions", "icu", "json", "parquet")
 ALIASES = {"postgres": "postgres_scanner", "mysql": "mysql_scanner", "uc_catalog": "unity_catalog"}
 # Extensions that need another loaded first.
 NEEDS = {"iceberg": ("avro",)}
-# Before 0.5.0 there is no duckdb.extensions table.
-_NO_TABLE = ("0.1.0", "0.2.0", "0.3.0", "0.4.0")
 
 
 def shipped():
@@ -51,8 +49,6 @@ def check_source(source):
 
 def autoloaded(plpy, GD):
     """Shipped extensions duckdb.extensions marks for loading at engine start."""
-    if GD.get("duckdb_secrets.version") in _NO_TABLE:
-        return set()
     rows = plpy.execute("SELECT name FROM duckdb.extensions WHERE autoload")
     names = {r["name"] for r in rows if r["name"] in EXTENSION_PACKAGES}
     return names | {n for name in names for n in NEEDS.get(name, ())}
@@ -62,7 +58,7 @@ def load(plpy, engine, name, deadline=None):
     """LOAD a shipped extension into a superuser's engine (a no-op if loaded)."""
     if name in BUILT_IN or name in engine.extensions:
         return
-    if not engine.profile.superuser:
+    if not engine.policy.superuser:
         raise PgError(INSUFFICIENT_PRIVILEGE, f'permission denied to load DuckDB extension "{name}"',
                       detail="A non-superuser's engine has the extensions its secrets need, and no other.",
                       hint="A superuser can load it into their own engine, or give the role a secret of a type "

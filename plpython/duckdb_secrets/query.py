@@ -24,7 +24,7 @@ import json
 import re
 
 from . import arrowstream, statements
-from .errors import CHARACTER_NOT_IN_REPERTOIRE, PgError, from_duckdb
+from .errors import CHARACTER_NOT_IN_REPERTOIRE, PgError, caught, from_duckdb
 
 FIELD, ROW, NULL, ALONE = "\x01", "\x02", "\x03", "\x04"
 
@@ -164,12 +164,7 @@ def _ident(name):
     return '"' + str(name).replace('"', '""') + '"'
 
 
-# SQL objects before 0.6.0: duckdb._query_chunks() returns (s text, a text)
-# records, and is called in FROM (its rows pass through a tuplestore first).
-RECORD_CHUNKS = ("0.1.0", "0.2.0", "0.3.0", "0.4.0", "0.5.0")
-
-
-def fetch_sql(pg_types, names=None, records=False):
+def fetch_sql(pg_types, names=None):
     """The SELECT that duckdb.query() runs to fetch a result, each column
     parsed as the given PostgreSQL type. duckdb._query_chunks() is called in
     the select list: PostgreSQL asks it for one chunk at a time (a function in
@@ -179,10 +174,6 @@ def fetch_sql(pg_types, names=None, records=False):
     split = ", ".join(f"NULLIF(pg_catalog.split_part(r, E'\\001', {i + 1}), E'\\003')::{t} AS {_ident(n)}"
                       for i, (t, n) in enumerate(zip(pg_types, names, strict=True)))
     alone = ", ".join(f"x[{i + 1}]::{t}" for i, t in enumerate(pg_types))
-    if records:
-        return ("SELECT u.* FROM duckdb._query_chunks() AS c(s text, a text) CROSS JOIN LATERAL ("
-                f"SELECT {split} FROM pg_catalog.string_to_table(c.s, E'\\002') AS r "
-                f"UNION ALL SELECT {alone} FROM (SELECT c.a::text[]) AS y(x) WHERE c.a IS NOT NULL) AS u")
     # unnest(string_to_array()) in a select list yields the rows one at a time
     # (string_to_table in FROM would fill a tuplestore per chunk): ~7% faster.
     return ("SELECT u.* FROM (SELECT duckdb._query_chunks() AS s) AS c CROSS JOIN LATERAL ("
@@ -206,7 +197,6 @@ class Pending:
         self.names = names
         self.scrub = cell_scrub     # cells may carry a secret DuckDB shows in clear (duckdb_secrets())
         self.owner = owner          # (role, statement): only that role, in that statement, fetches it
-        self.records = False        # SQL objects before 0.6.0 (RECORD_CHUNKS)
         self.error = None
         self.sql = None             # the DuckDB SQL (api: is it logged if it fails)
 
@@ -215,44 +205,43 @@ class Pending:
         return ", ".join(f"{_ident(n) if named else n} {t}" for n, t in zip(cols, self.pg_types, strict=True))
 
     def fetch_sql(self):
-        return fetch_sql(self.declared, self.names, self.records)
+        return fetch_sql(self.declared, self.names)
 
     def chunks(self):
         """Per run, the rows joined; a row that holds a separator on its own
-        (it came formatted as ALONE + array literal). Before 0.6.0 (records):
-        (rows joined, None) and (None, array literal)."""
-        for chunk in self._chunks():
-            if not self.records:
-                yield chunk
-            elif chunk.startswith(ALONE):
-                yield (None, chunk[1:])
-            else:
-                yield (chunk, None)
+        (it came formatted as ALONE + array literal). An error ends them and is
+        kept for _query_end (never raised to PL/Python)."""
+        runs = self._runs()
+        while True:
+            chunk, error = caught(next, runs, None)
+            if error is not None:
+                self.error = error if isinstance(error, PgError) else from_duckdb(error)
+                return
+            if chunk is None:
+                return
+            yield chunk
 
-    def _chunks(self):
-        try:
-            for text, rows in self.source:
-                if text is not None:
-                    if "\x00" in text:
-                        raise self._nul(text)
-                    yield self._scrubbed(text)
-                    continue
-                for row in rows:
-                    if "\x00" in row:
-                        raise self._nul(row)
-                run = []
-                for row in rows:
-                    if row.startswith(ALONE):
-                        if run:
-                            yield self._scrubbed(ROW.join(run))
-                            run = []
-                        yield self._scrubbed(row)
-                    else:
-                        run.append(row)
-                if run:
-                    yield self._scrubbed(ROW.join(run))
-        except Exception as e:  # noqa: BLE001 - raised by _query_end, never to PL/Python
-            self.error = e if isinstance(e, PgError) else from_duckdb(e)
+    def _runs(self):
+        for text, rows in self.source:
+            if text is not None:
+                if "\x00" in text:
+                    raise self._nul(text)
+                yield self._scrubbed(text)
+                continue
+            for row in rows:
+                if "\x00" in row:
+                    raise self._nul(row)
+            run = []
+            for row in rows:
+                if row.startswith(ALONE):
+                    if run:
+                        yield self._scrubbed(ROW.join(run))
+                        run = []
+                    yield self._scrubbed(row)
+                else:
+                    run.append(row)
+            if run:
+                yield self._scrubbed(ROW.join(run))
 
     def _nul(self, text):
         """PostgreSQL text cannot hold a NUL character: an error naming the column
@@ -315,7 +304,7 @@ def mismatch_template(sample):
 
 def execute(plpy, duckdb, engine, sql, deadline=None):
     """Check what the role may run, then run it; DuckDB errors become PgErrors."""
-    statements.check(duckdb, engine.con, sql, engine.profile.superuser, engine.copy_prefixes)
+    statements.check(duckdb, engine.con, sql, engine.policy, engine.extensions)
     engine.forget_refusals()
     return engine.call(plpy, deadline, engine.con.execute, sql)
 
@@ -393,7 +382,7 @@ def start(plpy, duckdb, engine, sql, cell_scrub=None, owner=None, deadline=None,
     and read through the Arrow C stream; anything else (several statements,
     INSERT ... RETURNING, EXPLAIN, CALL, a CREATE TABLE AS and its count) runs
     as is and its rows are formatted here."""
-    stmts = statements.check(duckdb, engine.con, sql, engine.profile.superuser, engine.copy_prefixes)
+    stmts = statements.check(duckdb, engine.con, sql, engine.policy, engine.extensions)
     engine.forget_refusals()
     single_query = len(stmts) == 1 and stmts[0].type == duckdb.StatementType.SELECT
     got = {}

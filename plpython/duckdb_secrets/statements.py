@@ -131,6 +131,14 @@ def tokens(duckdb, text):
     return out
 
 
+def literals(duckdb, text):
+    """The contents of text's string literals; None if DuckDB cannot tokenize it."""
+    try:
+        return {t.text for t in tokens(duckdb, text) if t.kind == STRING and t.text}
+    except duckdb.Error:
+        return None
+
+
 def _string(raw, start, limit):
     """(content, end) of a plain '...' or $tag$...$tag$ literal; (None, limit) otherwise."""
     m = _STRING.match(raw, start)
@@ -155,12 +163,14 @@ def _refuse(message, detail=None, hint=None):
     return PgError(INSUFFICIENT_PRIVILEGE, message, detail=detail, hint=hint)
 
 
-def check(duckdb, con, sql, superuser, copy_prefixes=None):
-    """Refuse what the current role may not run; returns DuckDB's statements.
-    copy_prefixes: for a role without file access, the URL prefixes COPY ... TO
-    may name (None: no such limit)."""
+def check(duckdb, con, sql, policy, extensions=()):
+    """Refuse what the role may not run under its policy (policy.RolePolicy) in
+    an engine with these extensions; returns DuckDB's statements."""
     if sql is None or not sql.strip():
         raise PgError(SYNTAX_ERROR, "no statement to run")
+    superuser = policy.superuser
+    # for a role without file access, the URL prefixes COPY ... TO may name (None: no such limit)
+    copy_prefixes = policy.copy_prefixes(extensions)
     statements = _parse(duckdb, con, sql)
     for st in statements:
         _check_statement(duckdb, con, st, superuser, 0, copy_prefixes)

@@ -338,24 +338,6 @@ def check_name_collision(server_name, other_server_names):
                           hint="Rename one of the servers.")
 
 
-def sensitive_values(spec):
-    """Every value of a sensitive option in a spec, and of credential headers
-    (for scrubbing messages)."""
-    out = [v for k, v in spec["params"].items() if k in catalog.SENSITIVE and isinstance(v, str)]
-    for option in ("extra_http_headers", "metadata_parameters"):
-        entries = spec["params"].get(option)
-        if isinstance(entries, dict):
-            out += [str(v) for k, v in entries.items() if catalog.credential_key(option, k)]
-    params = spec["params"]
-    if params.get("client_id") and params.get("client_secret"):
-        # OAuth2 client credentials travel as Basic base64(id:secret); a token
-        # endpoint's error may echo that header.
-        import base64
-        pair = f"{params['client_id']}:{params['client_secret']}".encode()
-        out += [base64.b64encode(pair).decode(), base64.urlsafe_b64encode(pair).decode()]
-    return out
-
-
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # Options that hold a URL or address, where a password or token may hide (user:pw@, ?token=).
 _URL_OPTIONS = frozenset({"endpoint", "oauth2_server_uri", "scope", "data_path", "http_proxy", "proxy"})

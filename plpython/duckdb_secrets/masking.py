@@ -1,0 +1,197 @@
+"""Every way a value is hidden, in one place.
+
+- Masks (Scrubber): known values, and their URL-encoded forms, replaced by MASK.
+  An engine's mask holds the sensitive values of the secrets it holds and, for
+  a role that is not a superuser, the server's paths (engine_masks); the
+  session's mask passes over every message an entry point returns, and over a
+  non-superuser's result cells. A PgError carries masks of its own (a helper's
+  arguments, the literals of a role's SQL: errors.PgError.masked).
+- Connection strings: passwords in libpq keyword strings and URIs (scrub_conninfo).
+- Listings (duckdb.secrets()): sensitive options redacted (redacted, redact_listed).
+- A role's DuckDB SQL that failed: the pieces that may be credentials (credentials_in).
+"""
+
+import os
+import re
+
+from . import catalog
+
+MASK = "********"
+_MIN_SCRUB_LEN = 3
+
+
+class Scrubber:
+    """Replaces known secret values (and their URL-encoded forms) in text.
+
+    The pattern is built on first use: most engine syncs never produce a
+    message to scrub, and with thousands of secrets building it costs tens of
+    milliseconds."""
+
+    def __init__(self, values=()):
+        self.values = tuple(sorted({str(v) for v in values
+                                    if v is not None and len(str(v)) >= _MIN_SCRUB_LEN}))
+        self._pattern = None
+        self._forms = ()
+        self._built = not self.values
+
+    def _build(self):
+        import urllib.parse  # only when there is something to mask
+        forms = set()
+        for v in self.values:
+            forms.update({v, urllib.parse.quote(v, safe=""), urllib.parse.quote_plus(v)})
+            forms.update(p for p in v.splitlines() if len(p) >= _MIN_SCRUB_LEN)
+        # Longest first, so a value that contains another is masked whole.
+        self._forms = sorted(forms, key=len, reverse=True)
+        self._pattern = re.compile("|".join(re.escape(f) for f in self._forms))
+        self._built = True
+
+    def __call__(self, text):
+        if text is None:
+            return text
+        if not self._built:
+            self._build()
+        if self._pattern is None:
+            return text
+        text = str(text)
+        # A long text (a chunk of result rows) is searched for each form first:
+        # str's search is many times faster than the alternation's.
+        if len(text) > 4096 and not any(f in text for f in self._forms):
+            return text
+        return self._pattern.sub(MASK, text)
+
+
+NO_SCRUB = Scrubber()
+
+
+def then(first, second):
+    """One mask after the other (None: no mask)."""
+    if first is None:
+        return second
+    if second is None:
+        return first
+    return lambda text: second(first(text))
+
+
+# --- connection strings --------------------------------------------------------
+
+# DuckDB's postgres and mysql extensions print the whole connection string
+# when a connection fails, including a password given in ATTACH itself.
+_CONNINFO_SECRET = re.compile(
+    r"\b(password|sslpassword|oauth_client_secret|scram_client_key|scram_server_key)(\s*=\s*)"
+    r"('(?:[^'\\]|\\.)*'|[^\s\"]*)", re.IGNORECASE)
+_URI_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s\"]*:)([^@\s\"]*)(@)", re.IGNORECASE)
+
+
+def scrub_conninfo(text):
+    """Masks passwords in libpq-style connection strings and URIs inside text."""
+    if not text:
+        return text
+    text = _CONNINFO_SECRET.sub(lambda m: m.group(1) + m.group(2) + MASK, text)
+    return _URI_PASSWORD.sub(lambda m: m.group(1) + MASK + m.group(3), text)
+
+
+# --- an engine's masks -----------------------------------------------------------
+
+def sensitive_values(spec):
+    """Every value of a sensitive option in a spec, and of credential headers
+    (for scrubbing messages)."""
+    out = [v for k, v in spec["params"].items() if k in catalog.SENSITIVE and isinstance(v, str)]
+    for option in ("extra_http_headers", "metadata_parameters"):
+        entries = spec["params"].get(option)
+        if isinstance(entries, dict):
+            out += [str(v) for k, v in entries.items() if catalog.credential_key(option, k)]
+    params = spec["params"]
+    if params.get("client_id") and params.get("client_secret"):
+        # OAuth2 client credentials travel as Basic base64(id:secret); a token
+        # endpoint's error may echo that header.
+        import base64
+        pair = f"{params['client_id']}:{params['client_secret']}".encode()
+        out += [base64.b64encode(pair).decode(), base64.urlsafe_b64encode(pair).decode()]
+    return out
+
+
+def shown_values(spec):
+    """The values DuckDB itself shows in clear (duckdb_secrets())."""
+    return [v for k, v in spec["params"].items() if k in catalog.DUCKDB_SHOWS]
+
+
+def server_paths():
+    """Paths of the server a role that is not a superuser does not see: the data
+    directory (PostgreSQL shows it to privileged roles only; DuckDB names it in
+    its spill directory and allowed_directories), the server's OS user's home
+    (DuckDB's default directories) and where the package is installed (the
+    engine's extension and secret directories name it)."""
+    paths = [os.getcwd()]
+    home = os.path.expanduser("~")
+    if home not in ("", "/", "~"):
+        paths.append(home)
+    paths.append(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    return paths
+
+
+def engine_masks(policy, facts, current=NO_SCRUB):
+    """(the mask for messages, the mask for result cells or None) of an engine
+    whose secrets' facts (derive.Facts) are given, under the role's policy. The
+    current mask is kept when its values are the same (its pattern is built)."""
+    values = [v for f in facts for v in f.sensitive]
+    if not policy.superuser:
+        values += server_paths()
+    scrub = Scrubber(values)
+    if scrub.values == current.values:
+        scrub = current
+    # A non-superuser's result cells too: whatever its query read (a store that
+    # serves its own state, say), the exact values of its secrets do not come out.
+    return scrub, None if policy.superuser else scrub
+
+
+# --- listings --------------------------------------------------------------------
+
+def redacted(spec):
+    """A secret's options as duckdb.secrets() lists them, sensitive ones redacted."""
+    parts = []
+    for k, v in sorted(spec["params"].items()):
+        if k in catalog.SENSITIVE:
+            v = "redacted"
+        elif isinstance(v, bool):
+            v = "true" if v else "false"
+        elif isinstance(v, dict):
+            v = "{" + ", ".join(f"{a}={'redacted' if catalog.credential_key(k, a) else b}"
+                                for a, b in v.items()) + "}"
+        parts.append(f"{k}={v}")
+    return ";".join(parts)
+
+
+_REDACT_KV = re.compile(r"(^|;)(" + "|".join(sorted(catalog.SENSITIVE)) + r")=[^;]*", re.IGNORECASE)
+
+
+def redact_listed(secret_string):
+    """DuckDB's own secret_string of a secret the package did not make, redacted."""
+    return _REDACT_KV.sub(r"\1\2=redacted", secret_string or "")
+
+
+# --- a role's DuckDB SQL ---------------------------------------------------------
+
+# DuckDB SQL that may carry a credential of its own: an ATTACH string with a
+# password, a CREATE SECRET, a URL with user:password@ or a signed query string
+# (SAS sig=, X-Amz-Signature=, api_key=), an Authorization header.
+_CREDENTIALISH = re.compile(
+    r"(?i)secret|passw|pwd|token|key_id|access_key|api_?key|signature|credential|bearer|authoriz"
+    r"|[?&]sig=|[A-Za-z0-9._%~-]+:[^@\s'\"/]+@")
+_URL_PASSWORD = re.compile(r"[A-Za-z0-9._%~-]+:([^@\s'\"/]+)@")
+_KEY_VALUE = re.compile(r"(?i)(?:secret|passw\w*|pwd|token|key|sig|signature|credential)\w*\s*[=:]\s*([^\s&;'\",)]+)")
+
+
+def may_carry_credentials(sql, scrub):
+    """Whether DuckDB SQL may carry a credential: it looks like it, or it holds a
+    value the session's mask hides."""
+    return bool(sql) and (_CREDENTIALISH.search(sql) is not None or scrub(sql) != sql)
+
+
+def credentials_in(sql, literals):
+    """The pieces of sql that may be credentials: its string literals (None:
+    it could not be tokenized, so every word may be one), the passwords of URLs
+    in it, the values of key=value pairs that look secret."""
+    values = set(literals) if literals is not None else set(re.split(r"[\s'\"(),;]+", sql))
+    values.update(m.group(1) for m in _URL_PASSWORD.finditer(sql))
+    values.update(m.group(1) for m in _KEY_VALUE.finditer(sql))
+    return [v for v in values if len(v) >= 4]
