@@ -105,7 +105,7 @@ def test_set_user_mapping_leaves_no_clear_value_anywhere(db, s3, lake, keyfile, 
     assert "CREATE USER MAPPING FOR public SERVER lake" in dump and SEALED in dump
     assert secret not in dump
     # A base backup.
-    backup = tempfile.mkdtemp(prefix="duckdb_secrets_bb.")
+    backup = localenv.scratch_dir("duckdb_secrets_bb.")
     try:
         os.chmod(backup, 0o777)
         subprocess.run(localenv._as_postgres([f"{localenv.PG_BIN}/pg_basebackup", "-h", "127.0.0.1", "-p",
@@ -297,7 +297,7 @@ def test_a_role_may_not_set_another_roles_mapping_with_a_key(db, s3, lake, keyfi
 def test_dump_restore_with_and_without_the_key(db, s3, lake, keyfile, cluster):
     key_id, secret = fresh_key(s3)
     db.conn.execute(SET, ("lake", "PUBLIC", json.dumps({"key_id": key_id, "secret": secret})))
-    tmp = tempfile.mkdtemp(prefix="duckdb_secrets_dump.")
+    tmp = localenv.scratch_dir("duckdb_secrets_dump.")
     dump = os.path.join(tmp, "d.dump")
     target = "enc_restored"
     try:
