@@ -36,7 +36,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
 
 
-_BASE = localenv.scratch_dir("duckdb_secrets_pytest.")
+_BASE = localenv.scratch_path("duckdb_secrets_pytest.")       # made when the cluster starts
 CLUSTER = localenv.PgCluster(os.path.join(_BASE, "pg"))
 
 
@@ -55,6 +55,8 @@ def cluster(request):
     if all(_inprocess(item) for item in request.session.items):
         yield CLUSTER           # not started: nothing selected needs it
         return
+    os.makedirs(_BASE, mode=0o755)
+    os.chmod(_BASE, 0o755)
     CLUSTER.start()
     yield CLUSTER
     CLUSTER.stop()

@@ -39,16 +39,26 @@ SAFE_ENV = {"AWS_EC2_METADATA_DISABLED": "true", "AWS_ENDPOINT_URL": "http://127
 ENGINE_SETTINGS = "s3_endpoint=127.0.0.1:9; s3_use_ssl=false; s3_url_style=path"
 
 
+def _scratch_parent():
+    """In RAM (/dev/shm) where there is one: a cluster on a disk that other work
+    is writing to waits for it (CREATE DATABASE took 10x longer), and nothing
+    here needs to outlive the run."""
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else tempfile.gettempdir()
+
+
 def scratch_dir(prefix):
     """A new directory (mode 755: the postgres OS user reads it) for a throwaway
-    cluster or server. In RAM (/dev/shm) where there is one: a cluster on a
-    disk that other work is writing to waits for it (CREATE DATABASE took 10x
-    longer), and nothing here needs to outlive the run."""
-    shm = "/dev/shm"
-    where = shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
-    path = tempfile.mkdtemp(prefix=prefix, dir=where)
+    cluster or server."""
+    path = tempfile.mkdtemp(prefix=prefix, dir=_scratch_parent())
     os.chmod(path, 0o755)
     return path
+
+
+def scratch_path(prefix):
+    """Where scratch_dir would make one, not made yet (make it with mode 755)."""
+    import uuid
+    return os.path.join(_scratch_parent(), prefix + uuid.uuid4().hex[:12])
 
 
 def free_port():
