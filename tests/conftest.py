@@ -46,7 +46,7 @@ def _load_extension(host, port, user, dbname, password=None, **_):
 
 
 def _inprocess(item):
-    """A test of the engine in the test process (tests/inprocess.py): no cluster."""
+    """A test that runs in the test process alone (marked inprocess): no cluster."""
     return item.get_closest_marker("inprocess") is not None
 
 

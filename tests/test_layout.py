@@ -7,7 +7,11 @@ import os
 import re
 import subprocess
 
+import pytest
+
 from duckdb_secrets import _tree
+
+pytestmark = pytest.mark.inprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -65,3 +69,27 @@ def test_no_function_in_the_package_is_longer_than_80_lines():
                          if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
                          and node.end_lineno - node.lineno + 1 > 80]
     assert long == []
+
+
+def test_make_check_is_the_fast_loop_and_make_test_everything():
+    """make check runs scripts/check.sh (pytest -m "not slow"), make test
+    scripts/test.sh, both after set-up and install; neither trips over PGXS's
+    own "check" target, and every marker of a slow suite implies slow."""
+    def dry(goal):
+        out = subprocess.run(["make", "-n", "-C", ROOT, "--no-print-directory", goal],
+                             capture_output=True, text=True, check=True)
+        assert "warning" not in out.stderr, out.stderr
+        return out.stdout.split("\n")
+    check, test = dry("check"), dry("test")
+    assert check[0] == test[0] == "scripts/setup.sh"
+    assert "scripts/check.sh" in check and "scripts/test.sh" not in check
+    assert "scripts/test.sh" in test and "scripts/check.sh" not in test
+    with open(os.path.join(ROOT, "scripts", "check.sh")) as f:
+        assert 'test.sh" --fast' in f.read()
+    with open(os.path.join(ROOT, "scripts", "test.sh")) as f:
+        assert 'marks=(-m "not slow")' in f.read()
+    import tomllib
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        markers = tomllib.load(f)["tool"]["pytest"]["ini_options"]["markers"]
+    slow = [m.split(":")[0] for m in markers if m.endswith("[slow]")]
+    assert {"concurrency", "standby", "dump_restore", "faults", "pgaudit", "scram", "stop"} <= set(slow)

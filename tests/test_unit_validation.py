@@ -7,6 +7,8 @@ from duckdb_secrets import catalog, validation
 from duckdb_secrets.errors import PgError
 from duckdb_secrets.masking import Scrubber
 
+pytestmark = pytest.mark.inprocess
+
 
 def test_every_sensitive_option_is_refused_on_a_server_in_any_case():
     for name in catalog.SENSITIVE:
