@@ -302,6 +302,19 @@ READ = ("SELECT * FROM duckdb.query($$ SELECT count(*) FROM read_parquet('s3://b
 WORLD_CANARY = "CANARY-attack-e83c"      # the PUBLIC mapping's secret in world()
 
 
+@pytest.fixture
+def counter():
+    """A loopback HTTP server that counts the requests it gets."""
+    c = localenv.HTTPCounter()
+    yield c
+    c.close()
+
+
+def s3_overrides(port):
+    """An S3 URL's query string that points the request at 127.0.0.1:port."""
+    return f"s3_endpoint=127.0.0.1:{port}&s3_use_ssl=false&s3_url_style=path"
+
+
 def q(conn, text, cols="x text"):
     stmt = sql.SQL("SELECT * FROM duckdb.query({}) AS t(" + cols + ")").format(sql.Literal(text))
     return conn.execute(stmt).fetchall()

@@ -10,6 +10,7 @@ stopped by its PID. Usable as a module or from the shell:
     python tests/localenv.py s3-stop DIR
 """
 
+import http.server
 import json
 import os
 import pwd
@@ -19,6 +20,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -276,6 +278,44 @@ class S3Server:
         with open(path, "w") as f:
             f.write(f"S3_ENDPOINT={self.endpoint}\nS3_KEY_ID={self.key_id}\nS3_SECRET={self.secret}\n"
                     f"S3_BUCKET={self.bucket}\nS3_REGION={self.region}\nS3_PID={self.proc.pid}\n")
+
+
+class HTTPCounter:
+    """A loopback HTTP server that counts every request (any method): a
+    small CSV for each, or a redirect to redirect_to."""
+
+    def __init__(self, redirect_to=None):
+        self.hits = []
+        hits = self.hits
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _any(self):
+                hits.append((self.command, self.path))
+                if redirect_to is not None:
+                    self.send_response(302)
+                    self.send_header("Location", redirect_to + self.path)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                body = b"a,b\n1,2\n"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _any
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def _pid_file_stop(pidfile):

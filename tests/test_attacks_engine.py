@@ -13,12 +13,10 @@ and a DuckDB prompt, against what its engine can reach and do.
   included.
 """
 
-import http.server
 import os
 import shutil
 import socket
 import subprocess
-import threading
 
 import psycopg
 import pytest
@@ -31,68 +29,20 @@ from conftest import (
     q,
     refused,
     s3_mapping_sql,
+    s3_overrides,
     s3_server_sql,
     secret_lines,
 )
 from conftest import WORLD_CANARY as CANARY
 from duckdb_secrets import egress
 
-
-class Counter:
-    """A loopback HTTP server that counts every request (any method)."""
-
-    def __init__(self, redirect_to=None):
-        self.hits = []
-        hits = self.hits
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def _any(self):
-                hits.append((self.command, self.path))
-                if redirect_to is not None:
-                    self.send_response(302)
-                    self.send_header("Location", redirect_to + self.path)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                body = b"a,b\n1,2\n"
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-
-            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _any
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def counter():
-    c = Counter()
-    yield c
-    c.close()
-
-
 # --- 1. reach ---------------------------------------------------------------------
-
-def _overrides(port):
-    return f"s3_endpoint=127.0.0.1:{port}&s3_use_ssl=false&s3_url_style=path"
-
 
 def test_no_request_to_a_host_nobody_named(db, world, counter):
     """One case end to end; every way to build the URL: tests/test_refusals.py."""
     conn = db.connect(world["bob"])
     with pytest.raises(psycopg.Error) as e:
-        q(conn, f"SELECT * FROM read_text('s3://latest/meta-data/iam?{_overrides(counter.port)}')")
+        q(conn, f"SELECT * FROM read_text('s3://latest/meta-data/iam?{s3_overrides(counter.port)}')")
     assert_clean_error(e.value, CANARY)
     assert counter.hits == []
     assert e.value.sqlstate == "42501", str(e.value)
@@ -105,7 +55,7 @@ def test_a_secrets_signed_request_never_reaches_another_host(db, world, counter,
     alice = db.connect(world["alice"])
     assert alice.execute(READ).fetchone() == (10,)            # the secret's own endpoint: allowed
     with pytest.raises(psycopg.Error) as e:
-        q(alice, f"SELECT * FROM read_text('s3://bucket/data/numbers.parquet?{_overrides(counter.port)}')")
+        q(alice, f"SELECT * FROM read_text('s3://bucket/data/numbers.parquet?{s3_overrides(counter.port)}')")
     assert e.value.sqlstate == "42501"
     assert_clean_error(e.value, CANARY, s3.secret)
     assert counter.hits == []
@@ -113,7 +63,7 @@ def test_a_secrets_signed_request_never_reaches_another_host(db, world, counter,
 
 def test_redirects_are_checked_too(db, world, counter):
     """An http secret opens its scope; a redirect from there to another port is refused."""
-    door = Counter(redirect_to=f"http://127.0.0.1:{counter.port}")
+    door = localenv.HTTPCounter(redirect_to=f"http://127.0.0.1:{counter.port}")
     try:
         db.conn.execute(f"CREATE SERVER web TYPE 'http' FOREIGN DATA WRAPPER duckdb "
                         f"OPTIONS (scope 'http://127.0.0.1:{door.port}/open/')")
@@ -140,7 +90,7 @@ def test_azure_urls_cannot_name_another_host(db, world, counter):
     host: its secrets get the egress proxy too, and a URL's host is checked.
     One way to name a host here (each refusal waits out the extension's own
     retries, ~6 s); every way: tests/test_refusals.py."""
-    blob = Counter()
+    blob = localenv.HTTPCounter()
     try:
         key = "a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U="
         db.conn.execute("CREATE SERVER blob TYPE 'azure' FOREIGN DATA WRAPPER duckdb OPTIONS (scope 'az://c/')")

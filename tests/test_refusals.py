@@ -4,7 +4,8 @@ against the statement check and the engine as the backend drives them
 end to end, through duckdb.query in a cluster, where its list used to be:
 
 - local files, through every reader: tests/test_attacks.py, tests/test_security.py
-- lifting the engine's restrictions: tests/test_attacks.py, tests/test_security.py
+- lifting the engine's restrictions, changing its configuration: tests/test_attacks.py,
+  tests/test_security.py
 - shadowing a managed secret, statement-check bypasses, adjacent literals,
   the Python client's scans, ways to secret values, the engine's settings,
   hosts nobody named (azure URLs among them): tests/test_attacks.py,
@@ -14,12 +15,12 @@ A role's engine serves every case of its module (as a backend's serves every
 statement of a session); a refused statement changes nothing in it.
 """
 
-import http.server
 import os
-import threading
 
 import pytest
 
+import localenv
+from conftest import s3_overrides
 from inprocess import CANARY, Role, refused, server
 
 pytestmark = pytest.mark.inprocess
@@ -65,6 +66,8 @@ def _threads_unchanged(role):
 
 # --- the local file system, through every reader ------------------------------------
 
+# With file access off, DuckDB no longer reads a quoted path as a file: 42P01.
+AS_A_TABLE = {"SELECT * FROM '/etc/passwd'", "FROM 'file:///etc/passwd'"}
 READERS = [
     "SELECT * FROM read_csv('/etc/passwd')",
     "SELECT * FROM read_csv_auto('/etc/passwd')",
@@ -77,8 +80,7 @@ READERS = [
     "SELECT * FROM read_blob('/etc/passwd')",
     "SELECT * FROM sniff_csv('/etc/passwd')",
     "SELECT * FROM glob('/etc/*')",
-    "SELECT * FROM '/etc/passwd'",
-    "FROM 'file:///etc/passwd'",
+    *sorted(AS_A_TABLE),
     "SELECT * FROM read_text('~/.duckdb/stored_secrets/x.duckdb_secret')",
     "SELECT * FROM read_text('postgresql.conf')",
     "SELECT * FROM read_text('/var/lib/postgresql/15/main/PG_VERSION')",
@@ -92,81 +94,49 @@ READERS = [
 
 @pytest.mark.parametrize("text", READERS)
 def test_local_files_through_every_reader(bob, text):
-    # 42P01: with file access off, DuckDB no longer reads a quoted path as a file.
-    refused(bob, text, {"42501", "42P01"})
+    refused(bob, text, "42P01" if text in AS_A_TABLE else "42501")
+    for written in ("duckdb_secrets_attack.db", "duckdb_secrets_attack.csv", "duckdb_secrets_attack_dir"):
+        assert not os.path.exists(os.path.join("/tmp", written))
 
 
-WRITES = [
-    "COPY (SELECT 1) TO '/tmp/duckdb_secrets_should_not_exist.csv'",
-    "ATTACH '/tmp/duckdb_secrets_should_not_exist.db' AS x",
-]
-
-
-@pytest.mark.parametrize("text", [
-    "SELECT * FROM read_csv('/etc/passwd')",
-    "SELECT * FROM read_text('/etc/passwd')",
-    "SELECT * FROM read_blob('/etc/passwd')",
-    "SELECT * FROM read_parquet('/etc/passwd')",
-    "SELECT * FROM glob('/etc/*')",
-    *WRITES,
-])
-def test_non_superuser_gets_no_local_file_system(bob, text):
-    refused(bob, text)
-    assert not os.path.exists("/tmp/duckdb_secrets_should_not_exist.csv")
-    assert not os.path.exists("/tmp/duckdb_secrets_should_not_exist.db")
-
-
-# --- lifting restrictions -------------------------------------------------------------
+# --- lifting restrictions: the engine's configuration -----------------------------------
 
 LIFTS = [
     "SET enable_external_access = true",
     "SET GLOBAL enable_external_access = true",
-    "RESET ALL",
+    "RESET ALL",                # DuckDB's own parser refuses it first: 0A000
     "RESET allowed_directories",
     "SET allowed_directories = ['/']",
     "SET disabled_filesystems = ''",
+    "RESET disabled_filesystems",
     "SET lock_configuration = false",
     "SET allow_persistent_secrets = true",
+    "SET threads = 8",
+    "SET memory_limit = '100GB'",
+    "SELECT 1; SET threads = 8",
+    "SET VARIABLE x = 1",
     "PRAGMA enable_profiling",
     "PRAGMA enable_checkpoint_on_shutdown",
     "CALL pragma_database_list()",
+    "CALL pragma_version()",
     "LOAD '/usr/lib/postgresql/15/lib/duckdb_secrets/deps/duckdb_extension_postgres_scanner/extensions/v1.5.5/"
     "postgres_scanner.duckdb_extension'",
+    "LOAD httpfs",
     "INSTALL postgres",
+    "INSTALL httpfs",
     "FORCE INSTALL httpfs",
-    "SET VARIABLE x = 1",
+    "USE memory",
     "ATTACH ':memory:' AS m; USE m",
+    "CREATE SECRET mine (TYPE s3, KEY_ID 'x', SECRET 'y')",
+    "CREATE OR REPLACE TEMPORARY SECRET mine (TYPE s3)",
+    "/* hidden */ CREATE /* x */ PERSISTENT SECRET mine (TYPE s3)",
+    "DROP SECRET anything",
 ]
 
 
 @pytest.mark.parametrize("text", LIFTS)
 def test_lifting_restrictions(bob, text):
-    # 0A000: DuckDB's own parser refuses some of these first.
-    refused(bob, text, {"42501", "0A000"})
-
-
-ENGINE_CHANGES = [
-    "SET threads = 8",
-    "SET memory_limit = '100GB'",
-    "RESET disabled_filesystems",
-    "SET disabled_filesystems = ''",
-    "SET lock_configuration = false",
-    "PRAGMA enable_profiling",
-    "CALL pragma_version()",
-    "LOAD httpfs",
-    "INSTALL httpfs",
-    "USE memory",
-    "CREATE SECRET mine (TYPE s3, KEY_ID 'x', SECRET 'y')",
-    "CREATE OR REPLACE TEMPORARY SECRET mine (TYPE s3)",
-    "/* hidden */ CREATE /* x */ PERSISTENT SECRET mine (TYPE s3)",
-    "DROP SECRET anything",
-    "SELECT 1; SET threads = 8",
-]
-
-
-@pytest.mark.parametrize("text", ENGINE_CHANGES)
-def test_non_superuser_cannot_change_the_engine(bob, text):
-    refused(bob, text)
+    refused(bob, text, "0A000" if text == "RESET ALL" else "42501")
     _threads_unchanged(bob)
 
 
@@ -209,14 +179,8 @@ BYPASSES = [
 ]
 
 
-@pytest.mark.parametrize("text", SHADOWS)
-def test_shadowing_a_managed_secret(alice, text):
-    refused(alice, text)
-    assert alice.which_secret("s3://bucket/data/numbers.parquet", "s3") == ["team_s3"]
-
-
-@pytest.mark.parametrize("text", BYPASSES)
-def test_statement_check_bypasses(alice, text):
+@pytest.mark.parametrize("text", SHADOWS + BYPASSES)
+def test_shadowing_a_managed_secret_and_statement_check_bypasses(alice, text):
     refused(alice, text, {"42501", "42601"} if text.startswith("PREPARE p AS") else "42501")
     assert alice.which_secret("s3://bucket/data/numbers.parquet", "s3") == ["team_s3"]
 
@@ -338,44 +302,6 @@ def test_what_the_settings_check_lets_through(bob):
 
 # --- hosts nobody named -------------------------------------------------------------------
 
-class Counter:
-    """A loopback HTTP server that counts every request."""
-
-    def __init__(self):
-        self.hits = hits = []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def _any(self):
-                hits.append((self.command, self.path))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _any
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture(scope="module")
-def counter():
-    c = Counter()
-    yield c
-    c.close()
-
-
-def _overrides(port):
-    return f"s3_endpoint=127.0.0.1:{port}&s3_use_ssl=false&s3_url_style=path"
-
-
 REACH = [
     ("query-string", "SELECT * FROM read_text('s3://latest/meta-data/iam?{o}')"),
     ("read_csv", "SELECT * FROM read_csv('s3://latest/x.csv?{o}')"),
@@ -407,7 +333,7 @@ def dave(engine_env):
 
 @pytest.mark.parametrize("what,text", REACH, ids=[r[0] for r in REACH])
 def test_no_request_to_a_host_nobody_named(dave, counter, what, text):
-    e = refused(dave, text.format(o=_overrides(counter.port), port=counter.port), None)
+    e = refused(dave, text.format(o=s3_overrides(counter.port), port=counter.port), None)
     assert counter.hits == [], (what, counter.hits)
     if what not in ("value-from-a-table", "attach", "export"):       # DuckDB or the check refuses those first
         assert e.sqlstate == "42501", e.message
@@ -420,7 +346,7 @@ def test_no_request_to_a_host_nobody_named(dave, counter, what, text):
 def test_azure_urls_cannot_name_another_host(engine_env, counter, url):
     """The azure extension ignores DuckDB's http_proxy and lets a URL name any
     host: its secrets get the egress proxy too, and a URL's host is checked."""
-    blob = Counter()
+    blob = localenv.HTTPCounter()
     key = "a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U="
     role = Role(secrets=[server("blob", "azure", ["scope=az://c/"], [
         f"connection_string=DefaultEndpointsProtocol=http;AccountName=acct;AccountKey={key};"

@@ -20,7 +20,7 @@ def user(db):
 
 
 def test_non_superuser_gets_no_local_file_system(db, user):
-    """One case end to end; the list: tests/test_refusals.py."""
+    """One case end to end; the list: tests/test_refusals.py (test_local_files_through_every_reader)."""
     with pytest.raises(psycopg.Error) as e:
         q(user, "SELECT * FROM read_csv('/etc/passwd')")
     assert e.value.sqlstate == "42501", e.value
@@ -43,7 +43,7 @@ def test_members_of_both_file_roles_get_local_files(db):
 
 
 def test_non_superuser_cannot_change_the_engine(db, user):
-    """One case end to end; the list: tests/test_refusals.py."""
+    """One case end to end; the list: tests/test_refusals.py (test_lifting_restrictions)."""
     with pytest.raises(psycopg.Error) as e:
         q(user, "SET threads = 8")
     assert e.value.sqlstate == "42501", e.value
