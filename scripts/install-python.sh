@@ -30,8 +30,9 @@ if ! cmp -s requirements-server.txt "$DEST/deps/.requirements-server.txt" 2>/dev
     mv "$DEST/deps.new" "$DEST/deps"
 fi
 chmod -R a+rX "$DEST"
-# DuckDB's signature check, once per install instead of at every engine start
-# (plpython/duckdb_secrets/shipped.py): the record names the files that passed
-# (last: it records the files' change times).
+# The extension directories engines load from (hard links to the wheels'
+# binaries, in DuckDB's layout), then DuckDB's signature check, once per
+# install instead of at every engine start (plpython/duckdb_secrets/shipped.py):
+# the record names the files that passed (last: it records their change times).
 PYTHONPATH="$DEST/python:$DEST/deps" "$PY" -m duckdb_secrets.shipped "$DEST/deps"
-echo "duckdb_secrets Python package and dependencies installed in $DEST"
+echo "duckdb_secrets Python package, dependencies and extensions installed in $DEST ($(du -sh "$DEST" | cut -f1) on disk)"

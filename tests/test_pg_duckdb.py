@@ -134,12 +134,12 @@ def test_install_and_autoload_map_onto_shipped_extensions(db):
 
 
 @pytest.mark.parametrize("sql, sqlstate, words", [
-    ("SELECT duckdb.install_extension('spatial')", "22023", "Shipped: avro, aws"),
+    ("SELECT duckdb.install_extension('motherduck')", "22023", "Shipped: avro, aws"),
     ("SELECT duckdb.install_extension('httpfs', 'community')", "0A000", "nothing is ever downloaded"),
     ("SELECT duckdb.install_extension('https://example.com/x.duckdb_extension')", "22023", "not shipped"),
     ("SELECT duckdb.install_extension(NULL)", "22004", "must not be null"),
     ("SELECT duckdb.autoload_extension('azure')", "42704", "not installed"),
-    ("SELECT duckdb.load_extension('spatial')", "22023", "not shipped"),
+    ("SELECT duckdb.load_extension('motherduck')", "22023", "not shipped"),
     ("INSERT INTO duckdb.extensions VALUES ('../../etc/passwd')", "22023", "not shipped"),
 ])
 def test_extension_functions_refuse_clearly(db, sql, sqlstate, words):

@@ -32,7 +32,11 @@ def test_make_install_verified_every_shipped_extension(db):
     with open(RECORD) as f:
         record = json.load(f)
     import duckdb_secrets.shipped as shipped
-    assert set(record["files"]) == set(shipped.EXTENSION_PACKAGES)
+    assert set(record["files"]) == ({f"superuser/{n}" for n in shipped.EXTENSIONS}
+                                    | {f"role/{n}" for n in shipped.role_extensions()})
+    for key, entry in record["files"].items():
+        klass, name = key.split("/")
+        assert entry[0] == os.path.join(ROOT, "extensions", klass, "v1.5.5", "linux_amd64", f"{name}.duckdb_extension")
     st = os.stat(RECORD)
     assert st.st_uid == 0 and not st.st_mode & 0o022      # out of the server's OS user's reach
     assert unsigned_allowed(db) == "true"
@@ -50,7 +54,7 @@ def test_a_changed_extension_file_is_checked_by_duckdb_again(db, s3):
             assert q(c, "SELECT 1", "x integer") == [(1,)]
         with open(RECORD) as f:
             doctored = json.load(f)
-        doctored["files"]["httpfs"][2] = 1            # a record that does not match is no record
+        doctored["files"]["superuser/httpfs"][2] = 1            # a record that does not match is no record
         with open(RECORD, "w") as f:
             json.dump(doctored, f)
         assert unsigned_allowed(db) == "false"

@@ -7,7 +7,6 @@ scrubbed of every secret value the session knows before they leave.
 """
 
 import functools
-import re
 
 from . import __version__, collect, extensions, fingerprint, masking, query, storage, sync, validation
 from .errors import (
@@ -147,30 +146,11 @@ def store_mapping_options(plpy, GD, nonce, server_name, options):
 
 # --- the engine --------------------------------------------------------------
 
-# Words of DuckDB SQL that need a lakehouse extension an engine loads only on
-# demand (a superuser's ATTACH 'ducklake:...', TYPE iceberg, quack_query(), ...).
-_ON_DEMAND = {"ducklake": ("ducklake",), "quack": ("quack",), "quack_query": ("quack",),
-              "quack_serve": ("quack",), "iceberg": ("avro", "iceberg"),
-              "iceberg_scan": ("avro", "iceberg"), "iceberg_metadata": ("avro", "iceberg"),
-              "iceberg_snapshots": ("avro", "iceberg"), "uc": ("unity_catalog",),
-              "unity_catalog": ("unity_catalog",)}
-_ON_DEMAND_WORDS = re.compile(r"(?i)\b(" + "|".join(sorted(_ON_DEMAND, key=len, reverse=True)) + r")\b")
-
-
 def _engine_for(plpy, GD, fn, sql):
     if sql is None:
         raise PgError(NULL_VALUE_NOT_ALLOWED, f"the query passed to duckdb.{fn} must not be null")
-    sess = _ensure(plpy, GD, fn)
-    if sess.engine.policy.superuser:
-        # Non-superusers' engines hold no such secret and may attach nothing they would need.
-        wanted = []
-        for m in _ON_DEMAND_WORDS.finditer(sql):
-            for ext in _ON_DEMAND[m.group(1).lower()]:
-                if ext not in sess.engine.extensions and ext not in wanted:
-                    wanted.append(ext)
-        for ext in wanted:
-            sess.engine.call(plpy, sess.deadline, sess.engine.load, ext)
-    return sess
+    # A superuser's engine autoloads what the query needs (engine.py).
+    return _ensure(plpy, GD, fn)
 
 
 def _ensure(plpy, GD, fn=None):

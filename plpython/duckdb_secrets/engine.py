@@ -4,10 +4,13 @@ One engine per backend and current role: a role switch (SET ROLE, SECURITY
 DEFINER, a pooler reusing the backend) gets a fresh engine, so nothing one role
 created in DuckDB (secrets, attached databases, tables) is usable by the next.
 
-The engine is offline (extensions load by absolute path from the pinned wheels,
-auto-install/auto-load off), keeps secrets in memory only, and has its
-configuration locked after set-up. Roles without file access get no local
-file system at all.
+The engine is offline: extensions come only from the read-only extension
+directory of its policy class (shipped.py), never installed or downloaded. A
+superuser's engine autoloads from its directory whatever a query needs, as
+DuckDB does; a non-superuser's loads at start the extensions its secrets need,
+from a directory that holds nothing else, and no other. Secrets are kept in
+memory only, and the configuration is locked after set-up. Roles without file
+access get no local file system at all.
 """
 
 import os
@@ -16,18 +19,12 @@ import re
 from . import catalog, interrupts, shipped
 from .errors import INSUFFICIENT_PRIVILEGE, INTERNAL_ERROR, PgError, caught, from_duckdb
 from .policy import parse_engine_settings
-from .shipped import extension_path
 
 # DuckDB's postgres extension refuses to ATTACH a database that has a
 # duckdb_secrets table unless persistent secrets are allowed. Superusers'
 # engines (the only ones that may ATTACH postgres) allow them, with a secret
 # directory that does not exist and that the server cannot create (inside the
 # root-owned install directory): nothing is read from or written to disk.
-# Likewise for extensions: no engine installs one (the shipped wheels are
-# loaded by path), and DuckDB's default (~/.duckdb/extensions) would name the
-# server's OS user's home directory.
-NO_EXTENSION_DIRECTORY = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                                      "no-extension-directory")
 NO_SECRET_DIRECTORY = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                                    "no-persistent-secrets")
 
@@ -117,6 +114,11 @@ def _quiet_default_connection(duckdb):
         pass
 
 
+# DuckDB's binder error for a name an extension defines: "... is not in the
+# catalog, but it exists in the spatial extension."
+_NEEDS_EXTENSION = re.compile(r"exists in the ([A-Za-z0-9_]+) extension")
+
+
 # Settings DuckDB fills from the server's environment when httpfs loads
 # (AWS_ACCESS_KEY_ID, ...): the server's own identity, which no engine may use
 # or show. Credentials reach an engine only through secrets.
@@ -188,6 +190,8 @@ class Engine:
     def __init__(self, policy, extensions=(), deadline=None):
         duckdb = _duckdb()
         self.policy = policy
+        # The policy class whose extension directory this engine loads from.
+        self.klass = shipped.SUPERUSER if policy.superuser else shipped.ROLE
         self.extensions = set()
         self.proxy = None
         self.con = None
@@ -211,16 +215,23 @@ class Engine:
     def _start(self, duckdb, policy, extensions, spill):
         config = {
             "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False,
+            # A superuser's engine loads what a query needs (ATTACH 'postgres:...',
+            # ST_Point, az://...) from its directory, as DuckDB does.
+            "autoload_known_extensions": policy.superuser,
             "allow_community_extensions": False,
             "allow_persistent_secrets": policy.superuser,
             "memory_limit": policy.memory_limit,
             "threads": policy.threads,
             # make install ran DuckDB's signature check on the shipped files (shipped.py)
-            "allow_unsigned_extensions": shipped.all_verified(),
+            "allow_unsigned_extensions": shipped.all_verified(self.klass),
+            "secret_directory": NO_SECRET_DIRECTORY,
+            # The one place extensions come from (never DuckDB's default,
+            # ~/.duckdb/extensions in the server user's home): a superuser's
+            # engine autoloads from it; a non-superuser's loads what its secrets
+            # need at start, from a directory that holds nothing else, and no
+            # more later (LOAD is refused, the configuration locked).
+            "extension_directory": shipped.extension_directory(self.klass),
         }
-        config["secret_directory"] = NO_SECRET_DIRECTORY
-        config["extension_directory"] = NO_EXTENSION_DIRECTORY
         try:
             self.con = duckdb.connect(":memory:", config=config)
         except duckdb.Error as e:
@@ -270,7 +281,10 @@ class Engine:
                 self.con.execute(f"SET http_proxy = '{self.proxy.address}'")
                 if "azure" in self.extensions:      # azure has a proxy setting of its own
                     self.con.execute(f"SET azure_http_proxy = '{self.proxy.address}'")
-                listed = ", ".join("'" + p.replace("'", "''") + "'" for p in policy.allowed(self.extensions))
+                # Its extension directory is readable (duckdb_extensions() lists
+                # it); it holds only the extensions of its class, owned by root.
+                readable = [*policy.allowed(self.extensions), shipped.extension_directory(self.klass) + "/"]
+                listed = ", ".join("'" + p.replace("'", "''") + "'" for p in readable)
                 self.con.execute(f"SET allowed_directories = [{listed}]")
                 self.con.execute("SET enable_external_access = false")
             self.con.execute("SET lock_configuration = true")
@@ -280,7 +294,7 @@ class Engine:
 
     def load(self, ext):
         try:
-            self.con.execute(f"LOAD '{extension_path(ext)}'")
+            self.con.execute(f"LOAD '{shipped.extension_path(ext, self.klass)}'")
         except _duckdb().Error as e:
             raise from_duckdb(e, f'could not load DuckDB extension "{ext}"') from None
         self.extensions.add(ext)
@@ -301,15 +315,35 @@ class Engine:
     def guard(self, deadline=None):
         return interrupts.Guard(self.con, deadline, self.sockets, self.worker)
 
-    def call(self, plpy, deadline, fn, *args):
-        """fn(*args) -- a DuckDB call -- stoppable by PostgreSQL; errors as PgErrors."""
-        guard = self.guard(deadline)
-        try:
-            return guard.run(fn, *args)
-        except _duckdb().Error as e:
-            if guard.fired:
-                raise interrupts.raise_pending(plpy, guard.fired) from None
-            raise self.error(e) from None
+    def call(self, plpy, deadline, fn, *args, load_missing=False):
+        """fn(*args) -- a DuckDB call -- stoppable by PostgreSQL; errors as PgErrors.
+
+        load_missing (one user statement, in a superuser's engine): when DuckDB
+        does not bind it because a function, type or setting lives in a shipped
+        extension that it does not autoload itself (spatial, say), load that
+        extension and run the statement again, once per extension. A statement
+        that did not bind has not run."""
+        tried = set()
+        while True:
+            guard = self.guard(deadline)
+            try:
+                return guard.run(fn, *args)
+            except _duckdb().Error as e:
+                if guard.fired:
+                    raise interrupts.raise_pending(plpy, guard.fired) from None
+                wanted = self._missing_extension(e) if load_missing and self.policy.superuser else None
+                if wanted is None or wanted in tried:
+                    raise self.error(e) from None
+                tried.add(wanted)
+            self.call(plpy, deadline, self.load, wanted)
+
+    def _missing_extension(self, exc):
+        """The shipped extension DuckDB's binder says a statement needs, if any."""
+        if not isinstance(exc, (_duckdb().CatalogException, _duckdb().BinderException)):
+            return None
+        m = _NEEDS_EXTENSION.search(str(exc))
+        name = m.group(1).lower() if m else None
+        return name if name in shipped.class_extensions(self.klass) and name not in self.extensions else None
 
     def adapt(self, spec):
         """The spec as this engine creates it: for types whose extension ignores
@@ -384,6 +418,7 @@ class Scratch:
             "memory_limit": "64MB",
             "threads": 1,
             "allow_unsigned_extensions": shipped.all_verified(),
+            "extension_directory": shipped.extension_directory(shipped.SUPERUSER),
         })
         self.con.execute("SET enable_progress_bar = false")
         self.extensions = set()
@@ -391,7 +426,7 @@ class Scratch:
     def dry_run(self, name, spec):
         stype = catalog.TYPES[spec["type"]]
         for ext in sorted(stype.extensions_for(spec["provider"]) - self.extensions):
-            self.con.execute(f"LOAD '{extension_path(ext)}'")
+            self.con.execute(f"LOAD '{shipped.extension_path(ext)}'")
             self.extensions.add(ext)
         params = {**spec["params"], **stype.provider(spec["provider"]).dry_run}
         params = {k: v for k, v in params.items() if v is not None}

@@ -9,6 +9,7 @@ catches everything, at the boundaries to PostgreSQL.
 """
 
 import os
+import re
 
 from .masking import scrub_conninfo, then
 
@@ -93,6 +94,9 @@ DUCKDB_SQLSTATE = {
 }
 
 
+_NOT_SHIPPED = re.compile(r'Extension "(?:[^"]*/)?([A-Za-z0-9_]+)\.duckdb_extension" not found')
+
+
 def from_duckdb(exc, prefix=None):
     """PgError for a DuckDB exception: first line is the message, the rest detail."""
     text = scrub_conninfo(str(exc).strip())
@@ -105,7 +109,15 @@ def from_duckdb(exc, prefix=None):
     rest = "\n\n".join(paragraphs)
     sqlstate = DUCKDB_SQLSTATE.get(type(exc).__name__, FDW_ERROR)
     hint = None
-    if "due to lock timeout" in text:
+    missing = _NOT_SHIPPED.search(text)
+    if missing:
+        # Autoloading an extension that is not shipped: its name, not the
+        # path of the engine's extension directory.
+        sqlstate = FEATURE_NOT_SUPPORTED
+        first, rest = f'DuckDB extension "{missing.group(1)}" is not shipped with duckdb_secrets', ""
+        hint = ("duckdb_secrets ships every core DuckDB extension that works offline (docs/reference.md, "
+                "\"Extensions\"); nothing is ever downloaded.")
+    elif "due to lock timeout" in text:
         # A postgres ATTACH is its own session: it waits for this backend's locks.
         sqlstate = LOCK_NOT_AVAILABLE
         first = "DuckDB's connection to PostgreSQL could not get a lock: " + first

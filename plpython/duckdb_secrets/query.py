@@ -304,9 +304,9 @@ def mismatch_template(sample):
 
 def execute(plpy, duckdb, engine, sql, deadline=None):
     """Check what the role may run, then run it; DuckDB errors become PgErrors."""
-    statements.check(duckdb, engine.con, sql, engine.policy, engine.extensions)
+    stmts = statements.check(duckdb, engine.con, sql, engine.policy, engine.extensions)
     engine.forget_refusals()
-    return engine.call(plpy, deadline, engine.con.execute, sql)
+    return engine.call(plpy, deadline, engine.con.execute, sql, load_missing=len(stmts) == 1)
 
 
 BATCH = 10000       # rows fetched with the statement (Python values)
@@ -403,7 +403,7 @@ def start(plpy, duckdb, engine, sql, cell_scrub=None, owner=None, deadline=None,
             got["desc"] = ([d[0] for d in rel.description], [str(d[1]) for d in rel.description])
             if fetch:
                 got["rel"], got["first"] = rel, rel.fetchmany(BATCH)
-    engine.call(plpy, deadline, run)
+    engine.call(plpy, deadline, run, load_missing=len(stmts) == 1)
     if "desc" not in got:
         return None
     names, types = got["desc"]
