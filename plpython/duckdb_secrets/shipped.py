@@ -23,6 +23,7 @@ is off); a superuser's engine could load any file, as a superuser can already
 run any code in the server.
 """
 
+import functools
 import importlib.util
 import json
 import os
@@ -48,6 +49,7 @@ ROLE = "role"
 RECORD = ".verified-extensions.json"
 
 
+@functools.cache
 def role_extensions():
     """What a non-superuser's engine may hold: httpfs, and the extensions of
     every secret type its engine may be given (catalog.py decides which)."""
