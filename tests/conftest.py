@@ -157,9 +157,10 @@ def db(postgresql, cluster):
 
 
 def reverify_shipped():
-    """What make install does last (as root): DuckDB's signature check of the
-    shipped extensions, recorded (plpython/duckdb_secrets/shipped.py). For tests
-    that change an extension file and put it back."""
+    """What make install does last (as root): the extension directories laid out
+    again from the wheels' files, and DuckDB's signature check of them, recorded
+    (plpython/duckdb_secrets/shipped.py). For tests that change an extension
+    file and put it back."""
     root = os.path.join(subprocess.run(["pg_config", "--pkglibdir"], capture_output=True, text=True,
                                        check=True).stdout.strip(), "duckdb_secrets")
     subprocess.run(["/usr/bin/python3", "-m", "duckdb_secrets.shipped", os.path.join(root, "deps")], check=True,

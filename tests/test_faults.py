@@ -35,9 +35,12 @@ SELECT count(*), md5(string_agg(concat_ws('|', s.srvname, s.srvtype, s.srvoption
 """
 PKGLIB = subprocess.run(["pg_config", "--pkglibdir"], capture_output=True, text=True, check=True).stdout.strip()
 DEPS = os.path.join(PKGLIB, "duckdb_secrets", "deps")
-# The file a non-superuser's engine loads (a hard link to the wheel's: damage in place reaches every name).
-HTTPFS = os.path.join(PKGLIB, "duckdb_secrets", "extensions", "role", "v1.5.5", "linux_amd64",
-                      "httpfs.duckdb_extension")
+# The files engines load (superusers', other roles'): hard links to the wheel's (damage in place
+# reaches every name; make install lays the links out again from the wheel's).
+LOADED_HTTPFS = [os.path.join(PKGLIB, "duckdb_secrets", "extensions", klass, "v1.5.5", "linux_amd64",
+                              "httpfs.duckdb_extension") for klass in ("superuser", "role")]
+HTTPFS = LOADED_HTTPFS[0]
+WHEEL_HTTPFS = os.path.join(DEPS, "duckdb_extension_httpfs", "extensions", "v1.5.5", "httpfs.duckdb_extension")
 
 STATS = {"faults": 0, "secrets_checked": 0, "lost": 0}
 
@@ -288,17 +291,19 @@ def test_corrupt_truncated_and_missing_extension_file(world):
             with pytest.raises(psycopg.Error) as e:
                 c.execute(READ)
             assert 'could not load DuckDB extension "httpfs"' in e.value.diag.message_primary
-        os.remove(httpfs_file)
+        for name in LOADED_HTTPFS:
+            os.remove(name)
         STATS["faults"] += 1
         with connect(world) as c:
             with pytest.raises(psycopg.Error) as e:
                 c.execute(READ)
-            assert e.value.sqlstate == "55000"
+            assert e.value.sqlstate == "55000", str(e.value)
             assert 'DuckDB extension "httpfs" for DuckDB 1.5.5 is missing' in e.value.diag.message_primary
             assert "make install" in e.value.diag.message_hint
     finally:
-        os.replace(backup, HTTPFS)
-        reverify_shipped()          # the restored file is verified again, as make install does
+        shutil.copyfile(backup, WHEEL_HTTPFS)       # in place: the wheel's file and its links
+        os.remove(backup)
+        reverify_shipped()          # the links laid out and verified again, as make install does
     everything_there_and_working(world)
 
 
