@@ -21,7 +21,7 @@ import sys
 import pytest
 
 import localenv
-from duckdb_secrets import derive, engine, query, validation
+from duckdb_secrets import derive, engine, query, shipped, validation
 from duckdb_secrets.errors import PgError
 from duckdb_secrets.policy import RolePolicy
 
@@ -48,10 +48,11 @@ def environment(scratch):
     in tests/conftest.py): the shipped DuckDB extensions (make install's
     dependency directory, after the test environment's own packages) and a
     spill directory (a backend's is under its data directory)."""
-    deps = os.path.join(subprocess.run(["pg_config", "--pkglibdir"], capture_output=True, text=True,
-                                       check=True).stdout.strip(), "duckdb_secrets", "deps")
+    root = os.path.join(subprocess.run(["pg_config", "--pkglibdir"], capture_output=True, text=True,
+                                       check=True).stdout.strip(), "duckdb_secrets")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sys, "path", [*sys.path, deps])
+        mp.setattr(sys, "path", [*sys.path, os.path.join(root, "deps")])
+        mp.setattr(shipped, "ROOT", root)       # the extension directories make install laid out
         mp.setattr(engine, "SPILL_PARENT", os.path.join(scratch, "pgsql_tmp"))
         yield
     shutil.rmtree(scratch, ignore_errors=True)

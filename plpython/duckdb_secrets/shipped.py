@@ -24,7 +24,6 @@ run any code in the server.
 """
 
 import functools
-import importlib.util
 import json
 import os
 import sys
@@ -71,16 +70,14 @@ def _duckdb_version():
     return duckdb.__version__
 
 
-def _deps_dir():
-    """The directory the pinned dependencies are installed in (duckdb's parent)."""
-    spec = importlib.util.find_spec("duckdb")
-    origin = spec.origin if spec is not None and spec.origin else os.devnull
-    return os.path.dirname(os.path.dirname(os.path.abspath(origin)))
+# The install directory: python/ (this package), deps/ (the pinned
+# dependencies, the verification record) and extensions/ (the class directories).
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def extension_directory(klass):
     """The extension directory (DuckDB's extension_directory) of a policy class."""
-    return os.path.join(os.path.dirname(_deps_dir()), "extensions", klass)
+    return os.path.join(ROOT, "extensions", klass)
 
 
 _platform = []
@@ -156,7 +153,7 @@ def _out_of_reach(path):
 
 
 def _record_path():
-    return os.path.join(_deps_dir(), RECORD)
+    return os.path.join(ROOT, "deps", RECORD)
 
 
 def _key(klass, name):
