@@ -111,11 +111,15 @@ def test_a_non_superusers_engine_loads_only_what_its_secrets_need(db, s3):
     db.conn.execute(f'GRANT EXECUTE ON FUNCTION duckdb.query(text), duckdb.raw_query(text) TO "{reader}"')
     with db.connect(reader) as c:
         assert q(c, "SELECT current_setting('autoload_known_extensions')::text") == [("false",)]
-        for sql in ("SELECT ST_AsText(ST_Point(1, 2))", "SELECT stem('running', 'english')",
-                    "SELECT '127.0.0.1'::INET::VARCHAR"):
+        for sql, name in (("SELECT ST_AsText(ST_Point(1, 2))", "spatial"), ("SELECT stem('running', 'english')", "fts"),
+                          ("SELECT '127.0.0.1'::INET::VARCHAR", "inet")):
             with pytest.raises(psycopg.Error) as e:
                 q(c, sql)
             assert_clean_error(e.value, s3.secret)
+            assert e.value.sqlstate == "42501", str(e.value)
+            assert e.value.diag.message_primary == (f'the DuckDB extension "{name}" is not available to '
+                                                    "this role's engine")
+            assert "INSTALL" not in str(e.value)
         refused(c, "LOAD spatial", {"42501", "58000", "XX000"})
         loaded = {r[0] for r in q(c, "SELECT extension_name FROM duckdb_extensions() WHERE loaded")}
         assert loaded <= {"httpfs", "aws", "azure", "core_functions", "icu", "json", "parquet"}, loaded

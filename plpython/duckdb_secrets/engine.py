@@ -184,6 +184,14 @@ def _close_at_exit():
     _exit_hook = hook           # kept alive for the backend's lifetime
 
 
+def _not_for_this_role(name):
+    return PgError(INSUFFICIENT_PRIVILEGE, f'the DuckDB extension "{name}" is not available to this role\'s engine',
+                   detail="An engine of a role that is not a superuser has httpfs and the extensions its secrets "
+                          "need, and no other (docs/reference.md, \"Extensions\").",
+                   hint="Run the query as a superuser, or ask an administrator for a secret of a type that needs "
+                        "the extension.")
+
+
 class Engine:
     """A DuckDB engine started as the role's policy (policy.RolePolicy) says."""
 
@@ -318,11 +326,12 @@ class Engine:
     def call(self, plpy, deadline, fn, *args, load_missing=False):
         """fn(*args) -- a DuckDB call -- stoppable by PostgreSQL; errors as PgErrors.
 
-        load_missing (one user statement, in a superuser's engine): when DuckDB
-        does not bind it because a function, type or setting lives in a shipped
-        extension that it does not autoload itself (spatial, say), load that
-        extension and run the statement again, once per extension. A statement
-        that did not bind has not run."""
+        load_missing (one user statement): when DuckDB does not bind it because
+        a function, type or setting lives in a shipped extension that it does
+        not autoload itself (spatial, say), a superuser's engine loads that
+        extension and runs the statement again, once per extension (a statement
+        that did not bind has not run); another role's gets a 42501 naming the
+        extension instead of DuckDB's advice to INSTALL and LOAD it."""
         tried = set()
         while True:
             guard = self.guard(deadline)
@@ -331,9 +340,11 @@ class Engine:
             except _duckdb().Error as e:
                 if guard.fired:
                     raise interrupts.raise_pending(plpy, guard.fired) from None
-                wanted = self._missing_extension(e) if load_missing and self.policy.superuser else None
+                wanted = self._missing_extension(e) if load_missing else None
                 if wanted is None or wanted in tried:
                     raise self.error(e) from None
+                if not self.policy.superuser:
+                    raise _not_for_this_role(wanted) from None
                 tried.add(wanted)
             self.call(plpy, deadline, self.load, wanted)
 
@@ -343,7 +354,7 @@ class Engine:
             return None
         m = _NEEDS_EXTENSION.search(str(exc))
         name = m.group(1).lower() if m else None
-        return name if name in shipped.class_extensions(self.klass) and name not in self.extensions else None
+        return name if name in shipped.EXTENSION_PACKAGES and name not in self.extensions else None
 
     def adapt(self, spec):
         """The spec as this engine creates it: for types whose extension ignores
