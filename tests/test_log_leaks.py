@@ -6,7 +6,7 @@ exemption. The session's logging setting is as before afterwards."""
 import psycopg
 import pytest
 
-from conftest import assert_clean_error, s3_server_sql
+from conftest import assert_clean_error, q, s3_server_sql
 
 
 def _log_has(log_since, canary):
@@ -180,6 +180,27 @@ def test_a_failing_engine_query_with_a_credential_in_it_is_logged_without_it(db,
     assert canary not in str(e.value) and canary not in (e.value.diag.message_detail or "")
     assert db.conn.execute("SHOW log_min_error_statement").fetchone() == ("error",)
     assert _log_has(log_since, canary) == []
+
+
+# Red team (1.0.0): the column list, not DuckDB, refuses these; the statement still holds the SQL.
+FAILING_IN_THE_COLUMN_LIST = [
+    ("SELECT '{c}' AS x", "a int"),                                  # 22P02: the role's own secret value
+    ("SELECT 'x' AS y, '{c}' AS password", "a text"),                # 42804: credential-looking SQL
+]
+
+
+@pytest.mark.parametrize("sql,cols", FAILING_IN_THE_COLUMN_LIST)
+def test_a_query_the_column_list_refuses_is_logged_without_its_credentials(db, s3, log_since, sql, cols):
+    canary = s3.secret if "password" not in sql else "CANARY-log-collist"
+    db.conn.execute(s3_server_sql("own_s3", s3, scope="s3://bucket"))
+    db.conn.execute(f"CREATE USER MAPPING FOR CURRENT_USER SERVER own_s3 OPTIONS (key_id '{s3.key_id}', "
+                    f"secret '{s3.secret}')")
+    with pytest.raises(psycopg.Error) as e:
+        q(db.conn, sql.format(c=canary), cols)          # the SQL as a literal in the statement's text
+    assert e.value.sqlstate in ("22P02", "42804"), str(e.value)
+    assert canary not in str(e.value)
+    assert _log_has(log_since, canary) == []
+    assert db.conn.execute("SHOW log_min_error_statement").fetchone() == ("error",)
 
 
 @pytest.mark.parametrize("opt", [

@@ -164,13 +164,21 @@ def _ensure(plpy, GD, fn=None):
     return sync.ensure(plpy, GD, row)
 
 
+def _quiet_log(plpy, GD, sql):
+    """If the DuckDB SQL of a failing call may carry a credential, have the
+    error logged without the statement that holds it; True if so."""
+    if not masking.may_carry_credentials(sql, session(GD).scrub):
+        return False
+    _ddl().quiet_refusal(plpy, GD)
+    return True
+
+
 def _quiet_if_credentials(plpy, GD, sql, err):
     """A failing duckdb.query/raw_query is logged with its statement
     (log_min_error_statement); if its DuckDB SQL may carry a credential, it is
     logged without, and the error (which DuckDB may have built from the SQL)
     has every literal and credential-looking piece of the SQL masked."""
-    if masking.may_carry_credentials(sql, session(GD).scrub):
-        _ddl().quiet_refusal(plpy, GD)
+    if _quiet_log(plpy, GD, sql):
         import duckdb
 
         from . import statements
@@ -262,6 +270,8 @@ def query_failed(plpy, GD, message):
     sess.pending = None
     if pending is None:
         return [sess.scrub(message or ""), None]
+    # The failing statement holds the DuckDB SQL: kept out of the log like a failure inside DuckDB.
+    _quiet_log(plpy, GD, getattr(pending, "sql", None))
     return [sess.scrub(message or ""), sess.scrub(pending.failed(message or ""))]
 
 
