@@ -35,11 +35,10 @@ SELECT count(*), md5(string_agg(concat_ws('|', s.srvname, s.srvtype, s.srvoption
 """
 PKGLIB = subprocess.run(["pg_config", "--pkglibdir"], capture_output=True, text=True, check=True).stdout.strip()
 DEPS = os.path.join(PKGLIB, "duckdb_secrets", "deps")
-# The files engines load (superusers', other roles'): hard links to the wheel's (damage in place
-# reaches every name; make install lays the links out again from the wheel's).
+# The files engines load (superusers', other roles'): hard links to the wheel's file, laid out
+# again from it by make install.
 LOADED_HTTPFS = [os.path.join(PKGLIB, "duckdb_secrets", "extensions", klass, "v1.5.5", "linux_amd64",
                               "httpfs.duckdb_extension") for klass in ("superuser", "role")]
-HTTPFS = LOADED_HTTPFS[0]
 WHEEL_HTTPFS = os.path.join(DEPS, "duckdb_extension_httpfs", "extensions", "v1.5.5", "httpfs.duckdb_extension")
 
 STATS = {"faults": 0, "secrets_checked": 0, "lost": 0}
@@ -270,22 +269,36 @@ def test_s3_server_stopped_and_restarted_mid_query(world):
     everything_there_and_working(world)
 
 
+def _put_in_place_of_httpfs(damage):
+    """Every name engines load httpfs from becomes a damaged copy (a new file:
+    the installed one stays intact, since processes that loaded it -- backends,
+    this test process -- have it mapped; writing into it would corrupt them)."""
+    copy = WHEEL_HTTPFS + ".faults-damaged"
+    shutil.copyfile(WHEEL_HTTPFS, copy)
+    with open(copy, "r+b") as f:
+        damage(f)
+    for name in LOADED_HTTPFS:
+        shutil.copyfile(copy, name + ".new")
+        os.replace(name + ".new", name)
+    os.remove(copy)
+
+
+def _middle(f):
+    f.seek(os.path.getsize(f.name) // 2)
+    f.write(os.urandom(4096))       # the signature no longer matches
+
+
 def test_corrupt_truncated_and_missing_extension_file(world):
-    """Each is a clear error; with the file restored, everything works again."""
-    httpfs_file, backup = HTTPFS, HTTPFS + ".faults-backup"
-    shutil.copy2(HTTPFS, backup)
+    """Each is a clear error; with the files laid out again, everything works again."""
     try:
-        with open(httpfs_file, "r+b") as f:       # damage the middle: the signature no longer matches
-            f.seek(os.path.getsize(httpfs_file) // 2)
-            f.write(os.urandom(4096))
+        _put_in_place_of_httpfs(_middle)
         STATS["faults"] += 1
         with connect(world) as c:
             with pytest.raises(psycopg.Error) as e:
                 c.execute(READ)
             assert 'could not load DuckDB extension "httpfs"' in e.value.diag.message_primary
             assert_clean_error(e.value, world["s3"].secret)
-        with open(httpfs_file, "r+b") as f:
-            f.truncate(1000)
+        _put_in_place_of_httpfs(lambda f: f.truncate(1000))
         STATS["faults"] += 1
         with connect(world) as c:
             with pytest.raises(psycopg.Error) as e:
@@ -301,9 +314,7 @@ def test_corrupt_truncated_and_missing_extension_file(world):
             assert 'DuckDB extension "httpfs" for DuckDB 1.5.5 is missing' in e.value.diag.message_primary
             assert "make install" in e.value.diag.message_hint
     finally:
-        shutil.copyfile(backup, WHEEL_HTTPFS)       # in place: the wheel's file and its links
-        os.remove(backup)
-        reverify_shipped()          # the links laid out and verified again, as make install does
+        reverify_shipped()          # the links laid out again from the wheel's file and verified, as make install does
     everything_there_and_working(world)
 
 

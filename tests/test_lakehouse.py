@@ -10,6 +10,7 @@ import pytest
 
 import localenv
 from conftest import advance_clock, assert_clean_error, s3_mapping_sql, s3_server_sql
+from iceberg_rest import Catalog
 
 DEPS = "/usr/lib/postgresql/15/lib/duckdb_secrets/deps"
 
@@ -142,7 +143,6 @@ def test_quack_with_a_wrong_token_is_refused_cleanly(db, quack_server):
 
 @pytest.fixture
 def iceberg(s3, tmp_path_factory):
-    from iceberg_rest import Catalog
     d = tmp_path_factory.mktemp("iceberg")
     cat = Catalog(s3, "ice-reader", "CANARY-ice-client-secret", warehouse_dir=str(d)).start()
     cat.create_table("db", "events", [(i, f"event {i}") for i in range(12)])
