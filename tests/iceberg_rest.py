@@ -14,9 +14,6 @@ import threading
 import time
 import urllib.parse
 
-# Imported when the test module is collected, not late in a long run: pyiceberg's
-# pydantic_core crashed the pytest process (SIGSEGV in its module init) when first
-# imported after ~600 tests of the full suite (not reproduced with any one earlier file).
 from pyiceberg.catalog.sql import SqlCatalog
 
 
