@@ -82,14 +82,13 @@ class Role:
                                                      prefixes)
         policy = policy.opened(prefixes, reach)
         self.engine = engine.Engine(policy, set().union(*(f.extensions for f in facts.values())))
-        for name, spec in secrets.items():
-            sql, params = engine.secret_sql(name, self.engine.adapt(spec))
-            self.engine.call(PLPY, None, self.engine.con.execute, sql, params)
+        made = self.engine.batch(PLPY, [engine.secret_sql(name, self.engine.adapt(spec))
+                                        for name, spec in secrets.items()])
+        assert all("error" not in r for r in made), made
 
     def query(self, sql):
         """duckdb.query(sql): its rows, each a tuple of text (None for NULL)."""
-        import duckdb
-        pending = query.start(PLPY, duckdb, self.engine, sql)
+        pending = query.start(PLPY, self.engine, sql)
         if pending is None:
             return []
         rows = []
@@ -107,14 +106,12 @@ class Role:
 
     def raw(self, sql):
         """duckdb.raw_query(sql): the text of its NOTICE."""
-        import duckdb
-        result = query.execute(PLPY, duckdb, self.engine, sql)
-        return self.engine.call(PLPY, None, query.render, result)
+        self.engine.forget_refusals()
+        return self.engine.raw(PLPY, sql)
 
     def which_secret(self, path, typ):
         """duckdb.which_secret(path, typ): the names of the secrets DuckDB picks."""
-        rows = self.engine.call(PLPY, None, lambda: self.engine.con.execute(
-            "SELECT name FROM which_secret(?, ?)", [path, typ]).fetchall())
+        rows = self.engine.execute(PLPY, "SELECT name FROM which_secret(?, ?)", [path, typ])
         return [r[0] for r in rows]
 
     def close(self):

@@ -179,10 +179,9 @@ def _quiet_if_credentials(plpy, GD, sql, err):
     logged without, and the error (which DuckDB may have built from the SQL)
     has every literal and credential-looking piece of the SQL masked."""
     if _quiet_log(plpy, GD, sql):
-        import duckdb
-
-        from . import statements
-        err.masked(Scrubber(masking.credentials_in(sql, statements.literals(duckdb, sql))))
+        engine = session(GD).engine
+        literals = engine.literals(plpy, sql) if engine is not None else None
+        err.masked(Scrubber(masking.credentials_in(sql, literals)))
     return err
 
 
@@ -201,9 +200,8 @@ def _quiet_on_error(fn):
 def query_start(plpy, GD, sql):
     """[.., DuckDB's column list, the fetch SELECT, the same with DuckDB's column names]."""
     sess = _engine_for(plpy, GD, "query", sql)
-    sess.pending = None
-    import duckdb
-    pending = query.start(plpy, duckdb, sess.engine, sql, sess.cell_scrub, sess.caller, sess.deadline)
+    sess.drop_pending()
+    pending = query.start(plpy, sess.engine, sql, sess.cell_scrub, sess.caller)
     if pending is None:
         return _value(None)
     pending.sql = sql      # for the error at the end, if any
@@ -217,8 +215,7 @@ def query_start(plpy, GD, sql):
 def query_columns(plpy, GD, sql):
     """The column list of sql's result, with DuckDB's names; the query is not run."""
     sess = _engine_for(plpy, GD, "query", sql)
-    import duckdb
-    pending = query.start(plpy, duckdb, sess.engine, sql, owner=sess.caller, deadline=sess.deadline, fetch=False)
+    pending = query.start(plpy, sess.engine, sql, owner=sess.caller, fetch=False)
     if pending is None:
         raise PgError(WRONG_OBJECT_TYPE, "the DuckDB statement returns no rows",
                       hint="Give a query: SELECT, FROM, VALUES, SHOW, DESCRIBE, ...")
@@ -290,9 +287,8 @@ def query_end(plpy, GD):
 @_quiet_on_error
 def raw_query(plpy, GD, sql):
     sess = _engine_for(plpy, GD, "raw_query", sql)
-    import duckdb
-    result = query.execute(plpy, duckdb, sess.engine, sql, sess.deadline)
-    text = sess.engine.call(plpy, sess.deadline, query.render, result)
+    sess.engine.forget_refusals()
+    text = sess.engine.raw(plpy, sql)
     plpy.notice("\n" + sess.scrub(text))
     return None
 
@@ -307,9 +303,8 @@ def recycle(plpy, GD):
 def secrets(plpy, GD):
     """Rows of duckdb.secrets(); the first column carries an error, if any."""
     sess = sync.ensure(plpy, GD)
-    rows = sess.engine.con.execute(
-        "SELECT name, type, provider, scope, storage, secret_string FROM duckdb_secrets() ORDER BY name"
-    ).fetchall()
+    rows = sess.engine.execute(
+        plpy, "SELECT name, type, provider, scope, storage, secret_string FROM duckdb_secrets() ORDER BY name")
     out = []
     for name, typ, provider, scope, kept_in, secret_string in rows:
         managed = sess.loaded.get(name) if kept_in == "memory" else None
@@ -358,12 +353,7 @@ def which_secret(plpy, GD, path, typ):
     if path is None or typ is None:
         return []
     sess = sync.ensure(plpy, GD)
-    import duckdb
-    try:
-        rows = sess.engine.con.execute("SELECT name, persistent, storage FROM which_secret(?, ?)",
-                                       [path, typ]).fetchall()
-    except duckdb.Error as e:
-        raise query.from_duckdb(e) from None
+    rows = sess.engine.execute(plpy, "SELECT name, persistent, storage FROM which_secret(?, ?)", [path, typ])
     return [(None, n, p, s) for n, p, s in rows]
 
 
@@ -380,5 +370,5 @@ def extension_name(plpy, GD, name, source):
 def load_extension(plpy, GD, name):
     key = extensions.canonical(name)
     sess = _ensure(plpy, GD, "query")
-    extensions.load(plpy, sess.engine, key, sess.deadline)
+    extensions.load(plpy, sess.engine, key)
     return None

@@ -77,6 +77,11 @@ class Batch:
         o0, o1 = self.offsets[start], self.offsets[stop]
         return ctypes.string_at(self.data + o0, o1 - o0).decode("utf-8")
 
+    def raw(self, start, stop):
+        """Rows [start, stop) as one bytes object (UTF-8)."""
+        o0, o1 = self.offsets[start], self.offsets[stop]
+        return ctypes.string_at(self.data + o0, o1 - o0)
+
     def row(self, i):
         return self.text(i, i + 1)
 

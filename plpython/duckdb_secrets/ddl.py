@@ -3,8 +3,8 @@ that create servers and user mappings for the user.
 """
 
 
-from . import aws, catalog, crypto, interrupts, tokens, validation
-from .engine import Scratch
+from . import aws, catalog, crypto, tokens, validation
+from .engine import RemoteError, Scratch
 from .errors import (
     DUPLICATE_OBJECT,
     FDW_ERROR,
@@ -63,19 +63,13 @@ DEADLINE_SQL = ("SELECT pg_catalog.date_part('epoch', pg_catalog.statement_times
 
 
 def _dry_run(plpy, sess, name, spec, scrub):
-    import duckdb
-    if sess.scratch is None:
+    if sess.scratch is None or not sess.scratch.usable():
+        if sess.scratch is not None:
+            sess.scratch.close()
         sess.scratch = Scratch()
-    t = plpy.execute(sess.plan(plpy, "deadline", DEADLINE_SQL))[0]
-    guard = interrupts.Guard(sess.scratch.con, interrupts.deadline(t["st_epoch"], t["stmt_timeout"]),
-                             interrupts.Sockets())
     try:
-        guard.run(sess.scratch.dry_run, name, spec)
-    except PgError:
-        raise
-    except duckdb.Error as e:   # becomes a scrubbed PgError
-        if guard.fired:
-            raise interrupts.raise_pending(plpy, guard.fired) from None
+        sess.scratch.dry_run(plpy, name, spec)
+    except RemoteError as e:    # DuckDB refused it: a scrubbed PgError
         err = from_duckdb(e)
         raise PgError(FDW_ERROR, f'DuckDB does not accept the secret for server "{validation.shown(name)}"',
                       detail=scrub(err.message), hint="Check the option values against docs/secret-types.md.") from None

@@ -204,12 +204,12 @@ _EXPIRES_IN = re.compile(r"(?:^|;)expires_in=(\d+)")
 DEFAULT_TOKEN_LIFETIME = 3600
 
 
-def oauth2_token(con, name, spec, now):
-    """When a secret whose token DuckDB fetched must be created anew (None: it fetched none)."""
+def oauth2_token(secret_string, name, spec, now):
+    """When a secret whose token DuckDB fetched must be created anew (None: it fetched none).
+    secret_string(name): how DuckDB lists the secret it holds."""
     if "token" in spec["params"] or "client_secret" not in spec["params"]:
         return None
-    row = con.execute("SELECT secret_string FROM duckdb_secrets() WHERE name = ?", [name]).fetchone()
-    m = _EXPIRES_IN.search(row[0] if row else "")
+    m = _EXPIRES_IN.search(secret_string(name) or "")
     lifetime = int(m.group(1)) if m else DEFAULT_TOKEN_LIFETIME
     return now + datetime.timedelta(seconds=max(1.0, lifetime * 0.8))
 
@@ -233,10 +233,10 @@ def exported(sess, server, spec, desired, settings, now):
     return spec, step.due
 
 
-def renewal(con, name, out, now):
+def renewal(secret_string, name, out, now):
     """When the secret DuckDB now holds as name must be created anew, or None."""
     hook = catalog.TYPES[out["type"]].renew
-    return None if hook is None else RENEWALS[hook](con, name, out, now)
+    return None if hook is None else RENEWALS[hook](secret_string, name, out, now)
 
 
 # --- a sync's secrets -------------------------------------------------------------

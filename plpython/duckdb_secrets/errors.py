@@ -37,6 +37,7 @@ QUERY_CANCELED = "57014"
 LOCK_NOT_AVAILABLE = "55P03"
 DISK_FULL = "53100"
 SYSTEM_ERROR = "58000"
+OUT_OF_MEMORY = "53200"
 
 
 class PgError(Exception):
@@ -107,7 +108,8 @@ def from_duckdb(exc, prefix=None):
         if p.strip() and p not in paragraphs:
             paragraphs.append(p)
     rest = "\n\n".join(paragraphs)
-    sqlstate = DUCKDB_SQLSTATE.get(type(exc).__name__, FDW_ERROR)
+    # a DuckDB exception, or the worker's report of one (engine.RemoteError: its class name)
+    sqlstate = DUCKDB_SQLSTATE.get(getattr(exc, "kind", None) or type(exc).__name__, FDW_ERROR)
     hint = None
     missing = _NOT_SHIPPED.search(text)
     if missing:

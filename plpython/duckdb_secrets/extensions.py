@@ -54,7 +54,7 @@ def autoloaded(plpy, GD):
     return names | {n for name in names for n in NEEDS.get(name, ())}
 
 
-def load(plpy, engine, name, deadline=None):
+def load(plpy, engine, name):
     """LOAD a shipped extension into a superuser's engine (a no-op if loaded)."""
     if name in BUILT_IN or name in engine.extensions:
         return
@@ -66,4 +66,4 @@ def load(plpy, engine, name, deadline=None):
     for ext in (*NEEDS.get(name, ()), name):
         if ext not in engine.extensions:
             extension_path(ext)         # a clear error if the wheel is missing
-            engine.call(plpy, deadline, engine.load, ext)
+            engine.load(plpy, ext)

@@ -23,7 +23,7 @@ import datetime
 import json
 import re
 
-from . import arrowstream, statements
+from . import arrowstream
 from .errors import CHARACTER_NOT_IN_REPERTOIRE, PgError, caught, from_duckdb
 
 FIELD, ROW, NULL, ALONE = "\x01", "\x02", "\x03", "\x04"
@@ -200,6 +200,12 @@ class Pending:
         self.error = None
         self.sql = None             # the DuckDB SQL (api: is it logged if it fails)
 
+    def close(self):
+        """Stop reading (the worker drops the result)."""
+        source, self.source = self.source, iter(())
+        if hasattr(source, "close"):
+            caught(source.close)
+
     def coldef(self, named=False):
         cols = self.names if named else [f"c{i + 1}" for i in range(len(self.pg_types))]
         return ", ".join(f"{_ident(n) if named else n} {t}" for n, t in zip(cols, self.pg_types, strict=True))
@@ -302,13 +308,6 @@ def mismatch_template(sample):
     return re.compile(pattern, re.DOTALL)
 
 
-def execute(plpy, duckdb, engine, sql, deadline=None):
-    """Check what the role may run, then run it; DuckDB errors become PgErrors."""
-    stmts = statements.check(duckdb, engine.con, sql, engine.policy, engine.extensions)
-    engine.forget_refusals()
-    return engine.call(plpy, deadline, engine.con.execute, sql, load_missing=len(stmts) == 1)
-
-
 BATCH = 10000       # rows fetched with the statement (Python values)
 FETCH = 50000       # rows per later fetch
 
@@ -327,30 +326,121 @@ def _unique(names):
     return out
 
 
-def _arrow_runs(stream, first, call):
-    """Runs of a one-column result read through the Arrow C stream: each run
-    one copy out of DuckDB's buffer (rows end with ROW, so it is joined already)."""
-    batch = first
+def start(plpy, engine, sql, cell_scrub=None, owner=None, fetch=True):
+    """Run sql in the engine (its worker checks it first); a Pending result, or
+    None if the statement returns no rows. fetch=False: only describe the
+    result (a single query is not run)."""
+    engine.forget_refusals()
+    rid, desc = engine.query(plpy, sql, fetch)
+    if desc is None:
+        return None
+    names, types = desc
+    pg_types = [column_type(t)[0] for t in types]
+    source = engine.runs(plpy, rid) if fetch else iter(())
+    return Pending(source, types, pg_types, _unique([str(n) for n in names]), cell_scrub, owner)
+
+
+# --- in the worker process (worker.py) ----------------------------------------------
+
+class Result:
+    """A statement's result in the worker: its description, then runs of rows
+    formatted for PostgreSQL, one per request ('next')."""
+
+    def __init__(self, names, types):
+        self.names = list(names)
+        self.types = [str(t) for t in types]
+        self.con = None
+        self._runs = iter(())
+        self._hold = None           # the Arrow batch the last run came from, until sent
+
+    def has_rows(self):
+        return self._runs is not None
+
+    def next_run(self):
+        """(wire.TEXT, bytes) or (wire.ROWS, [row, ...]) or None at the end."""
+        return next(self._runs, None)
+
+    def sent(self):
+        pass
+
+    def close(self):
+        runs, self._runs = self._runs, None
+        if hasattr(runs, "close"):
+            runs.close()
+
+
+def run_statement(duckdb, con, sql, single, fetch):
+    """Run a checked statement on con: a Result, or None if it returns no rows.
+
+    A single query is formatted by DuckDB (row_sql over the query's relation)
+    and read through the Arrow C stream; anything else (several statements,
+    INSERT ... RETURNING, EXPLAIN, CALL, a CREATE TABLE AS and its count) runs
+    as is and its rows are formatted here."""
+    if single:
+        try:
+            rel = con.sql(sql)
+        except (duckdb.BinderException, duckdb.CatalogException):
+            con.execute(sql)     # not bound, so not run: DuckDB's error with its LINE
+            raise
+        result = Result(rel.columns, rel.types)
+        if fetch:
+            result._runs = _single_query(duckdb, rel, result.types)
+        return result
+    cur = con.execute(sql)
+    if not cur.description:
+        return None
+    result = Result([d[0] for d in cur.description], [d[1] for d in cur.description])
+    if fetch:
+        pg_types = [column_type(t)[0] for t in result.types]
+        result._runs = _fetched_runs(cur.fetchmany(BATCH), cur.fetchmany, py_row(pg_types))
+    return result
+
+
+def _single_query(duckdb, rel, types):
+    """Run a single query, its rows formatted by DuckDB, read through the Arrow
+    C stream; the runs of its rows (each one copy out of DuckDB's buffer; rows
+    end with ROW). The first batch is read here: an error of the query's is
+    the statement's, before any row."""
+    kinds = [column_type(t) for t in types]
+    out = rel.project(f"concat({row_sql([k[1] for k in kinds], [k[0] for k in kinds])}, chr(2))")
+    try:
+        capsule = out.__arrow_c_stream__()     # runs the query
+    except duckdb.Error as e:
+        raise _duckdb_error(duckdb, str(e)) from None
+    stream = arrowstream.Stream(capsule)
+    if not stream.usable:       # a string layout we do not read (string views): rows one by one
+        del stream
+        out = rel.project(f"concat({row_sql([k[1] for k in kinds], [k[0] for k in kinds])}, chr(2))")
+        return _fetched_runs(out.fetchmany(BATCH), out.fetchmany, _unterminated)
+    return _arrow_runs(duckdb, stream, _next_batch(duckdb, stream))
+
+
+def _arrow_runs(duckdb, stream, batch):
+    from . import wire
     while batch is not None:
         try:
             for start, stop in batch.runs():
-                text = batch.text(start, stop)
-                if ALONE in text:
-                    yield None, [batch.row(i)[:-1] for i in range(start, stop)]
+                raw = batch.raw(start, stop)
+                if b"\x04" in raw:
+                    yield wire.ROWS, [batch.row(i)[:-1] for i in range(start, stop)]
                 else:
-                    yield text[:-1], None
+                    yield wire.TEXT, raw[:-1]
         finally:
             batch.release()
-        batch = call(stream.next)
+        batch = _next_batch(duckdb, stream)
 
 
 def _fetched_runs(first, fetch, rowfmt):
     """Runs of a result fetched as Python values and formatted here (py_row)."""
+    from . import wire
     chunk = first
     while chunk:
         rows = list(map(rowfmt, chunk))
         text = ROW.join(rows)
-        yield (None, rows) if ALONE in text else (text, None)
+        if ALONE in text:
+            yield wire.ROWS, rows
+        else:
+            yield wire.TEXT, text.encode("utf-8")
         if len(chunk) < BATCH:
             return
         chunk = fetch(FETCH)
@@ -372,73 +462,6 @@ def _next_batch(duckdb, stream):
         return stream.next()
     except arrowstream.StreamError as e:
         raise _duckdb_error(duckdb, str(e)) from None
-
-
-def start(plpy, duckdb, engine, sql, cell_scrub=None, owner=None, deadline=None, fetch=True):
-    """Run sql; return a Pending result, or None if the statement returns no rows.
-    fetch=False: only describe the result (a single query is not run).
-
-    A single query is formatted by DuckDB (row_sql over the query's relation)
-    and read through the Arrow C stream; anything else (several statements,
-    INSERT ... RETURNING, EXPLAIN, CALL, a CREATE TABLE AS and its count) runs
-    as is and its rows are formatted here."""
-    stmts = statements.check(duckdb, engine.con, sql, engine.policy, engine.extensions)
-    engine.forget_refusals()
-    single_query = len(stmts) == 1 and stmts[0].type == duckdb.StatementType.SELECT
-    got = {}
-
-    def run():
-        if single_query:
-            try:
-                rel = engine.con.sql(sql)
-            except (duckdb.BinderException, duckdb.CatalogException):
-                engine.con.execute(sql)     # not bound, so not run: DuckDB's error with its LINE
-                raise
-            got["desc"] = (rel.columns, [str(t) for t in rel.types])
-            if fetch:
-                _single_query(duckdb, rel, got)
-            return
-        rel = engine.con.execute(sql)
-        if rel.description:
-            got["desc"] = ([d[0] for d in rel.description], [str(d[1]) for d in rel.description])
-            if fetch:
-                got["rel"], got["first"] = rel, rel.fetchmany(BATCH)
-    engine.call(plpy, deadline, run, load_missing=len(stmts) == 1)
-    if "desc" not in got:
-        return None
-    names, types = got["desc"]
-    pg_types = [column_type(t)[0] for t in types]
-
-    def call(fn, *args):
-        return engine.call(plpy, deadline, fn, *args)
-    if "stream" in got:
-        source = _arrow_runs(got["stream"], got["first"], lambda fn: call(_next_batch, duckdb, got["stream"]))
-    elif "rel" in got:
-        source = _fetched_runs(got["first"], lambda n: call(got["rel"].fetchmany, n),
-                               got.get("rowfmt") or py_row(pg_types))
-    else:
-        source = iter(())
-    return Pending(source, types, pg_types, _unique(names), cell_scrub, owner)
-
-
-def _single_query(duckdb, rel, got):
-    """Start reading a single query's rows, formatted by DuckDB, through the
-    Arrow C stream (on the engine's guarded thread)."""
-    _, types = got["desc"]
-    kinds = [column_type(t) for t in types]
-    out = rel.project(f"concat({row_sql([k[1] for k in kinds], [k[0] for k in kinds])}, chr(2))")
-    try:
-        capsule = out.__arrow_c_stream__()     # runs the query
-    except duckdb.Error as e:
-        raise _duckdb_error(duckdb, str(e)) from None
-    stream = arrowstream.Stream(capsule)
-    if not stream.usable:       # a string layout we do not read (string views): rows one by one
-        del stream
-        out = rel.project(f"concat({row_sql([k[1] for k in kinds], [k[0] for k in kinds])}, chr(2))")
-        got["rel"], got["first"] = out, out.fetchmany(BATCH)
-        got["rowfmt"] = _unterminated
-        return
-    got["stream"], got["first"] = stream, _next_batch(duckdb, stream)
 
 
 def render(con_result, limit=100):

@@ -92,9 +92,15 @@ class Session:
         return {r["name"]: r["setting"] for r in plpy.execute(self.plan(plpy, "conf", CONF_SQL, ["text[]"]),
                                                                 [CONF_SETTINGS])}
 
+    def drop_pending(self):
+        """Forget the pending result (its worker side is closed with it)."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.close()
+
     def recycle(self):
         """Close the engine and start afresh, keeping only KEPT."""
-        self.pending = None     # a result's stream goes before the engine it reads from
+        self.drop_pending()     # a result's stream goes before the engine it reads from
         if self.engine is not None:
             self.engine.close()
         kept = {name: getattr(self, name) for name in self.KEPT}

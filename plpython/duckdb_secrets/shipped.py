@@ -66,6 +66,16 @@ def class_extensions(klass):
 
 
 def _duckdb_version():
+    """The pinned DuckDB's version, from its installed metadata (never by
+    importing duckdb: a backend does not load it)."""
+    import importlib.util
+    spec = importlib.util.find_spec("duckdb")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("duckdb", name="duckdb")
+    site = os.path.dirname(list(spec.submodule_search_locations)[0])
+    for entry in sorted(os.listdir(site)):
+        if entry.startswith("duckdb-") and entry.endswith(".dist-info"):
+            return entry[len("duckdb-"):-len(".dist-info")]
     import duckdb
     return duckdb.__version__
 

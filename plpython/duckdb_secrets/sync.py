@@ -12,7 +12,7 @@ remember (SyncState).
 """
 
 from . import aws, catalog, collect, crypto, derive, extensions, fingerprint, interrupts, masking
-from .engine import Engine, quote_ident, secret_sql
+from .engine import Engine, RemoteError, quote_ident, secret_sql
 from .errors import from_duckdb
 from .policy import RolePolicy
 from .session import Loaded, session
@@ -22,7 +22,7 @@ class Context:
     """The administrator's settings (configuration files only) a sync works
     with, and the role's policy before its secrets open anything; made by a
     full sync, kept by patches (same role, settings and memberships)."""
-    __slots__ = ("conf", "settings", "keys", "policy")
+    __slots__ = ("conf", "settings", "keys", "policy", "rolname")
 
     def __init__(self, conf, row):
         self.conf = conf
@@ -30,6 +30,7 @@ class Context:
         self.settings.lock_timeout = derive.lock_timeout(row["alt"])
         self.keys = crypto.Keyring(conf)
         self.policy = RolePolicy.of(row, conf)
+        self.rolname = row["rolname"]       # the engine's process title shows it
 
 
 class SyncState:
@@ -89,12 +90,13 @@ def ensure(plpy, GD, row=None):
     _prepare_engine(plpy, GD, sess, state, sess.state if touched is not None else None, touched)
     if sess.engine is not engine:
         touched = None          # a new engine holds nothing yet: every secret goes in
-    guard = sess.engine.guard(sess.deadline)
-    warnings = guard.run(_apply, sess, state.exported, state.origins, guard, touched)
+    try:
+        warnings = _apply(plpy, sess, state.exported, state.origins, touched)
+    except BaseException:
+        sess.recycle()          # stopped or failed half way: what the engine holds is not known
+        raise
     for text in warnings:
         plpy.warning(text)
-    if guard.fired:
-        raise interrupts.raise_pending(plpy, guard.fired)
     sess.state = state
     sess.not_in_engine, sess.origins, sess.skipped = state.not_in_engine, state.origins, state.skipped
     refresh_at = state.refresh_at
@@ -173,7 +175,7 @@ def _prepare_engine(plpy, GD, sess, state, old=None, touched=None):
         sess.recycle()
         if policy.superuser:        # and what duckdb.autoload_extension() asks for
             needed |= extensions.autoloaded(plpy, GD)
-        sess.engine = Engine(policy, needed, sess.deadline)
+        sess.engine = Engine(policy, needed, name=sess.context.rolname)
         old = None                  # a new engine: its masks are worked out again
     if old is None or not all(_same_masks(old.facts.get(n), facts.get(n)) for n in touched):
         sess.scrub, sess.cell_scrub = masking.engine_masks(policy, facts.values(), sess.scrub)
@@ -185,40 +187,50 @@ def _same_masks(before, after):
     return before.sensitive == after.sensitive and before.shown == after.shown
 
 
-def _apply(sess, exported, origins, guard, names=None):
+def _apply(plpy, sess, exported, origins, names=None):
     """Create, replace or drop the engine's secrets so that they are `exported`
-    (only the secrets called `names`, when only those can have changed);
-    returns the warnings to give (this runs on the guard's thread: no plpy)."""
-    import duckdb
-    con = sess.engine.con
+    (only the secrets called `names`, when only those can have changed), in one
+    request to the engine; returns the warnings to give."""
+    engine = sess.engine
     warnings = []
+    ops = []
     for name in [n for n in (sess.loaded if names is None else names) if n in sess.loaded and n not in exported]:
-        con.execute(f"DROP TEMPORARY SECRET IF EXISTS {quote_ident(name)}")
+        ops.append((f"DROP TEMPORARY SECRET IF EXISTS {quote_ident(name)}", None))
         del sess.loaded[name]
     now = aws.now()
     for name in [n for n in sess.token_due if n not in exported]:
         del sess.token_due[name]
     todo = exported.items() if names is None else [(n, exported[n]) for n in names if n in exported]
+    created = []
     for name, (digest, srvname, spec, out) in todo:
-        if guard.fired:
-            return warnings     # stopped: the next engine use carries on
         due = sess.token_due.get(name)
         if name in sess.loaded and sess.loaded[name].digest == digest and (due is None or now < due):
             continue
-        sql, params = secret_sql(name, sess.engine.adapt(out))
-        try:
-            con.execute(sql, params)
-        except duckdb.Error as e:   # the message is scrubbed below
+        sql, params = secret_sql(name, engine.adapt(out))
+        created.append((len(ops), name, digest, srvname, spec, out))
+        ops.append((sql, params))
+    if not ops:
+        return warnings
+    results = engine.batch(plpy, ops)
+    failed = []
+    for at, name, digest, srvname, spec, out in created:
+        error = results[at].get("error")
+        if error is not None:       # the message is scrubbed below
             sess.loaded.pop(name, None)
-            con.execute(f"DROP TEMPORARY SECRET IF EXISTS {quote_ident(name)}")
-            if guard.fired:
-                return warnings
-            err = from_duckdb(e)
+            failed.append(name)
+            err = from_duckdb(RemoteError(str(error.get("kind")), str(error.get("message"))))
             warnings.append(f"skipping DuckDB secret {derive.label(srvname, origins[name])}: "
                             f"{sess.scrub(err.message)}")
             continue
         sess.loaded[name] = Loaded(digest, srvname, spec)
-        due = derive.renewal(con, name, out, now)
+        due = derive.renewal(lambda n: _secret_string(plpy, engine, n), name, out, now)
         if due is not None:
             sess.token_due[name] = due
+    if failed:
+        engine.batch(plpy, [(f"DROP TEMPORARY SECRET IF EXISTS {quote_ident(n)}", None) for n in failed])
     return warnings
+
+
+def _secret_string(plpy, engine, name):
+    rows = engine.execute(plpy, "SELECT secret_string FROM duckdb_secrets() WHERE name = ?", [name])
+    return rows[0][0] if rows else None
