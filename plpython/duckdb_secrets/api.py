@@ -200,12 +200,11 @@ def _quiet_on_error(fn):
 def query_start(plpy, GD, sql):
     """[.., DuckDB's column list, the fetch SELECT, the same with DuckDB's column names]."""
     sess = _engine_for(plpy, GD, "query", sql)
-    sess.drop_pending()
     pending = query.start(plpy, sess.engine, sql, sess.cell_scrub, sess.caller)
     if pending is None:
         return _value(None)
     pending.sql = sql      # for the error at the end, if any
-    sess.pending = pending
+    sess.push_pending(pending)
     # The column list goes into a HINT: DuckDB's column names may hold anything.
     return _value(sess.scrub(pending.coldef(named=True))) + [pending.fetch_sql()]
 
@@ -231,14 +230,21 @@ def _own_pending(plpy, GD):
     if pending is None:
         return None
     if pending.owner != caller():
-        sess.pending = None
         return None
     return pending
 
 
 def query_chunks(plpy, GD):
     pending = _own_pending(plpy, GD)
-    return [] if pending is None else pending.chunks()
+    return [] if pending is None else _chunks(session(GD), pending)
+
+
+def _chunks(sess, pending):
+    yield from pending.chunks()
+    if pending.error is not None and sess.pending is not pending:
+        # closed under it (a role switch inside the fetch recycled the engine):
+        # its _query_end must still raise the error
+        sess.orphans.append(pending)
 
 
 _TEMPLATES = {}
@@ -264,7 +270,7 @@ def query_failed(plpy, GD, message):
     the value); drops the result."""
     sess = session(GD)
     pending = _own_pending(plpy, GD)
-    sess.pending = None
+    sess.pop_pending()
     if pending is None:
         return [sess.scrub(message or ""), None]
     # The failing statement holds the DuckDB SQL: kept out of the log like a failure inside DuckDB.
@@ -276,7 +282,10 @@ def query_failed(plpy, GD, message):
 def query_end(plpy, GD):
     sess = session(GD)
     pending = _own_pending(plpy, GD)
-    sess.pending = None
+    if pending is not None:
+        sess.pop_pending()
+    elif sess.orphans:
+        pending = sess.orphans.pop()
     if pending is not None and pending.error is not None:
         _quiet_if_credentials(plpy, GD, getattr(pending, "sql", None), pending.error)
         raise pending.error
@@ -330,6 +339,16 @@ def secrets(plpy, GD):
     for name, (server, typ, why) in sorted(sess.skipped.items()):
         out.append((None, name, server, (typ or "").strip().lower(), None, [], "skipped", why, "server"))
     return out
+
+
+@rows_entry(8)
+def engine_status(plpy, GD):
+    """The row of duckdb.engine(): the current role's engine process."""
+    sess = sync.ensure(plpy, GD)
+    e = sess.engine
+    status = e.status()
+    return [(None, e.pid, str(e.name), status["sandbox"], status["enforced"], status["not_enforced"],
+             status["memory_limit"], status["peak_memory"])]
 
 
 @entry

@@ -58,9 +58,6 @@ SELECT s.srvname::text AS srvname FROM pg_catalog.pg_foreign_server s
 """
 
 
-DEADLINE_SQL = ("SELECT pg_catalog.date_part('epoch', pg_catalog.statement_timestamp()) AS st_epoch, "
-                "pg_catalog.current_setting('statement_timeout') AS stmt_timeout")
-
 
 def _dry_run(plpy, sess, name, spec, scrub):
     if sess.scratch is None or not sess.scratch.usable():

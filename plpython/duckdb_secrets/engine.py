@@ -77,24 +77,22 @@ _BOOT = ("import sys; sys.path[:0] = [sys.argv[3], sys.argv[4]]; "
 
 # Spill files live where PostgreSQL keeps its own temporary files (base backups
 # skip pgsql_tmp; PostgreSQL removes pgsql_tmp* entries when it restarts), one
-# directory per engine, removed with the engine and when the backend exits.
+# directory per backend (its one engine at a time), removed with the engine
+# and when the backend exits.
 SPILL_PARENT = os.path.join("base", "pgsql_tmp")
-_SPILL_NAME = re.compile(r"^pgsql_tmp(\d+)\.duckdb(\.\d+)?$")
-_spill_serial = [0]
+_SPILL_NAME = re.compile(r"^pgsql_tmp(\d+)\.duckdb$")
 
 
 def spill_directory():
-    """A new spill directory for an engine of this backend (absolute; the
-    backend runs in the data directory), after removing those of backends
-    that are gone."""
+    """The spill directory for this backend's engine (absolute; the backend
+    runs in the data directory), after removing those of backends that are gone."""
     parent = os.path.abspath(SPILL_PARENT)
     os.makedirs(parent, mode=0o700, exist_ok=True)
     for name in os.listdir(parent):
         m = _SPILL_NAME.match(name)
         if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
             _rmtree(os.path.join(parent, name))
-    _spill_serial[0] += 1
-    path = os.path.join(parent, f"pgsql_tmp{os.getpid()}.duckdb.{_spill_serial[0]}")
+    path = os.path.join(parent, f"pgsql_tmp{os.getpid()}.duckdb")
     os.makedirs(path, mode=0o700, exist_ok=True)
     return path
 
@@ -216,15 +214,20 @@ def _oom_kills():
     return None
 
 
-def _data_size(pid):
+def _status_bytes(pid, field):
+    """A size from /proc/<pid>/status (readable even for a non-dumpable process)."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmData:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError):
         pass
     return None
+
+
+def _data_size(pid):
+    return _status_bytes(pid, "VmData")
 
 
 class Dead(Exception):
@@ -281,7 +284,6 @@ class Process:
         rid = self.next_id
         self.next_id += 1
         try:
-            self.sock.setblocking(True)
             self.sock.sendall(wire.message(rid, request))
         except OSError:
             self._died()
@@ -290,14 +292,12 @@ class Process:
 
     def interrupt(self):
         try:
-            self.sock.setblocking(True)
             self.sock.sendall(wire.message(0, {"op": "interrupt"}))
         except OSError:
             pass
 
     def _read(self):
         """Take in what the socket holds; False if the worker is gone."""
-        self.sock.setblocking(False)
         alive = self.reader.feed()
         try:
             frames = self.reader.frames()
@@ -328,16 +328,17 @@ class Process:
             if self.inbox.get(rid):
                 continue
             if pg is not None:
-                pg.wait(self.sock.fileno(), 50)
+                timed_out = pg.wait(self.sock.fileno(), 50) & WL_TIMEOUT
                 if pg.stopping() and stop_deadline is None:
                     self.stop(rid)
                     raise Stopped()
             else:
                 import select
-                select.select([self.sock], [], [], 0.05)
+                timed_out = not select.select([self.sock], [], [], 0.05)[0]
             if stop_deadline is not None and time.monotonic() > stop_deadline:
                 raise TimeoutError()
-            self._sample()
+            if timed_out:
+                self._sample()      # its memory, for the error if it dies
 
     def _sample(self):
         size = _data_size(self.proc.pid)
@@ -502,6 +503,7 @@ class Engine(Remote):
         self.proc = None
         self.spill = None
         self.sandbox = {}
+        self.data_limit = None
         _close_at_exit()
         _open_engines.append(self)
         try:
@@ -516,6 +518,16 @@ class Engine(Remote):
             from . import egress
             self.proxy = egress.Proxy(egress.Policy(policy.reach))
         self.spill = spill_directory()
+        start = self.start_request(policy, extensions)
+        self.proc = Process(start, start["title"])
+        reply = self._reply(None, self.proc.start_id)
+        self.extensions = set(reply.get("extensions") or ())
+        self.sandbox = reply.get("sandbox") or {}
+        self.data_limit = start["data_limit"]
+
+    def start_request(self, policy, extensions):
+        """The worker's start request: DuckDB's configuration, the extensions to
+        load, the settings to make, the memory limit and the kernel sandbox."""
         wanted = sorted({"httpfs", *extensions}, key=_load_rank)
         config = {
             "autoinstall_known_extensions": False,
@@ -579,10 +591,7 @@ class Engine(Remote):
             "data_limit": parse_size(policy.memory_limit, "duckdb.memory_limit") + MEMORY_ALLOWANCE,
             "sandbox": self._sandbox(policy),
         }
-        self.proc = Process(start, start["title"])
-        reply = self._reply(None, self.proc.start_id)
-        self.extensions = set(reply.get("extensions") or ())
-        self.sandbox = reply.get("sandbox") or {}
+        return start
 
     def _sandbox(self, policy):
         """What the kernel is asked to enforce for this engine (sandbox.restrict)."""
@@ -700,6 +709,30 @@ class Engine(Remote):
     @property
     def pid(self):
         return None if self.proc is None else self.proc.pid
+
+    def wanted(self):
+        """(file rules wanted, TCP rules wanted) of this engine's sandbox."""
+        return not self.policy.local_files, self.proxy is not None
+
+    def not_enforced(self):
+        """What the kernel was asked to enforce and does not (an older kernel)."""
+        from . import sandbox
+        files, tcp = self.wanted()
+        return sandbox.describe_missing(self.sandbox, files, tcp)
+
+    def status(self):
+        names = {"files": "file-system rules (Landlock)", "tcp": "TCP connect rules (Landlock)",
+                 "scope": "signal and abstract-socket scoping (Landlock)",
+                 "ptrace": "no ptrace or /proc access to other processes (Landlock)",
+                 "sockets": "no sockets but TCP (seccomp)"}
+        files, tcp = self.wanted()
+        relevant = [k for k in names if (k != "files" or files) and (k not in ("tcp", "sockets") or tcp)]
+        enforced = [names[k] for k in relevant if self.sandbox.get(k)]
+        missing = self.not_enforced()
+        level = "full" if not missing else ("partial" if enforced else "none")
+        peak = _status_bytes(self.pid, "VmHWM") if self.pid else None
+        return {"sandbox": level, "enforced": enforced, "not_enforced": missing,
+                "memory_limit": self.data_limit, "peak_memory": peak}
 
     def close(self):
         Remote.close(self)

@@ -93,8 +93,10 @@ def read(plpy, sess):
     r = rows[0]
     sess.caller = caller()
     sess.deadline = interrupts.deadline(r["st_epoch"], r["stmt_timeout"])
-    if sess.pending is not None and sess.pending.owner != sess.caller:
-        sess.pending = None     # left by another statement (an error) or another role: gone
+    if sess.pending is not None and sess.pending.owner[1] != sess.caller[1]:
+        sess.drop_pending()     # left by another statement (an error): gone
+    if sess.orphans:
+        sess.orphans = [p for p in sess.orphans if p.owner[1] == sess.caller[1]]
     return r
 
 

@@ -24,7 +24,7 @@ import json
 import re
 
 from . import arrowstream
-from .errors import CHARACTER_NOT_IN_REPERTOIRE, PgError, caught, from_duckdb
+from .errors import CHARACTER_NOT_IN_REPERTOIRE, SYSTEM_ERROR, PgError, caught, from_duckdb
 
 FIELD, ROW, NULL, ALONE = "\x01", "\x02", "\x03", "\x04"
 
@@ -199,10 +199,13 @@ class Pending:
         self.owner = owner          # (role, statement): only that role, in that statement, fetches it
         self.error = None
         self.sql = None             # the DuckDB SQL (api: is it logged if it fails)
+        self.cut = False            # closed before its end (close())
 
     def close(self):
-        """Stop reading (the worker drops the result)."""
+        """Stop reading (the worker drops the result). A fetch still under way
+        ends with an error, never as a short result."""
         source, self.source = self.source, iter(())
+        self.cut = True
         if hasattr(source, "close"):
             caught(source.close)
 
@@ -224,6 +227,8 @@ class Pending:
                 self.error = error if isinstance(error, PgError) else from_duckdb(error)
                 return
             if chunk is None:
+                if self.cut:
+                    self.error = PgError(SYSTEM_ERROR, "the DuckDB result was closed before it was read to its end")
                 return
             yield chunk
 
@@ -359,9 +364,6 @@ class Result:
     def next_run(self):
         """(wire.TEXT, bytes) or (wire.ROWS, [row, ...]) or None at the end."""
         return next(self._runs, None)
-
-    def sent(self):
-        pass
 
     def close(self):
         runs, self._runs = self._runs, None

@@ -20,7 +20,8 @@ from .masking import NO_SCRUB
 CONF_SETTINGS = ["duckdb.allowed_url_prefixes", "duckdb.engine_settings", "duckdb.trusted_server_owners",
                  "duckdb.max_memory_limit", "duckdb.max_threads", "duckdb.max_temp_directory_size",
                  "duckdb.aws_config_file", "duckdb.aws_shared_credentials_file", "duckdb.aws_assume_role_duration",
-                 "duckdb.aws_refresh_margin", "duckdb.rds_token_max_age", crypto.SETTING]
+                 "duckdb.aws_refresh_margin", "duckdb.rds_token_max_age", "duckdb.require_sandbox",
+                 crypto.SETTING]
 CONF_SQL = "SELECT name, setting FROM duckdb._admin_settings() WHERE name = ANY($1)"
 
 # What the engine holds for a secret (Session.loaded).
@@ -51,7 +52,8 @@ class Session:
     # caches of validated specs and their digests and facts (the sync that
     # recycles has just filled them), the administrator's settings and where
     # the secret table is.
-    KEPT = ("plans", "scratch", "caller", "deadline", "specs", "digests", "derived", "context", "table_args")
+    KEPT = ("plans", "scratch", "caller", "deadline", "specs", "digests", "derived", "context", "table_args",
+            "orphans")
 
     def __init__(self):
         self.engine = None
@@ -62,6 +64,8 @@ class Session:
         self.scratch = None
         self.plans = {}
         self.pending = None       # result of the running duckdb.query
+        self.outer = []           # results of duckdb.query calls this one runs inside (a domain check, ...)
+        self.orphans = []         # results closed under their fetch, whose end must raise their error
         self.caller = None        # (role oid, statement timestamp) of the current engine use
         self.deadline = None      # the current statement's statement_timeout, as time.time()
         self.resolved = {}        # server -> (spec digest, aws.Resolved)
@@ -92,11 +96,23 @@ class Session:
         return {r["name"]: r["setting"] for r in plpy.execute(self.plan(plpy, "conf", CONF_SQL, ["text[]"]),
                                                                 [CONF_SETTINGS])}
 
+    def push_pending(self, pending):
+        """A new result to fetch; one being fetched (this call runs inside its
+        fetch: a domain check, a function per row) waits under it, whole."""
+        if self.pending is not None:
+            self.outer.append(self.pending)
+        self.pending = pending
+
+    def pop_pending(self):
+        """The result fetched, back to the one it ran inside (if any)."""
+        self.pending = self.outer.pop() if self.outer else None
+
     def drop_pending(self):
-        """Forget the pending result (its worker side is closed with it)."""
-        pending, self.pending = self.pending, None
-        if pending is not None:
-            pending.close()
+        """Forget every pending result (their worker side is closed with them)."""
+        for pending in [self.pending, *self.outer]:
+            if pending is not None:
+                pending.close()
+        self.pending, self.outer = None, []
 
     def recycle(self):
         """Close the engine and start afresh, keeping only KEPT."""

@@ -13,7 +13,7 @@ remember (SyncState).
 
 from . import aws, catalog, collect, crypto, derive, extensions, fingerprint, interrupts, masking
 from .engine import Engine, RemoteError, quote_ident, secret_sql
-from .errors import from_duckdb
+from .errors import INSUFFICIENT_PRIVILEGE, PgError, from_duckdb
 from .policy import RolePolicy
 from .session import Loaded, session
 
@@ -176,6 +176,7 @@ def _prepare_engine(plpy, GD, sess, state, old=None, touched=None):
         if policy.superuser:        # and what duckdb.autoload_extension() asks for
             needed |= extensions.autoloaded(plpy, GD)
         sess.engine = Engine(policy, needed, name=sess.context.rolname)
+        _sandbox_check(plpy, sess)
         old = None                  # a new engine: its masks are worked out again
     if old is None or not all(_same_masks(old.facts.get(n), facts.get(n)) for n in touched):
         sess.scrub, sess.cell_scrub = masking.engine_masks(policy, facts.values(), sess.scrub)
@@ -234,3 +235,28 @@ def _apply(plpy, sess, exported, origins, names=None):
 def _secret_string(plpy, engine, name):
     rows = engine.execute(plpy, "SELECT secret_string FROM duckdb_secrets() WHERE name = ?", [name])
     return rows[0][0] if rows else None
+
+
+_warned = []
+
+
+def _sandbox_check(plpy, sess):
+    """A kernel that enforces less than the engine's sandbox asks (Landlock
+    missing or older than ABI 6): one WARNING per backend naming what is not
+    enforced; with duckdb.require_sandbox on, no engine for a role that is not
+    a superuser."""
+    missing = sess.engine.not_enforced()
+    if not missing:
+        return
+    required = (sess.context.conf.get("duckdb.require_sandbox") or "").strip().lower() in ("on", "true", "1", "yes")
+    if required and not sess.engine.policy.superuser:
+        sess.recycle()
+        raise PgError(INSUFFICIENT_PRIVILEGE, "the kernel cannot sandbox this role's DuckDB engine",
+                      detail="Not enforced by this kernel: " + "; ".join(missing) + ".",
+                      hint="duckdb.require_sandbox is on: engines of roles that are not superusers need "
+                           "Landlock ABI 6 (Linux 6.12 or later) with the landlock LSM enabled "
+                           "(docs/security.md).")
+    if not _warned:
+        _warned.append(True)
+        plpy.warning("the DuckDB engine's kernel sandbox is partial on this server: not enforced: "
+                     + "; ".join(missing) + " (see duckdb.engine() and docs/security.md)")

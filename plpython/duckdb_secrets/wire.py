@@ -15,6 +15,7 @@ hostile file took over can send wrong answers, never code (no pickle).
 """
 
 import json
+import socket
 import struct
 
 HEADER = struct.Struct("<IIB")
@@ -53,13 +54,13 @@ class Reader:
         self.want = None            # (length, rid, kind) of the frame being read
 
     def feed(self):
-        """Read what is there; False at end of stream."""
+        """Read what is there; False at end of stream (or a broken socket)."""
         try:
-            data = self.sock.recv(1 << 20)
-        except BlockingIOError:
+            data = self.sock.recv(1 << 20, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
             return True
-        except InterruptedError:
-            return True
+        except OSError:
+            return False
         if not data:
             return False
         self.buf += data

@@ -182,18 +182,7 @@ class Worker:
     # --- connections ----------------------------------------------------------------
 
     def _using(self, con):
-        worker = self
-
-        class Use:
-            def __enter__(self):
-                with worker.active_lock:
-                    worker.active.add(con)
-                return con
-
-            def __exit__(self, *exc):
-                with worker.active_lock:
-                    worker.active.discard(con)
-        return Use()
+        return _InUse(self, con)
 
     def _free_connection(self):
         """The engine's connection, or a cursor of it while a result is open on it."""
@@ -316,16 +305,11 @@ class Worker:
             self._drop(of)
             return {"end": True}
         kind, payload = run
-        if kind == wire.TEXT:
-            with memoryview(payload) as mv:
-                self.send(wire.HEADER.pack(len(mv), rid, wire.TEXT) + bytes(mv) if len(mv) < 65536 else
-                          wire.HEADER.pack(len(mv), rid, wire.TEXT))
-                if len(mv) >= 65536:
-                    with self.send_lock:
-                        self.sock.sendall(mv)
-        else:
-            self.send(wire.frame(rid, wire.ROWS, json.dumps(payload).encode()))
-        result.sent()
+        if kind == wire.ROWS:
+            payload = json.dumps(payload).encode()
+        with self.send_lock:        # header and payload apart: a run is not copied again
+            self.sock.sendall(wire.HEADER.pack(len(payload), rid, kind))
+            self.sock.sendall(payload)
         return None
 
     def _drop(self, of):
@@ -394,6 +378,22 @@ class Worker:
                 if head == "-- admin":      # the administrator's duckdb.engine_settings
                     raise type(e)(f"duckdb.engine_settings: {e}") from None
                 raise
+
+
+class _InUse:
+    """A connection running a request: what an interrupt interrupts."""
+
+    def __init__(self, worker, con):
+        self.worker, self.con = worker, con
+
+    def __enter__(self):
+        with self.worker.active_lock:
+            self.worker.active.add(self.con)
+        return self.con
+
+    def __exit__(self, *exc):
+        with self.worker.active_lock:
+            self.worker.active.discard(self.con)
 
 
 def _pgerror_fields(exc):
