@@ -72,6 +72,12 @@ STOP_GRACE = 0.2
 _PASSED_ENV = ("TZ", "LANG", "LC_ALL", "LC_CTYPE", "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE",
                "DUCKDB_SECRETS_LANDLOCK_ABI_MAX")
 
+# Azure credential chains are resolved by DuckDB's azure extension from these
+# (env, workload and managed identity): passed to engines that load azure only.
+_AZURE_ENV = ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH",
+              "AZURE_FEDERATED_TOKEN_FILE", "AZURE_AUTHORITY_HOST", "AZURE_USERNAME", "AZURE_PASSWORD",
+              "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT", "MSI_SECRET")
+
 _BOOT = ("import sys; sys.path[:0] = [sys.argv[3], sys.argv[4]]; "
          "from duckdb_secrets import worker; worker.main(int(sys.argv[1]), int(sys.argv[2]))")
 
@@ -247,7 +253,8 @@ class Process:
         import socket
         import subprocess
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
+        passed = _PASSED_ENV + (_AZURE_ENV if "azure" in start.get("load", ()) else ())
+        env = {k: os.environ[k] for k in passed if k in os.environ}
         env.update({"AWS_EC2_METADATA_DISABLED": "true", "MALLOC_ARENA_MAX": "2", "PATH": "/usr/bin:/bin",
                     "HOME": "/nonexistent", "PYTHONDONTWRITEBYTECODE": "1"})
         try:
