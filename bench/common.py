@@ -2,6 +2,8 @@
 throughput rows (DuckDB's own fetchall and duckdb.query run the same SQL), and
 how a process's memory is read."""
 
+import os
+
 SHAPES = {
     "rows": "SELECT range::BIGINT AS a, (range * 2)::BIGINT AS b, 'row ' || range AS c FROM range({n})",
     "mixed": ("SELECT TIMESTAMP '2024-01-01' + to_microseconds(range * 7919) AS ts, "
@@ -21,3 +23,30 @@ def proc_memory(pid="self"):
                 fields[parts[0].rstrip(":")] = int(parts[1]) * 1024
     return {"rss": fields.get("Rss", 0), "pss": fields.get("Pss", 0),
             "uss": fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)}
+
+
+def children(pid):
+    """The processes whose parent is pid (an engine's worker and egress proxy)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == int(pid):
+                        out.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    return out
+
+
+def family_memory(pid):
+    """proc_memory of pid and its children, summed: a backend and its engine."""
+    total = {"rss": 0, "pss": 0, "uss": 0}
+    for p in [pid, *children(pid)]:
+        try:
+            used = proc_memory(p)
+        except OSError:
+            continue
+        for k in total:
+            total[k] += used[k]
+    return total

@@ -264,3 +264,45 @@ def test_a_result_is_whole_while_other_engine_calls_run(db):
     per_row = db.conn.execute("""SELECT count(*) FROM duckdb.query($$SELECT range FROM range(300)$$) AS t(a bigint)
         WHERE a = (SELECT b FROM duckdb.query('SELECT ' || a || '::bigint') AS u(b bigint))""").fetchone()[0]
     assert per_row == 300
+
+
+@pytest.mark.cluster
+def test_an_older_kernel_warns_once_and_require_sandbox_refuses(tmp_path_factory):
+    """A postmaster whose workers may use only Landlock ABI 2 (Debian 12's own
+    kernel): files are still restricted, TCP rules and scoping are not. The
+    first engine of each backend gives one WARNING naming that; duckdb.engine()
+    shows it; with duckdb.require_sandbox on, a role's engine is refused."""
+    import localenv
+    from conftest import fresh_database
+    base = localenv.scratch_dir("duckdb_secrets_abi2.")
+    cluster = localenv.PgCluster(os.path.join(base, "pg"),
+                                 env={**os.environ, "DUCKDB_SECRETS_LANDLOCK_ABI_MAX": "2"}).start()
+    try:
+        conn = fresh_database(cluster, "abi")
+        conn.execute("CREATE ROLE weak LOGIN")
+        conn.execute("GRANT EXECUTE ON FUNCTION duckdb.query(text) TO weak")
+        with psycopg.connect(cluster.dsn("abi", "weak"), autocommit=True) as c:
+            notices = []
+            c.add_notice_handler(lambda d: notices.append(d.message_primary))
+            assert q(c, "SELECT 1", "x int") == [(1,)]
+            assert q(c, "SELECT 2", "x int") == [(2,)]
+            warned = [n for n in notices if "kernel sandbox is partial" in n]
+            assert len(warned) == 1 and "TCP" in warned[0] and "scoping" in warned[0], notices
+            row = c.execute("SELECT sandbox, enforced, not_enforced FROM duckdb.engine()").fetchone()
+            assert row[0] == "partial" and any("file-system" in e for e in row[1]), row
+        conn.execute("SET duckdb.require_sandbox = ''")
+        conn.execute("ALTER SYSTEM SET duckdb.require_sandbox = 'on'")
+        conn.execute("SELECT pg_reload_conf()")
+        time.sleep(0.5)
+        with psycopg.connect(cluster.dsn("abi", "weak"), autocommit=True) as c:
+            with pytest.raises(psycopg.Error) as e:
+                q(c, "SELECT 1", "x int")
+            assert e.value.sqlstate == "42501" and "cannot sandbox" in str(e.value), str(e.value)
+            assert not engine_pids(c.execute("SELECT pg_backend_pid()").fetchone()[0])
+        # a superuser's engine asks for no file or TCP rules: it still runs, with the WARNING
+        assert q(conn, "SELECT 3", "x int") == [(3,)]
+        conn.close()
+    finally:
+        cluster.stop()
+        import shutil
+        shutil.rmtree(base, ignore_errors=True)

@@ -116,12 +116,15 @@ def in_background(c, sql):
     return t, outcome
 
 
-def run_and_kill(w, sql, after):
-    """Runs sql in a new backend and kill -9s that backend after `after` seconds."""
+def run_and_kill(w, sql, after, engines=None):
+    """Runs sql in a new backend and kill -9s that backend after `after` seconds
+    (its engine processes then, into engines)."""
     c = connect(w)
     pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
     t, outcome = in_background(c, sql)
     time.sleep(after)
+    if engines is not None:
+        engines.extend(_engines_of(pid))
     start = w["cluster"].log_size()
     os.kill(pid, signal.SIGKILL)             # a backend of the cluster this test started
     STATS["faults"] += 1
@@ -152,9 +155,78 @@ def test_kill_9_in_the_middle_of_a_secret_sync(world):
 
 
 def test_kill_9_in_the_middle_of_a_query(world):
+    engines = []
     out = run_and_kill(world, "SELECT * FROM duckdb.query($$ SELECT sum(i) FROM range(100000000000) t(i) $$) "
-                              "AS t(s numeric)", 2.0)
+                              "AS t(s numeric)", 2.0, engines)
     assert "error" in out
+    assert engines, "no engine process was running"
+    _gone_within(engines, 2.0)          # no orphan: the worker ends with its backend
+    everything_there_and_working(world)
+
+
+def _engines_of(pid):
+    from test_engine_process import engine_pids
+    return engine_pids(pid)
+
+
+def _gone_within(pids, seconds):
+    deadline = time.monotonic() + seconds
+    from test_engine_process import _alive
+    while any(_alive(p) for p in pids):
+        assert time.monotonic() < deadline, f"engine processes outlived their backend: {pids}"
+        time.sleep(0.02)
+
+
+SPIN = ("SELECT * FROM duckdb.query($$ SELECT levenshtein(repeat('a', 60000 + (i % 2)::int), repeat('b', 60000)) "
+        "FROM range(30) r(i) $$) AS t(n bigint)")
+
+
+def test_fast_shutdown_with_engines_that_never_check_for_interrupts(world):
+    """pg_ctl stop -m fast while two sessions run a scalar call that never checks
+    DuckDB's interrupt flag: the workers are killed, the shutdown is quick."""
+    conns = [connect(world), connect(world, "fault_reader")]
+    engines, threads = [], []
+    for c in conns:
+        c.execute(READ)
+        engines += _engines_of(c.execute("SELECT pg_backend_pid()").fetchone()[0])
+        threads.append(in_background(c, SPIN)[0])
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    subprocess.run(localenv._as_postgres([f"{localenv.PG_BIN}/pg_ctl", "-D", world["cluster"].data,
+                                          "-m", "fast", "-w", "stop"]), check=True, stdout=subprocess.DEVNULL)
+    took = time.monotonic() - t0
+    print(f"pg_ctl stop -m fast with two spinning engines: {took:.2f} s")
+    assert took < 2.0
+    _gone_within(engines, 1.0)
+    for t in threads:
+        t.join(60)
+    for c in conns:
+        c.close()
+    world["cluster"].start()
+    everything_there_and_working(world)
+
+
+def test_a_killed_postmaster_leaves_no_engine(world):
+    """kill -9 of the postmaster: each backend's wait sees it and exits; its engine ends with it."""
+    c = connect(world)
+    c.execute(READ)
+    backend = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+    engines = _engines_of(backend)
+    t, _ = in_background(c, SPIN)
+    time.sleep(1.0)
+    os.kill(world["cluster"].pid, signal.SIGKILL)       # the postmaster of the cluster this test started
+    STATS["faults"] += 1
+    _gone_within([backend, *engines], 5.0)
+    t.join(60)
+    c.close()
+    # what a killed postmaster leaves: other children exit on their own; then start again
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            world["cluster"].start()
+            break
+        except subprocess.CalledProcessError:
+            time.sleep(0.5)
     everything_there_and_working(world)
 
 
@@ -237,12 +309,15 @@ def test_no_duckdb_file_is_left_in_the_data_directory(world):
 def test_immediate_shutdown_and_restart(world):
     c = connect(world)
     c.execute(READ)
+    engines = _engines_of(c.execute("SELECT pg_backend_pid()").fetchone()[0])
     busy, _ = in_background(c, "SELECT * FROM duckdb.query($$ SELECT sum(i) FROM range(100000000000) t(i) $$) "
                                "AS t(s numeric)")
     time.sleep(1.0)
     subprocess.run(localenv._as_postgres([f"{localenv.PG_BIN}/pg_ctl", "-D", world["cluster"].data,
                                           "-m", "immediate", "-w", "stop"]), check=True, stdout=subprocess.DEVNULL)
     STATS["faults"] += 1
+    assert engines
+    _gone_within(engines, 2.0)
     busy.join(60)
     c.close()
     world["cluster"].start()
