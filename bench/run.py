@@ -64,6 +64,24 @@ def rss_of(pid):
     return sum(_status_bytes(p, "VmRSS") or 0 for p in [pid, *_common.children(pid)])
 
 
+def cancel_delay(c, killer, pid, sql, after):
+    """Seconds from pg_cancel_backend (sent `after` seconds into sql) to the error."""
+    done = {}
+
+    def run():
+        try:
+            c.execute(sql).fetchall()
+        except psycopg.errors.QueryCanceled:
+            done["at"] = time.perf_counter()
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(after)
+    sent = time.perf_counter()
+    killer.execute("SELECT pg_cancel_backend(%s)", (pid,))
+    t.join(60)
+    return done.get("at", float("inf")) - sent
+
+
 class Bench:
     def __init__(self):
         self.base = tempfile.mkdtemp(prefix="duckdb_secrets_bench.")
@@ -364,20 +382,7 @@ class Bench:
                         pass
                     timeouts.append(time.perf_counter() - t0 - 0.3)
                     c.execute("RESET statement_timeout")
-                    done = {}
-
-                    def run(c=c, sql=sql, done=done):
-                        try:
-                            c.execute(sql).fetchall()
-                        except psycopg.errors.QueryCanceled:
-                            done["at"] = time.perf_counter()
-                    t = threading.Thread(target=run)
-                    t.start()
-                    time.sleep(0.3)
-                    sent = time.perf_counter()
-                    killer.execute("SELECT pg_cancel_backend(%s)", (pid,))
-                    t.join(60)
-                    cancels.append(done.get("at", float("inf")) - sent)
+                    cancels.append(cancel_delay(c, killer, pid, sql, 0.3))
             results[name] = (median(timeouts), median(cancels))
         self.record("8a. time to stop on statement_timeout: DuckDB query vs PostgreSQL's own (goal also < 500 ms)",
                     results["duckdb"][0] * 1000, results["postgres"][0] * 1000, "ms", 2)
@@ -392,20 +397,7 @@ class Bench:
             for _ in range(reps):
                 c.execute(SELECT_1).fetchall()
                 pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
-                done = {}
-
-                def run(c=c, done=done):
-                    try:
-                        c.execute(spin).fetchall()
-                    except psycopg.errors.QueryCanceled:
-                        done["at"] = time.perf_counter()
-                t = threading.Thread(target=run)
-                t.start()
-                time.sleep(0.5)
-                sent = time.perf_counter()
-                killer.execute("SELECT pg_cancel_backend(%s)", (pid,))
-                t.join(60)
-                stops.append(done.get("at", float("inf")) - sent)
+                stops.append(cancel_delay(c, killer, pid, spin, 0.5))
         self.record("8c. time to stop a DuckDB call that never checks for interrupts (levenshtein, 60,000 "
                     "characters; cancel) vs a DuckDB query that does (8b) (goal: < 500 ms)",
                     median(stops) * 1000, results["duckdb"][1] * 1000, "ms")

@@ -35,6 +35,7 @@ from conftest import (
 )
 from conftest import WORLD_CANARY as CANARY
 from duckdb_secrets import egress
+from test_engine_process import _alive, _children, _cmdline
 
 # --- 1. reach ---------------------------------------------------------------------
 
@@ -151,27 +152,6 @@ def test_the_proxy_ends_with_its_engine(db, world):
             break
         time.sleep(0.1)
     assert not any(_alive(c) for c in children)
-
-
-def _children(pid):
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
-    return [int(x) for x in out.split()]
-
-
-def _cmdline(pid):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return "State:\tZ" not in f.read()
-    except FileNotFoundError:
-        return False
 
 
 # --- 2. the server's own identity ------------------------------------------------

@@ -64,14 +64,7 @@ def _alive(pid):
 
 
 def _status(pid, field):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return engine._status_bytes(pid, field) or 0
 
 
 def _postmaster_start(c):

@@ -3,7 +3,7 @@
 The engine runs in a process of its own (engine.py): while the backend waits
 for it, it sleeps in PostgreSQL's WaitLatchOrSocket and reads PostgreSQL's
 interrupt flags, asks the worker to interrupt DuckDB and kills it if it does
-not stop within engine.STOP_GRACE. This module keeps what is left of the
+not stop within process.STOP_GRACE. This module keeps what is left of the
 backend's side: the statement's deadline as the fingerprint query reads it,
 and giving the C heap's free pages back.
 """
