@@ -299,3 +299,12 @@ def test_an_older_kernel_warns_once_and_require_sandbox_refuses(tmp_path_factory
         cluster.stop()
         import shutil
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_huge_duckdb_error_is_bounded(db, log_since):
+    """error(repeat(...)): DuckDB's message is as long as the value; what reaches
+    the client and the server log is cut (after masking) to a few kilobytes."""
+    with pytest.raises(psycopg.Error) as e:
+        q(db.conn, "SELECT error(repeat('ab', 100000))")
+    assert len(e.value.diag.message_primary) < 9000 and "more characters" in e.value.diag.message_primary
+    assert "ab" * 5000 not in log_since()

@@ -176,6 +176,9 @@ BYPASSES = [
     "SELECT 1; CREATE SECRET pwn (TYPE s3)",
     "COPY FROM DATABASE memory TO other",
     "ATTACH 's3://bucket/x.duckdb' AS r (READ_ONLY)",
+    # a database file read without ATTACH (red team, engine-process round)
+    "SELECT * FROM read_duckdb('s3://bucket/t.duckdb')",
+    "SELECT * FROM read_duckdb('s3://bucket/t.duckdb', table_name := 't')",
 ]
 
 

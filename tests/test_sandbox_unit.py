@@ -768,5 +768,7 @@ def test_worker_read_paths(deps):
     assert "/etc/ssl" in paths and "/sys/fs/cgroup" in paths and f"/proc/{result['pid']}" in paths
     assert "/nonexistent/pkg" not in paths
     for p in paths:
+        if p == PLPYTHON:       # given, wherever the checkout is (CI clones into /tmp)
+            continue
         assert not p.startswith(("/var/lib/postgresql", "/tmp", "/home", "/root")), p
         assert p != "/proc" and p != "/usr/lib/python3/dist-packages"

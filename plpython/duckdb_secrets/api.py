@@ -341,14 +341,14 @@ def secrets(plpy, GD):
     return out
 
 
-@rows_entry(8)
+@rows_entry(9)
 def engine_status(plpy, GD):
     """The row of duckdb.engine(): the current role's engine process."""
     sess = sync.ensure(plpy, GD)
     e = sess.engine
     status = e.status()
     return [(None, e.pid, str(e.name), status["sandbox"], status["enforced"], status["not_enforced"],
-             status["memory_limit"], status["peak_memory"])]
+             e.policy.memory_limit, status["memory_limit"], status["peak_memory"])]
 
 
 @entry

@@ -332,6 +332,16 @@ def _policy_reader():
     os._exit(0)
 
 
+def _name_this_process():
+    """ps shows it as its backend's egress proxy (run as a script: the package is beside it)."""
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        from duckdb_secrets.proctitle import set_title
+    except ImportError:
+        return
+    set_title(f"postgres: duckdb egress proxy for backend {os.getppid()}", "duckdb egress")
+
+
 def main():
     # PostgreSQL signals a backend's whole process group (cancel: SIGINT);
     # only the backend acts on those. SIGTERM (terminate, shutdown) ends us too.
@@ -342,6 +352,7 @@ def main():
     if not first:
         return
     _State.policy = Policy.from_json(first.decode())
+    _name_this_process()
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)

@@ -61,9 +61,10 @@ class PgError(Exception):
         """[sqlstate, message, detail, hint]: scrub (the session's mask) and then
         the error's own masks applied."""
         f = then(scrub, self.mask) or (lambda s: s)
-        return [self.sqlstate, f(self.message),
-                f(self.detail) if self.detail else None,
-                f(self.hint) if self.hint else None]
+        # bounded after masking: a cut must never leave part of a secret unmasked
+        return [self.sqlstate, _bounded(f(self.message)),
+                _bounded(f(self.detail)) if self.detail else None,
+                _bounded(f(self.hint)) if self.hint else None]
 
 
 class MissingMapping(PgError):
@@ -96,6 +97,17 @@ DUCKDB_SQLSTATE = {
 
 
 _NOT_SHIPPED = re.compile(r'Extension "(?:[^"]*/)?([A-Za-z0-9_]+)\.duckdb_extension" not found')
+
+
+# A DuckDB error can be as long as a value a query builds (error(repeat(...))):
+# what reaches the client and the server log is bounded.
+MAX_MESSAGE = 8192
+
+
+def _bounded(text):
+    if len(text) <= MAX_MESSAGE:
+        return text
+    return text[:MAX_MESSAGE] + f" ... ({len(text) - MAX_MESSAGE} more characters)"
 
 
 def from_duckdb(exc, prefix=None):
@@ -131,6 +143,10 @@ def from_duckdb(exc, prefix=None):
         sqlstate = DISK_FULL
         hint = ("The statement needed more than duckdb.max_temp_directory_size of spill space; an "
                 "administrator can raise it, or the query can use less memory.")
+    elif sqlstate == "53200":
+        # DuckDB's advice (SET memory_limit, threads) is not the role's to follow.
+        hint = ("The engine's memory is duckdb.memory_limit (a role may lower it; an administrator sets its "
+                "cap, duckdb.max_memory_limit); a query that needs less memory, or spills to disk, helps.")
     message = f"{prefix}: {first}" if prefix else first
     return PgError(sqlstate, message, detail=rest.strip() or None, hint=hint)
 

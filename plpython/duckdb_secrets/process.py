@@ -132,9 +132,10 @@ def _death_error(code, memory, limit, oom_killed):
                        hint="The limit is duckdb.memory_limit (at most duckdb.max_memory_limit) plus an allowance "
                             "for the engine's process; a smaller query or a higher limit helps. The next call "
                             "starts a new engine.")
+    why = (" Something outside it killed it." if sig == signal.SIGKILL else
+           " Deeply nested data and damaged files can do this to DuckDB." if sig is not None else "")
     return PgError(SYSTEM_ERROR, "the DuckDB engine's process ended unexpectedly",
-                   detail=f"It ended with {how} while running the statement; the statement was lost. "
-                          "Deeply nested data and damaged files can do this to DuckDB.",
+                   detail=f"It ended with {how} while running the statement; the statement was lost.{why}",
                    hint="The session goes on: the next call starts a new engine with the role's secrets.")
 
 

@@ -55,6 +55,8 @@ SUPERUSER_FUNCTIONS = frozenset({
     # every setting: the spill directory's and allowed_directories hold a path of the data directory
     # (and DuckDB's table macros over duckdb_settings() or query_table())
     "duckdb_settings", "pg_settings", "duckdb_profiling_settings", "histogram_values",
+    # a database file opened without ATTACH: its storage, views and macros are DuckDB's, unchecked
+    "read_duckdb",
     "postgres_attach", "postgres_configure_pool", "postgres_execute", "postgres_query", "postgres_scan",
     "postgres_scan_pushdown", "pg_clear_cache", "read_postgres_binary",
     "mysql_clear_cache", "mysql_debug_execution_plan", "mysql_execute", "mysql_explain_federated", "mysql_query",

@@ -24,7 +24,7 @@ import re
 import sys
 import threading
 
-from . import wire
+from . import proctitle, wire
 
 STACK_SIZE = 256 << 20
 
@@ -419,22 +419,6 @@ def _memory():
     return out
 
 
-def _set_title(title):
-    """ps and top show the title: the process name (comm) and the command line
-    (the argv area rewritten in place, padded with NULs)."""
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
-    try:
-        libc.prctl(15, ctypes.c_char_p(b"duckdb engine"), 0, 0, 0)     # PR_SET_NAME
-        with open("/proc/self/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        start, end = int(fields[45]), int(fields[46])      # arg_start, arg_end (fields 48, 49)
-        data = title.encode()[:end - start - 1]
-        ctypes.memmove(start, data + b"\0" * (end - start - len(data)), end - start)
-    except (OSError, ValueError, IndexError, AttributeError):
-        pass
-
-
 def main(fd, parent):
     import socket
     sock = socket.socket(fileno=fd)
@@ -445,7 +429,7 @@ def main(fd, parent):
     start = json.loads(payload)
     from . import sandbox
     sandbox.harden(parent, start.get("data_limit"))
-    _set_title(start.get("title") or "duckdb engine")
+    proctitle.set_title(start.get("title") or "duckdb engine", "duckdb engine")
     box = start.get("sandbox") or {}
     read_only = box.get("read_only")
     if read_only is not None and box.get("system_paths"):
