@@ -308,3 +308,19 @@ def test_a_huge_duckdb_error_is_bounded(db, log_since):
         q(db.conn, "SELECT error(repeat('ab', 100000))")
     assert len(e.value.diag.message_primary) < 9000 and "more characters" in e.value.diag.message_primary
     assert "ab" * 5000 not in log_since()
+
+
+def test_a_result_left_unread_frees_the_engine(db):
+    """A LIMIT that stops reading, an error while parsing: the worker's result
+    is dropped, so the next call runs on the engine's own connection (its TEMP
+    tables visible) and no frame is left waiting in the backend."""
+    c = db.connect()
+    c.execute("SELECT duckdb.raw_query('CREATE TEMP TABLE kept AS SELECT 42 AS x')")
+    rows = c.execute("SELECT * FROM duckdb.query('SELECT range FROM range(3000000)') AS t(a bigint) LIMIT 5")
+    assert len(rows.fetchall()) == 5
+    assert q(c, "SELECT x FROM kept", "x int") == [(42,)]
+    with pytest.raises(psycopg.Error):
+        c.execute("SELECT * FROM duckdb.query($$SELECT CASE WHEN range = 100000 THEN 'x' ELSE range::VARCHAR END "
+                  "FROM range(3000000)$$) AS t(a bigint)").fetchall()
+    assert q(c, "SELECT x FROM kept", "x int") == [(42,)]
+    assert q(c, "SELECT 7", "x int") == [(7,)]

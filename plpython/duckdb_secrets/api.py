@@ -273,6 +273,7 @@ def query_failed(plpy, GD, message):
     sess.pop_pending()
     if pending is None:
         return [sess.scrub(message or ""), None]
+    pending.release()
     # The failing statement holds the DuckDB SQL: kept out of the log like a failure inside DuckDB.
     _quiet_log(plpy, GD, getattr(pending, "sql", None))
     return [sess.scrub(message or ""), sess.scrub(pending.failed(message or ""))]
@@ -284,6 +285,7 @@ def query_end(plpy, GD):
     pending = _own_pending(plpy, GD)
     if pending is not None:
         sess.pop_pending()
+        pending.release()       # read to its end, or PostgreSQL stopped early (LIMIT)
     elif sess.orphans:
         pending = sess.orphans.pop()
     if pending is not None and pending.error is not None:

@@ -231,36 +231,15 @@ class Engine(Remote):
         return self.request(plpy, {"op": "batch", "stmts": [[s, p] for s, p in stmts]})["results"]
 
     def query(self, plpy, sql, fetch=True):
-        """Check and run a user's statement: (request id, [names, types]) or (rid, None)."""
+        """Check and run a user's statement: (request id, [names, types] or
+        None, what came ahead: {"first": a first run follows, "more": runs after it})."""
         rid = self._send(plpy, {"op": "query", "sql": sql, "fetch": fetch})
         reply = self._reply(plpy, rid)
-        return rid, reply.get("desc")
+        return rid, reply.get("desc"), {"first": bool(reply.get("first")), "more": bool(reply.get("more"))}
 
-    def runs(self, plpy, rid):
-        """The formatted runs of result rid: (text, None) or (None, [rows]).
-        The next run is asked for before this one is handed over, so the worker
-        prepares it while PostgreSQL parses this one."""
-        proc = self.proc
-        ask = self._send(plpy, {"op": "next", "of": rid})
-        done = False
-        try:
-            while True:
-                try:
-                    kind, value = proc.wait(ask)
-                except Stopped:
-                    raise _pending(plpy) from None
-                except Dead as d:
-                    raise d.error from None
-                if kind == wire.JSON:
-                    done = True
-                    self._raise_error(value)
-                    return
-                ask = self._send(plpy, {"op": "next", "of": rid})
-                yield (value, None) if kind == wire.TEXT else (None, [str(r) for r in value])
-        finally:
-            if not done and proc.dead is None and self.proc is proc:
-                proc.abandoned.add(ask)
-                caught(proc.send, {"op": "close", "of": rid})
+    def runs(self, plpy, rid, ahead):
+        """The formatted runs of result rid (Runs)."""
+        return Runs(self, plpy, rid, ahead)
 
     def raw(self, plpy, sql):
         return self.request(plpy, {"op": "raw", "sql": sql})["text"]
@@ -345,6 +324,56 @@ class Engine(Remote):
             _rmtree(spill)
         if self in _open_engines:
             _open_engines.remove(self)
+
+
+class Runs:
+    """The formatted runs of a result: (text, None) or (None, [rows]). The
+    first came with the query's answer (ahead); each next run is asked for
+    before this one is handed over, so the worker prepares it while
+    PostgreSQL parses this one. close() (or the end) leaves nothing behind:
+    no frame waiting in the backend, no result open in the worker."""
+
+    def __init__(self, engine, plpy, rid, ahead):
+        self.engine, self.plpy, self.rid = engine, plpy, rid
+        self.proc = engine.proc
+        self.ask = rid if ahead["first"] else None       # a request that still owes one frame
+        self.more = ahead["more"]                        # the worker holds more of it
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        engine, proc = self.engine, self.proc
+        if self.ask is None and self.more:
+            self.ask = engine._send(self.plpy, {"op": "next", "of": self.rid})
+        if self.ask is None:
+            raise StopIteration
+        try:
+            kind, value = proc.wait(self.ask)
+        except Stopped:
+            self.close()
+            raise _pending(self.plpy) from None
+        except Dead as d:
+            self.ask, self.more = None, False
+            raise d.error from None
+        self.ask = None
+        if kind == wire.JSON:
+            self.more = False
+            engine._raise_error(value)
+            raise StopIteration
+        if self.more:
+            self.ask = engine._send(self.plpy, {"op": "next", "of": self.rid})
+        return (value, None) if kind == wire.TEXT else (None, [str(r) for r in value])
+
+    def close(self):
+        proc, ask, more = self.proc, self.ask, self.more
+        self.ask, self.more = None, False
+        if proc.dead is not None or self.engine.proc is not proc:
+            return
+        if ask is not None:
+            proc.abandon(ask)
+        if more:
+            caught(proc.send, {"op": "close", "of": self.rid})
 
 
 def _load_rank(name):

@@ -230,6 +230,11 @@ class Process:
             raise Dead(self.dead) from None
         return rid
 
+    def abandon(self, rid):
+        """Nobody waits for request rid's one outstanding frame any more."""
+        if not self.inbox.pop(rid, None):
+            self.abandoned.add(rid)
+
     def interrupt(self):
         try:
             self.sock.sendall(wire.message(0, {"op": "interrupt"}))
@@ -246,8 +251,7 @@ class Process:
             frames = []
         for rid, kind, value in frames:
             if rid in self.abandoned:
-                if kind == wire.JSON:
-                    self.abandoned.discard(rid)     # a result's last answer: nothing more comes
+                self.abandoned.discard(rid)     # the one frame it still owed: dropped
                 continue
             self.inbox[rid].append((kind, value))
         return alive

@@ -204,8 +204,12 @@ class Pending:
     def close(self):
         """Stop reading (the worker drops the result). A fetch still under way
         ends with an error, never as a short result."""
-        source, self.source = self.source, iter(())
         self.cut = True
+        self.release()
+
+    def release(self):
+        """Let go of what is left of the result (read to its end, or no longer wanted)."""
+        source, self.source = self.source, iter(())
         if hasattr(source, "close"):
             caught(source.close)
 
@@ -221,16 +225,20 @@ class Pending:
         (it came formatted as ALONE + array literal). An error ends them and is
         kept for _query_end (never raised to PL/Python)."""
         runs = self._runs()
-        while True:
-            chunk, error = caught(next, runs, None)
-            if error is not None:
-                self.error = error if isinstance(error, PgError) else from_duckdb(error)
-                return
-            if chunk is None:
-                if self.cut:
-                    self.error = PgError(SYSTEM_ERROR, "the DuckDB result was closed before it was read to its end")
-                return
-            yield chunk
+        try:
+            while True:
+                chunk, error = caught(next, runs, None)
+                if error is not None:
+                    self.error = error if isinstance(error, PgError) else from_duckdb(error)
+                    return
+                if chunk is None:
+                    if self.cut:
+                        self.error = PgError(SYSTEM_ERROR,
+                                             "the DuckDB result was closed before it was read to its end")
+                    return
+                yield chunk
+        finally:
+            self.release()
 
     def _runs(self):
         for text, rows in self.source:
@@ -336,12 +344,12 @@ def start(plpy, engine, sql, cell_scrub=None, owner=None, fetch=True):
     None if the statement returns no rows. fetch=False: only describe the
     result (a single query is not run)."""
     engine.forget_refusals()
-    rid, desc = engine.query(plpy, sql, fetch)
+    rid, desc, ahead = engine.query(plpy, sql, fetch)
     if desc is None:
         return None
     names, types = desc
     pg_types = [column_type(t)[0] for t in types]
-    source = engine.runs(plpy, rid) if fetch else iter(())
+    source = engine.runs(plpy, rid, ahead) if fetch else iter(())
     return Pending(source, types, pg_types, _unique([str(n) for n in names]), cell_scrub, owner)
 
 
@@ -356,14 +364,20 @@ class Result:
         self.types = [str(t) for t in types]
         self.con = None
         self._runs = iter(())
-        self._hold = None           # the Arrow batch the last run came from, until sent
+        self._back = None           # a run read ahead (push_back), given next
 
     def has_rows(self):
         return self._runs is not None
 
     def next_run(self):
         """(wire.TEXT, bytes) or (wire.ROWS, [row, ...]) or None at the end."""
+        if self._back is not None:
+            run, self._back = self._back, None
+            return run
         return next(self._runs, None)
+
+    def push_back(self, run):
+        self._back = run
 
     def close(self):
         runs, self._runs = self._runs, None

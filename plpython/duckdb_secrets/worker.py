@@ -230,9 +230,7 @@ class Worker:
         return {"extensions": sorted(self.extensions)}
 
     def op_close(self, rid, request):
-        result = self.results.pop(request["of"], None)
-        if result is not None:
-            result.close()
+        self._drop(request["of"])
         return None
 
     def op_status(self, rid, request):
@@ -282,13 +280,30 @@ class Worker:
                                         load_missing=len(stmts) == 1)
         if result is None:
             return {"desc": None}
-        if request.get("fetch", True) and result.has_rows():
+        desc = [result.names, result.types]
+        if not (request.get("fetch", True) and result.has_rows()):
+            result.close()
+            return {"desc": desc}
+        # The first run goes with the answer, and the result's end if it is
+        # known by then (a small result: one round trip in all).
+        with self._using(con):
+            try:
+                first = result.next_run()
+                second = result.next_run() if first is not None else None
+            except BaseException:
+                result.close()
+                raise
+        if second is None:
+            result.close()
+        else:
+            result.push_back(second)
             result.con = con
             self.busy.add(con)
             self.results[rid] = result
-        else:
-            result.close()
-        return {"desc": [result.names, result.types]}
+        self.reply(rid, {"desc": desc, "first": first is not None, "more": second is not None})
+        if first is not None:
+            self._send_run(rid, first)
+        return None
 
     def op_next(self, rid, request):
         of = request["of"]
@@ -304,13 +319,16 @@ class Worker:
         if run is None:
             self._drop(of)
             return {"end": True}
+        self._send_run(rid, run)
+        return None
+
+    def _send_run(self, rid, run):
         kind, payload = run
         if kind == wire.ROWS:
             payload = json.dumps(payload).encode()
         with self.send_lock:        # header and payload apart: a run is not copied again
             self.sock.sendall(wire.HEADER.pack(len(payload), rid, kind))
             self.sock.sendall(payload)
-        return None
 
     def _drop(self, of):
         result = self.results.pop(of, None)
