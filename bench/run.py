@@ -64,6 +64,31 @@ def rss_of(pid):
     return sum(_status_bytes(p, "VmRSS") or 0 for p in [pid, *_common.children(pid)])
 
 
+# Why the goals marked "no" are not met (profiles taken on this machine when the
+# engine moved into its own process; see the closing notes of that work).
+NOTES = """Goals not always met, and why (profiled when the engine moved into a process of its own; two
+`make bench` runs for that change gave 2a 1.17× and 1.23×, 5a 0.54× and 0.72×, 6 0.92× and 1.10×:
+on this 2-core machine the baselines themselves vary that much from run to run):
+
+- 2b (warm `SELECT 1` ≤ 3× a trivial PL/Python SRF): the SRF costs 25-95 µs here, so 3× would be
+  under 0.3 ms, below what one DuckDB statement costs in-process (`execute` 47-80 µs; the
+  formatting projection and Arrow stream DuckDB runs for a single query, ~350 µs). A warm call is
+  about 0.6-0.8 ms of the fingerprint query (the change detection: generation, role, memberships,
+  server owners, settings) and 0.6-0.7 ms in the engine's process (its DuckDB work plus one round
+  trip of ~60 µs; a result of one run comes with the query's answer).
+- 2a (1,000 secrets vs 0 ≤ 1.1×): the fingerprint query sums over `pg_foreign_server`; with 1,000
+  servers it takes ~0.2 ms more.
+- 3 (fresh engine, few secrets): a fresh engine is a new process (Python start, `import duckdb`,
+  `LOAD httpfs`: ~80 ms) where the baseline's DuckDB is already imported; per-secret figures for
+  small counts carry that start.
+- 4b-4d (memory ≤ 1.2×): the engine's process adds about what DuckDB + httpfs add to a bare Python
+  (its own interpreter included); the backend adds the package itself (~12.6 MiB USS: catalogue,
+  validation, masking, sync).
+- 5a (≥ 0.7× DuckDB's fetchall): PostgreSQL's splitting and parsing of the text (one cast per
+  field) is the slower side; the worker formats the next run while PostgreSQL parses the current one.
+- 6 (rotation ≥ 0.95×): as before the move, within this machine's run-to-run spread."""
+
+
 def cancel_delay(c, killer, pid, sql, after):
     """Seconds from pg_cancel_backend (sent `after` seconds into sql) to the error."""
     done = {}
@@ -188,7 +213,7 @@ class Bench:
             trivial = self.warm(full, "SELECT * FROM bench_trivial_srf()")
         zero, thousand = median(zero), median(thousand)
         self.record("2a. warm duckdb.query('SELECT 1'): 1,000 secrets vs 0", thousand * 1e6, zero * 1e6, "µs", 1.1)
-        self.record("2b. warm duckdb.query('SELECT 1') vs a trivial PL/Python SRF", zero * 1e6, trivial * 1e6, "µs")
+        self.record("2b. warm duckdb.query('SELECT 1') vs a trivial PL/Python SRF", zero * 1e6, trivial * 1e6, "µs", 3)
 
     # --- 3. secret sync ----------------------------------------------------------
 
@@ -327,7 +352,7 @@ class Bench:
         duck = median([baseline("rows", ROWS)["seconds"] for _ in range(3)])
         duck_mixed = median([baseline("mixed", ROWS)["seconds"] for _ in range(3)])
         self.record("5a. rows/s of duckdb.query, 1M (bigint, bigint, text), vs DuckDB fetchall",
-                    ROWS / ours, ROWS / duck, "rows/s", 0.5, higher_is_better=True)
+                    ROWS / ours, ROWS / duck, "rows/s", 0.7, higher_is_better=True)
         self.record("5b. rows/s of duckdb.query vs PostgreSQL generate_series, same shape",
                     ROWS / ours, ROWS / pgs, "rows/s")
         self.record("5c. rows/s, 1M (timestamp, decimal, text with quotes/backslashes/newlines, bigint; "
@@ -550,7 +575,7 @@ class Bench:
                  "(`bench/baseline.py`), PostgreSQL itself, or the same query in another configuration.", "",
                  "| metric | ours | baseline | ratio | goal | met? |", "| --- | --- | --- | --- | --- | --- |"]
         lines += [f"| {' | '.join(r)} |" for r in self.rows]
-        lines += ["", f"Memory with concurrent backends (RSS summed): {self.rss_note}.", "",
+        lines += ["", f"Memory with concurrent backends (RSS summed): {self.rss_note}.", "", NOTES, "",
                   "![curves](results.png)", ""]
         with open(os.path.join(HERE, "results.md"), "w") as f:
             f.write("\n".join(lines))
