@@ -159,11 +159,12 @@ def test_stopping_a_call_that_never_checks_for_interrupts(db, log_since, superus
     assert RESTART not in log_since()
 
 
-def test_memory_is_capped_by_the_kernel(db, log_since):
+@pytest.mark.parametrize("superuser", [False, True], ids=["role", "superuser"])
+def test_memory_is_capped_by_the_kernel(db, log_since, superuser):
     """Strings DuckDB builds outside its buffer manager: 2 GB under a 200MB cap
     before; now the worker's hard limit ends the statement with 53200."""
     with file_setting(db.conn, "duckdb.max_memory_limit", "200MB"):
-        role = _role(db)
+        role = _role(db, superuser)
         c = db.connect(role)
         assert q(c, "SELECT 1", "x int") == [(1,)]
         backend = c.execute("SELECT pg_backend_pid()").fetchone()[0]
