@@ -175,3 +175,26 @@ def test_extensions_table_is_dumped(db, cluster, tmp_path):
     cmd = [f"{localenv.PG_BIN}/pg_dump", "--data-only", "-t", "duckdb.extensions", cluster.dsn(db.dbname)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     assert "aws" in out and "duckdb.extensions" in out
+
+
+def test_pg_duckdb_only_settings_get_one_notice(db):
+    """SET duckdb.force_execution = true (a pg_duckdb habit) used to do nothing,
+    silently; now the session's first engine says so, once, and where to read on."""
+    c = db.connect()
+    notices = []
+    c.add_notice_handler(lambda d: notices.append((d.message_primary, d.message_hint)))
+    c.execute("SET duckdb.force_execution = true")
+    c.execute("SET duckdb.postgres_role = 'x'")
+    q = "SELECT * FROM duckdb.query('SELECT 1') AS t(a int)"
+    assert c.execute(q).fetchall() == [(1,)]
+    assert c.execute(q).fetchall() == [(1,)]
+    c.execute("SELECT duckdb.recycle_ddb()")
+    assert c.execute(q).fetchall() == [(1,)]
+    said = [n for n in notices if "no effect" in n[0]]
+    assert said == [("duckdb.force_execution, duckdb.postgres_role have no effect in duckdb_secrets",
+                     "These are pg_duckdb settings; docs/migration.md says what takes their place here.")], notices
+    quiet = db.connect()
+    quiet_notices = []
+    quiet.add_notice_handler(lambda d: quiet_notices.append(d.message_primary))
+    assert quiet.execute(q).fetchall() == [(1,)]
+    assert not [n for n in quiet_notices if "no effect" in n]

@@ -177,6 +177,7 @@ def _prepare_engine(plpy, GD, sess, state, old=None, touched=None):
             needed |= extensions.autoloaded(plpy, GD)
         sess.engine = Engine(policy, needed, name=sess.context.rolname)
         _sandbox_check(plpy, sess)
+        _habits_check(plpy)
         old = None                  # a new engine: its masks are worked out again
     if old is None or not all(_same_masks(old.facts.get(n), facts.get(n)) for n in touched):
         sess.scrub, sess.cell_scrub = masking.engine_masks(policy, facts.values(), sess.scrub)
@@ -260,3 +261,32 @@ def _sandbox_check(plpy, sess):
         _warned.append(True)
         plpy.warning("the DuckDB engine's kernel sandbox is partial on this server: not enforced: "
                      + "; ".join(missing) + " (see duckdb.engine() and docs/security.md)")
+
+
+# pg_duckdb's settings that mean nothing here (no planner hook, no MotherDuck,
+# the engine's configuration is the administrator's): set in a session, they
+# get one NOTICE there, at its first engine, instead of silence.
+PG_DUCKDB_ONLY = ("duckdb.force_execution", "duckdb.postgres_role", "duckdb.motherduck_enabled",
+                  "duckdb.motherduck_token", "duckdb.motherduck_default_database",
+                  "duckdb.motherduck_postgres_database", "duckdb.max_workers_per_postgres_scan",
+                  "duckdb.allow_unsigned_extensions", "duckdb.autoinstall_known_extensions",
+                  "duckdb.autoload_known_extensions", "duckdb.enable_external_access",
+                  "duckdb.allow_community_extensions", "duckdb.disabled_filesystems", "duckdb.temporary_directory",
+                  "duckdb.extension_directory", "duckdb.convert_unsupported_numeric_to_double",
+                  "duckdb.log_pg_explain", "duckdb.unsafe_allow_mixed_transactions")
+HABITS_SQL = ("SELECT pg_catalog.array_agg(n ORDER BY n) AS names FROM pg_catalog.unnest($1::text[]) AS n "
+              "WHERE pg_catalog.current_setting(n, true) <> ''")
+_habits_checked = []
+
+
+def _habits_check(plpy):
+    """At each new engine (a session's first use, a role switch, a recycle)
+    until it has said it once."""
+    if _habits_checked:
+        return
+    plan = plpy.prepare(HABITS_SQL, ["text[]"])
+    names = plpy.execute(plan, [list(PG_DUCKDB_ONLY)])[0]["names"]
+    if names:
+        _habits_checked.append(True)
+        plpy.notice(f"{', '.join(names)} {'has' if len(names) == 1 else 'have'} no effect in duckdb_secrets",
+                    hint="These are pg_duckdb settings; docs/migration.md says what takes their place here.")
