@@ -62,19 +62,22 @@ installcheck-upgrade: install-upgrade-fixture
 	$(pg_regress_installcheck) --use-existing --dbname=contrib_regression_upgrade --outputdir=results-upgrade $(REGRESS)
 
 # Every SQL script is built from a template: @BOOT@ becomes sql/install/boot.sql.in
-# (duckdb._boot(), one body for all scripts), @VERSION@ the version its objects
+# (duckdb._boot(), one body for all scripts), @QUERY_ROLE@ sql/install/query_role.sql.in
+# (the duckdb_query role), a line @RAISE e@ a RAISE of error array e
+# (sql/install/raise.sed), @VERSION@ the version its objects
 # belong to (an upgrade script's target), @PYDIR@ where the Python package is,
 # @API@ the loaded package.
-SUBST = sed -e '/^@BOOT@$$/{r sql/install/boot.sql.in' -e 'd}' $< | \
+SUBST = sed -e '/^@BOOT@$$/{r sql/install/boot.sql.in' -e 'd}' -e '/^@QUERY_ROLE@$$/{r sql/install/query_role.sql.in' -e 'd}' $< | \
+	sed -f sql/install/raise.sed | \
 	sed -e 's|@API@|(GD.get("duckdb_secrets.api") or plpy.execute("SELECT duckdb._boot()") and GD["duckdb_secrets.api"])|g' \
 	    -e 's|@PYDIR@|$(PYDIR)|g' -e "s|@VERSION@|$$version|g"
-build/$(EXTENSION)--$(EXTVERSION).sql: sql/install/$(EXTENSION).sql.in sql/install/boot.sql.in Makefile $(EXTENSION).control
+build/$(EXTENSION)--$(EXTVERSION).sql: sql/install/$(EXTENSION).sql.in sql/install/boot.sql.in sql/install/query_role.sql.in sql/install/raise.sed Makefile $(EXTENSION).control
 	@mkdir -p build
 	version=$(EXTVERSION); $(SUBST) > $@
-build/%.sql: sql/install/%.sql.in sql/install/boot.sql.in Makefile
+build/%.sql: sql/install/%.sql.in sql/install/boot.sql.in sql/install/query_role.sql.in sql/install/raise.sed Makefile
 	@mkdir -p build
 	version=$$(echo '$*' | sed 's/.*--//'); $(SUBST) > $@
-build/%.sql: tests/fixtures/%.sql.in sql/install/boot.sql.in Makefile
+build/%.sql: tests/fixtures/%.sql.in sql/install/boot.sql.in sql/install/query_role.sql.in sql/install/raise.sed Makefile
 	@mkdir -p build
 	version=$$(echo '$*' | sed 's/.*--//'); $(SUBST) > $@
 

@@ -8,7 +8,7 @@ scrubbed of every secret value the session knows before they leave.
 
 import functools
 
-from . import __version__, collect, extensions, fingerprint, masking, query, storage, sync, validation
+from . import __version__, collect, extensions, fingerprint, masking, params, query, storage, sync, validation
 from .errors import (
     INSUFFICIENT_PRIVILEGE,
     NULL_VALUE_NOT_ALLOWED,
@@ -187,8 +187,8 @@ def _quiet_if_credentials(plpy, GD, sql, err):
 
 def _quiet_on_error(fn):
     @functools.wraps(fn)
-    def wrapper(plpy, GD, sql):
-        value, error = caught(fn, plpy, GD, sql)
+    def wrapper(plpy, GD, sql, *args):
+        value, error = caught(fn, plpy, GD, sql, *args)
         if error is not None:
             raise _quiet_if_credentials(plpy, GD, sql, pg_error(plpy, error))
         return value
@@ -197,10 +197,11 @@ def _quiet_on_error(fn):
 
 @entry
 @_quiet_on_error
-def query_start(plpy, GD, sql):
-    """[.., DuckDB's column list, the fetch SELECT, the same with DuckDB's column names]."""
+def query_start(plpy, GD, sql, bound=None):
+    """[.., DuckDB's column list, the fetch SELECT]; bound: the jsonb text of
+    the parameters (duckdb.query(query, params)) or None."""
     sess = _engine_for(plpy, GD, "query", sql)
-    pending = query.start(plpy, sess.engine, sql, sess.cell_scrub, sess.caller)
+    pending = query.start(plpy, sess.engine, sql, sess.cell_scrub, sess.caller, params=params.checked(bound))
     if pending is None:
         return _value(None)
     pending.sql = sql      # for the error at the end, if any

@@ -230,10 +230,11 @@ class Engine(Remote):
         """[(sql, params), ...] run in order: each one's {'rows'} or {'error'}."""
         return self.request(plpy, {"op": "batch", "stmts": [[s, p] for s, p in stmts]})["results"]
 
-    def query(self, plpy, sql, fetch=True):
-        """Check and run a user's statement: (request id, [names, types] or
-        None, what came ahead: {"first": a first run follows, "more": runs after it})."""
-        rid = self._send(plpy, {"op": "query", "sql": sql, "fetch": fetch})
+    def query(self, plpy, sql, fetch=True, params=None):
+        """Check and run a user's statement, with its bound parameters (params.checked):
+        (request id, [names, types] or None, what came ahead: {"first": a first
+        run follows, "more": runs after it})."""
+        rid = self._send(plpy, {"op": "query", "sql": sql, "fetch": fetch, "params": params})
         reply = self._reply(plpy, rid)
         return rid, reply.get("desc"), {"first": bool(reply.get("first")), "more": bool(reply.get("more"))}
 

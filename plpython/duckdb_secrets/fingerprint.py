@@ -42,7 +42,11 @@ SELECT g.n, g.xmin::text AS gx, r.oid AS role, pg_catalog.statement_timestamp():
        (SELECT pg_catalog.string_agg(a.oid::text, ',' ORDER BY a.oid) FROM pg_catalog.pg_roles a
          WHERE a.rolsuper) AS owners,
        -- for the entry points of duckdb.query and duckdb.raw_query (their _impl functions are PUBLIC's)
-       pg_catalog.has_function_privilege('duckdb.query(text)', 'EXECUTE') AS can_query,
+       (pg_catalog.has_function_privilege('duckdb.query(text)', 'EXECUTE')
+        OR pg_catalog.has_function_privilege('duckdb.query(text, jsonb)', 'EXECUTE')
+        OR pg_catalog.has_function_privilege('duckdb.query_json(text)', 'EXECUTE')
+        OR pg_catalog.has_function_privilege('duckdb.query_json(text, jsonb)', 'EXECUTE')
+        OR pg_catalog.has_function_privilege('duckdb.create_query_view(text, text)', 'EXECUTE')) AS can_query,
        pg_catalog.has_function_privilege('duckdb.raw_query(text)', 'EXECUTE') AS can_raw,
        concat_ws(';', pg_catalog.current_setting('duckdb.allowed_url_prefixes', true),
                  pg_catalog.current_setting('duckdb.engine_settings', true),

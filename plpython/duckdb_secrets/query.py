@@ -339,12 +339,12 @@ def _unique(names):
     return out
 
 
-def start(plpy, engine, sql, cell_scrub=None, owner=None, fetch=True):
-    """Run sql in the engine (its worker checks it first); a Pending result, or
-    None if the statement returns no rows. fetch=False: only describe the
-    result (a single query is not run)."""
+def start(plpy, engine, sql, cell_scrub=None, owner=None, fetch=True, params=None):
+    """Run sql in the engine (its worker checks it first) with its bound
+    parameters; a Pending result, or None if the statement returns no rows.
+    fetch=False: only describe the result (a single query is not run)."""
     engine.forget_refusals()
-    rid, desc, ahead = engine.query(plpy, sql, fetch)
+    rid, desc, ahead = engine.query(plpy, sql, fetch, params)
     if desc is None:
         return None
     names, types = desc
@@ -385,8 +385,9 @@ class Result:
             runs.close()
 
 
-def run_statement(duckdb, con, sql, single, fetch):
+def run_statement(duckdb, con, sql, single, fetch, params=None):
     """Run a checked statement on con: a Result, or None if it returns no rows.
+    params: the bound parameters' DuckDB values (params.values), or None.
 
     A single query is formatted by DuckDB (row_sql over the query's relation)
     and read through the Arrow C stream; anything else (several statements,
@@ -394,15 +395,16 @@ def run_statement(duckdb, con, sql, single, fetch):
     as is and its rows are formatted here."""
     if single:
         try:
-            rel = con.sql(sql)
+            rel = con.sql(sql) if params is None else con.sql(sql, params=params)
         except (duckdb.BinderException, duckdb.CatalogException):
-            con.execute(sql)     # not bound, so not run: DuckDB's error with its LINE
+            # not bound, so not run: DuckDB's error with its LINE
+            con.execute(sql) if params is None else con.execute(sql, params)
             raise
         result = Result(rel.columns, rel.types)
         if fetch:
             result._runs = _single_query(duckdb, rel, result.types)
         return result
-    cur = con.execute(sql)
+    cur = con.execute(sql) if params is None else con.execute(sql, params)
     if not cur.description:
         return None
     result = Result([d[0] for d in cur.description], [d[1] for d in cur.description])

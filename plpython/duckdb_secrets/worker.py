@@ -273,11 +273,21 @@ class Worker:
         stmts = self._check(sql)
         duckdb = self.duckdb
         single = len(stmts) == 1 and stmts[0].type == duckdb.StatementType.SELECT
+        bound = request.get("params")
+        if bound is not None:
+            from . import params
+            bound = params.values(duckdb, bound)
         con = self._free_connection()
         with self._using(con):
-            result = self._with_missing(lambda: query.run_statement(duckdb, con, sql, single,
-                                                                    request.get("fetch", True)),
-                                        load_missing=len(stmts) == 1)
+            try:
+                result = self._with_missing(lambda: query.run_statement(duckdb, con, sql, single,
+                                                                        request.get("fetch", True), bound),
+                                            load_missing=len(stmts) == 1)
+            except duckdb.InvalidInputException as e:
+                refused = params.refusal(str(e)) if bound is not None else None
+                if refused is None:
+                    raise
+                raise Refused(*refused) from None
         if result is None:
             return {"desc": None}
         desc = [result.names, result.types]
