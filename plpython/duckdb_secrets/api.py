@@ -8,7 +8,7 @@ scrubbed of every secret value the session knows before they leave.
 
 import functools
 
-from . import __version__, collect, extensions, fingerprint, masking, params, query, storage, sync, validation
+from . import __version__, collect, explain, extensions, fingerprint, masking, params, query, storage, sync, validation
 from .errors import (
     INSUFFICIENT_PRIVILEGE,
     NULL_VALUE_NOT_ALLOWED,
@@ -173,16 +173,35 @@ def _quiet_log(plpy, GD, sql):
     return True
 
 
-def _quiet_if_credentials(plpy, GD, sql, err):
+def _literals(plpy, GD, sql):
+    """statements.typed_paths of sql, by the engine's tokenizer (None: unknown)."""
+    engine = session(GD).engine
+    return engine.literals(plpy, sql) if engine is not None else None
+
+
+def _quiet_if_credentials(plpy, GD, sql, err, found=None):
     """A failing duckdb.query/raw_query is logged with its statement
     (log_min_error_statement); if its DuckDB SQL may carry a credential, it is
     logged without, and the error (which DuckDB may have built from the SQL)
-    has every literal and credential-looking piece of the SQL masked."""
+    has every literal and credential-looking piece of the SQL masked -- but a
+    path or URL the caller typed where a file is named (its credential-looking
+    pieces still masked). found: _literals(sql), if known."""
     if _quiet_log(plpy, GD, sql):
-        engine = session(GD).engine
-        literals = engine.literals(plpy, sql) if engine is not None else None
-        err.masked(Scrubber(masking.credentials_in(sql, literals)))
+        found = found or _literals(plpy, GD, sql)
+        err.masked(Scrubber(masking.credentials_in(sql, None if found is None else found[0] - found[1])))
     return err
+
+
+def _explained(plpy, GD, sql, err):
+    """err told in PostgreSQL's terms (explain.py), masked as _quiet_if_credentials does."""
+    err = explain.refused_path(err)
+    found = None
+    skipped = session(GD).skipped
+    if skipped and err.sqlstate in explain.REACH:
+        found = _literals(plpy, GD, sql)
+        role = plpy.execute("SELECT current_user AS r")[0]["r"]
+        err = explain.skipped_secret(err, skipped, None if found is None else found[0], role)
+    return _quiet_if_credentials(plpy, GD, sql, err, found)
 
 
 def _quiet_on_error(fn):
@@ -190,7 +209,7 @@ def _quiet_on_error(fn):
     def wrapper(plpy, GD, sql, *args):
         value, error = caught(fn, plpy, GD, sql, *args)
         if error is not None:
-            raise _quiet_if_credentials(plpy, GD, sql, pg_error(plpy, error))
+            raise _explained(plpy, GD, sql, pg_error(plpy, error))
         return value
     return wrapper
 
@@ -290,8 +309,7 @@ def query_end(plpy, GD):
     elif sess.orphans:
         pending = sess.orphans.pop()
     if pending is not None and pending.error is not None:
-        _quiet_if_credentials(plpy, GD, getattr(pending, "sql", None), pending.error)
-        raise pending.error
+        raise _explained(plpy, GD, getattr(pending, "sql", None), pending.error)
     return None
 
 
@@ -339,7 +357,7 @@ def secrets(plpy, GD):
         out.append((None, name, server, spec["type"], spec["provider"], list(spec["scope"] or []), "none",
                     masking.redacted(spec), sess.origins.get(name, "server")))
     # Servers the engine could not be given, and why (e.g. no key to decrypt them).
-    for name, (server, typ, why) in sorted(sess.skipped.items()):
+    for name, (server, typ, why, _scopes) in sorted(sess.skipped.items()):
         out.append((None, name, server, (typ or "").strip().lower(), None, [], "skipped", why, "server"))
     return out
 

@@ -9,7 +9,7 @@ is listed with why (ServerSecret.why). A secret table's rows (storage) are
 added where the policy lets them act for the role.
 """
 
-from . import crypto, storage, tokens, validation
+from . import catalog, crypto, storage, tokens, validation
 from .errors import INSUFFICIENT_PRIVILEGE, MissingMapping, PgError
 from .session import session
 
@@ -61,14 +61,26 @@ def role_secrets(plpy, GD, nonce):
             for r in plpy.execute(plan, [role, servers])]
 
 
+def _scopes(row):
+    """The URL prefixes a server's secret covers: its scope option, else its type's default."""
+    for option in row["srvoptions"] or ():
+        name, _, value = str(option).partition("=")
+        if name.strip().lower() == "scope":
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+    stype = catalog.TYPES.get((row["srvtype"] or "").strip().lower())
+    return tuple(p for p in stype.default_scope if "://" in p) if stype is not None else ()
+
+
 class ServerSecret:
     """What one server gives the role: a spec, or why it gives nothing (why)."""
-    __slots__ = ("oid", "srvname", "srvtype", "spec", "trusted", "why", "key")
+    __slots__ = ("oid", "srvname", "srvtype", "spec", "trusted", "why", "key", "scopes")
 
     def __init__(self, row, spec=None, trusted=False, why=None, key=None):
         self.oid, self.srvname, self.srvtype = row["oid"], row["srvname"], row["srvtype"]
         self.spec, self.trusted, self.why = spec, trusted, why
         self.key = key          # its key in Session.specs (the validated spec's memo), if any
+        self.scopes = _scopes(row) if why is not None else None    # what a skipped one would cover
+
 
     @property
     def name(self):

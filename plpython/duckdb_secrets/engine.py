@@ -246,13 +246,17 @@ class Engine(Remote):
         return self.request(plpy, {"op": "raw", "sql": sql})["text"]
 
     def literals(self, plpy, sql):
-        """The string literals of sql by DuckDB's tokenizer (None: unknown)."""
+        """(the string literals of sql by DuckDB's tokenizer, those of them that
+        name a file or URL: statements.typed_paths); None: unknown."""
         if self.proc is None or not self.proc.alive():
             return None
         try:
-            return set(self.request(plpy, {"op": "literals", "sql": sql})["literals"] or ())
+            reply = self.request(plpy, {"op": "literals", "sql": sql})
         except PgError:
             return None
+        if reply.get("literals") is None:
+            return None
+        return set(reply["literals"]), set(reply.get("paths") or ())
 
     def load(self, plpy, ext):
         self.extensions = set(self.request(plpy, {"op": "load", "ext": ext})["extensions"])

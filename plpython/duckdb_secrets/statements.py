@@ -135,10 +135,36 @@ def tokens(duckdb, text):
 
 def literals(duckdb, text):
     """The contents of text's string literals; None if DuckDB cannot tokenize it."""
+    found = _literals(duckdb, text)
+    return None if found is None else found[0]
+
+
+# Where a literal names a file or URL to read or write: f('...'), f(x, '...'),
+# FROM '...', JOIN '...', COPY ... TO '...'.
+_PATH_BEFORE = frozenset({"(", ",", "from", "join", "to"})
+
+
+def typed_paths(duckdb, text):
+    """(literals, the literals that are paths or URLs the caller typed where a
+    file is named); None if DuckDB cannot tokenize the text. A literal after an
+    option name (SECRET '...', password := '...') is never one."""
+    return _literals(duckdb, text)
+
+
+def _literals(duckdb, text):
     try:
-        return {t.text for t in tokens(duckdb, text) if t.kind == STRING and t.text}
+        toks = tokens(duckdb, text)
     except duckdb.Error:
         return None
+    values, paths = set(), set()
+    for i, t in enumerate(toks):
+        if t.kind != STRING or not t.text:
+            continue
+        values.add(t.text)
+        before = toks[i - 1].text if i > 0 else None
+        if before in _PATH_BEFORE and (t.text.startswith(("/", "./", "~/")) or "://" in t.text[:24]):
+            paths.add(t.text)
+    return values, paths
 
 
 def _string(raw, start, limit):

@@ -38,7 +38,7 @@ class SyncState:
 
     servers: server oid -> collect.ServerSecret; desired: engine name -> (source,
     spec); origins, trusted: engine name -> where from / an administrator's;
-    skipped: engine name -> (server, type, why); exported: engine name ->
+    skipped: engine name -> (server, type, why, scopes it would cover); exported: engine name ->
     derive.Exported; not_in_engine: engine name -> derive.Held; facts: engine
     name -> derive.Facts; refresh_at: when something must be renewed."""
     __slots__ = ("servers", "desired", "origins", "trusted", "skipped", "exported", "not_in_engine", "facts",
@@ -60,7 +60,7 @@ class SyncState:
     def add_server(self, srv):
         name = srv.name
         if srv.spec is None:
-            self.skipped[name] = (srv.srvname, srv.srvtype, srv.why)
+            self.skipped[name] = (srv.srvname, srv.srvtype, srv.why, srv.scopes)
             return
         self.desired[name] = (srv.srvname, srv.spec)
         self.origins[name] = "server"

@@ -221,7 +221,10 @@ class Worker:
     def op_literals(self, rid, request):
         from . import statements
         try:
-            return {"literals": sorted(statements.literals(self.duckdb, request["sql"]) or [])}
+            found = statements.typed_paths(self.duckdb, request["sql"])
+            if found is None:
+                return {"literals": None}
+            return {"literals": sorted(found[0]), "paths": sorted(found[1])}
         except Exception:       # noqa: BLE001 - could not tokenize: the caller masks every word
             return {"literals": None}
 

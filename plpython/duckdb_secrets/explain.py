@@ -1,0 +1,88 @@
+"""Errors of the query functions that say why.
+
+A DuckDB error about reaching a URL or a file can have a cause DuckDB cannot
+know: a secret the role was meant to have was skipped (no user mapping, an
+owner that is not an administrator, a type only superusers' engines take), or
+the engine refused the path or URL by configuration. Here such an error is
+told in PostgreSQL's terms. The URLs and paths are the string literals of the
+caller's own SQL (DuckDB's tokenizer, in the worker), never a pattern over it;
+what a role may see is unchanged: the servers named are those duckdb.secrets()
+lists for it, and paths of the server stay masked (masking.py).
+"""
+
+from .errors import INSUFFICIENT_PRIVILEGE, UNDEFINED_OBJECT, PgError
+
+# SQLSTATEs of errors that may come from a missing secret: a refused host, an
+# HTTP or I/O error, a failed connection or authentication.
+REACH = ("42501", "58030", "HV000", "08001", "28000")
+_SCHEME = "://"
+
+
+def urls(literals):
+    return sorted({v for v in literals or () if _SCHEME in v[:24]})
+
+
+def covering(skipped, urls):
+    """(server, why, url) of the skipped secret whose scope covers one of urls
+    best (the longest scope, as DuckDB picks secrets); None if none does.
+    skipped: Session.skipped, engine name -> (server, type, why, scopes)."""
+    best = None
+    for server, _typ, why, scopes in skipped.values():
+        for url in urls:
+            for scope in scopes or ():
+                if url.lower().startswith(scope.lower()) and (best is None or len(scope) > best[0]):
+                    best = (len(scope), server, why, url)
+    return None if best is None else best[1:]
+
+
+def skipped_secret(err, skipped, literals, role):
+    """err, or an error naming the skipped server that would cover a URL of the
+    statement and why it is not used."""
+    if err.sqlstate not in REACH or not skipped:
+        return err
+    found = covering(skipped, urls(literals))
+    if found is None:
+        return err
+    server, why, url = found
+    if why.startswith("no user mapping"):
+        state, hint = UNDEFINED_OBJECT, (f'An administrator can CREATE USER MAPPING FOR "{role}" (or PUBLIC) '
+                                         f'SERVER "{server}" OPTIONS (...).')
+    elif why.startswith("needs a superuser"):
+        state, hint = INSUFFICIENT_PRIVILEGE, "Only superusers' engines take secrets of this type."
+    elif "not an administrator" in why:
+        state, hint = INSUFFICIENT_PRIVILEGE, (f'An administrator can ALTER SERVER "{server}" OWNER TO an '
+                                               "administrator, or list its owner in duckdb.trusted_server_owners.")
+    else:
+        state, hint = INSUFFICIENT_PRIVILEGE, "SELECT * FROM duckdb.secrets() lists the role's secrets and why."
+    new = PgError(state, f'the secret of server "{server}" is not available to role "{role}"',
+                  detail=f'It would cover "{url}" and is not used: {why}.', hint=hint)
+    new.mask = err.mask
+    return new
+
+
+_DISABLED = "file system operations are disabled by configuration"
+
+
+def refused_path(err):
+    """DuckDB's 'Cannot access file "x" - file system operations are disabled
+    by configuration' as a PostgreSQL permission error: for a URL, that the
+    engine does not reach it; for a path, that the role reads no server files."""
+    if err.sqlstate != "42501" or _DISABLED not in err.message:
+        return err
+    start = err.message.find('"')
+    end = err.message.rfind('" - ')
+    target = err.message[start + 1:end] if 0 <= start < end else None
+    if target is None:
+        return err
+    if _SCHEME in target[:24]:
+        new = PgError(INSUFFICIENT_PRIVILEGE, f'permission denied to reach "{target}" from the DuckDB engine',
+                      detail="A role that is not a superuser reaches only the URLs its secrets' scopes and "
+                             "duckdb.allowed_url_prefixes open.",
+                      hint="An administrator can define a secret whose scope covers the URL, or list its prefix "
+                           "in duckdb.allowed_url_prefixes in postgresql.conf.")
+    else:
+        new = PgError(INSUFFICIENT_PRIVILEGE, f'permission denied to read "{target}" in the DuckDB engine',
+                      detail="A role that is not a superuser reads and writes the server's files only as a member "
+                             "of both pg_read_server_files and pg_write_server_files.")
+    new.mask = err.mask
+    return new
