@@ -5,6 +5,8 @@ with the same pinned DuckDB and extension wheels the server uses.
     /usr/bin/python3 bench/baseline.py DEPS_DIR secrets N
     /usr/bin/python3 bench/baseline.py DEPS_DIR rows N
     /usr/bin/python3 bench/baseline.py DEPS_DIR rss ENDPOINT KEY SECRET PARQUET_URL
+    /usr/bin/python3 bench/baseline.py DEPS_DIR points PATH        (writes the file)
+    /usr/bin/python3 bench/baseline.py DEPS_DIR point PATH REPS
 
 Prints one JSON object with the measured seconds (or bytes).
 """
@@ -15,7 +17,7 @@ import os
 import sys
 import time
 
-from common import SHAPES, proc_memory
+from common import POINT_FILE, POINT_ID, POINT_QUERY, POINT_ROWS, SHAPES, proc_memory
 
 DEPS = sys.argv[1]
 sys.path.insert(0, DEPS)
@@ -79,6 +81,21 @@ def main():
         rows = con.execute(SHAPES[what].format(n=n)).fetchall()
         assert len(rows) == n
         print(json.dumps({"seconds": time.perf_counter() - t0}))
+    elif what == "points":
+        con = connect()
+        con.execute(f"COPY ({POINT_FILE.format(n=POINT_ROWS)}) TO '{sys.argv[3]}' (FORMAT parquet)")
+        os.chmod(sys.argv[3], 0o644)
+        print(json.dumps({"seconds": 0}))
+    elif what == "point":
+        con = connect()
+        sql, reps = POINT_QUERY.format(path=sys.argv[3]), int(sys.argv[4])
+        assert len(con.execute(sql, [POINT_ID]).fetchall()) == 1       # warm, as the backend's engine is
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            con.execute(sql, [POINT_ID]).fetchall()
+            times.append(time.perf_counter() - t0)
+        print(json.dumps({"seconds": sorted(times)[len(times) // 2]}))
     elif what == "rss":
         before = proc_memory()
         con = connect()

@@ -12,6 +12,13 @@ SHAPES = {
               "CASE WHEN range % 7 = 0 THEN NULL ELSE range END AS n FROM range({n})"),
 }
 
+# 9. a parameterized point lookup in a Parquet file of POINT_ROWS rows (row groups
+# of 122,880 rows, sorted by id: DuckDB reads one of them)
+POINT_ROWS = 3_000_000
+POINT_ID = 1_234_567
+POINT_FILE = "SELECT range AS id, 'value ' || range AS v, range * 0.5 AS x FROM range({n})"
+POINT_QUERY = "SELECT id, v, x FROM read_parquet('{path}') WHERE id = $1"
+
 
 def proc_memory(pid="self"):
     """RSS, PSS and USS (private pages) of a process, in bytes (/proc/<pid>/smaps_rollup)."""
