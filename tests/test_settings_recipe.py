@@ -24,3 +24,17 @@ def test_alter_system_recipe_of_the_readme(db, cluster):
             admin.execute(f"SET {name} = ''")
             admin.execute(f"ALTER SYSTEM RESET {name}")
             admin.execute("SELECT pg_reload_conf()")
+
+
+def test_a_setting_above_its_cap_is_said_once_not_cut_silently(db):
+    c = db.connect()
+    notices = []
+    c.add_notice_handler(lambda d: notices.append(d.message_primary))
+    c.execute("SET duckdb.memory_limit = '64GB'")
+    c.execute("SELECT * FROM duckdb.query('SELECT 1') AS t(x int)")
+    said = [n for n in notices if "duckdb.memory_limit" in n]
+    assert said == ['duckdb.memory_limit "64GB" is above duckdb.max_memory_limit: the engine uses 1GB'], notices
+    c.execute("SELECT * FROM duckdb.query('SELECT 1') AS t(x int)")
+    assert len([n for n in notices if "duckdb.memory_limit" in n]) == 1
+    row = c.execute("SELECT memory_limit FROM duckdb.engine()").fetchone()
+    assert row[0] is not None

@@ -113,7 +113,7 @@ class RolePolicy:
     (_copy only remembers copy_prefixes' answers: nothing of the policy.)"""
 
     __slots__ = ("role", "superuser", "read_files", "write_files", "memory_limit", "threads", "max_spill",
-                 "engine_settings", "prefixes", "reach", "trusted_owners", "admin_prefixes", "_copy")
+                 "engine_settings", "prefixes", "reach", "trusted_owners", "admin_prefixes", "capped", "_copy")
 
     def __init__(self, role, superuser, read_files=False, write_files=False, memory_limit=None, threads=None,
                  conf=None, prefixes=None, reach=()):
@@ -126,6 +126,16 @@ class RolePolicy:
         init(self, "memory_limit", capped_memory(memory_limit or DEFAULT_MEMORY_LIMIT,
                                                  conf.get("duckdb.max_memory_limit")))
         init(self, "threads", capped_threads(threads, conf.get("duckdb.max_threads")))
+        # what a role asked for above the administrator's caps: (setting, asked, cap, used)
+        capped = []
+        max_mem = conf.get("duckdb.max_memory_limit") or DEFAULT_MAX_MEMORY_LIMIT
+        if memory_limit and parse_size(memory_limit, "duckdb.memory_limit") > parse_size(
+                max_mem, "duckdb.max_memory_limit"):
+            capped.append(("duckdb.memory_limit", str(memory_limit), "duckdb.max_memory_limit", str(max_mem)))
+        max_thr = conf.get("duckdb.max_threads") or DEFAULT_MAX_THREADS
+        if threads and _threads(threads) > _threads(max_thr, "duckdb.max_threads"):
+            capped.append(("duckdb.threads", str(threads), "duckdb.max_threads", str(max_thr)))
+        init(self, "capped", tuple(capped))
         spill = conf.get("duckdb.max_temp_directory_size") or DEFAULT_MAX_SPILL
         init(self, "max_spill", f'{parse_size(spill, "duckdb.max_temp_directory_size") // 1024}KiB')
         init(self, "engine_settings", conf.get("duckdb.engine_settings") or "")

@@ -155,6 +155,12 @@ def _prepare_engine(plpy, GD, sess, state, old=None, touched=None):
     out again only what the touched secrets can change."""
     policy = sess.context.policy
     exported, facts = state.exported, state.facts
+    if policy.capped != sess.capped:
+        # a role's setting above the administrator's cap: said once, not cut silently
+        sess.capped = policy.capped
+        for setting, asked, cap, used in policy.capped:
+            plpy.notice(f'{setting} "{asked}" is above {cap}: the engine uses {used}',
+                        hint=f"An administrator sets {cap} in the configuration files.")
     if old is None or any(d.get(n) is not None and catalog.TYPES[d[n][1]["type"]].opens_prefixes
                           for n in touched for d in (old.desired, state.desired)):
         state.prefixes = policy.url_prefixes(exported, state.origins, state.trusted)
