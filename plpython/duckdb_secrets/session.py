@@ -82,6 +82,7 @@ class Session:
         self.tentative = False    # the last sync ran in a transaction that had written (may roll back)
         self.origins = {}         # engine secret name -> 'server', a table's name, or 'default'
         self.skipped = {}         # engine secret name -> (server, type, why): not exported, listed by secrets()
+        self.attachables = {}     # catalog name -> what the engine attaches under it (sync._attachables)
         # (duckdb.secret_storage_table as last seen, [schema] or None, table name or None)
         self.table_args = (None, [storage.DEFAULT_SCHEMA], storage.DEFAULT_TABLE)
 
