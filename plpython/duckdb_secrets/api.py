@@ -329,7 +329,7 @@ def recycle(plpy, GD):
     return None
 
 
-@rows_entry(9)
+@rows_entry(10)
 def secrets(plpy, GD):
     """Rows of duckdb.secrets(); the first column carries an error, if any."""
     sess = sync.ensure(plpy, GD)
@@ -338,6 +338,7 @@ def secrets(plpy, GD):
     out = []
     for name, typ, provider, scope, kept_in, secret_string in rows:
         managed = sess.loaded.get(name) if kept_in == "memory" else None
+        attach_as = None
         if managed is not None:
             # As the server or table row defines it (a credential chain reaches
             # DuckDB as resolved keys).
@@ -345,20 +346,22 @@ def secrets(plpy, GD):
             server = managed.server if origin == "server" else None
             shown = masking.redacted(managed.spec)
             typ, provider = managed.spec["type"], managed.spec["provider"]
+            # the catalog its engine attaches on first use (a server's attach_as)
+            attach_as = (managed.spec.get("attach") or {}).get("name")
         else:
             # Created inside the engine (superusers), or DuckDB's own view of
             # a database a superuser attached.
             server, shown = None, masking.redact_listed(secret_string)
             origin = "duckdb"
         out.append((None, name, server, typ, provider, [x for x in scope or [] if x], kept_in,
-                    sess.scrub(shown), origin))
+                    sess.scrub(shown), origin, attach_as))
     # Token sources (rds) that DuckDB holds no copy of.
     for name, (server, spec) in sorted(sess.not_in_engine.items()):
         out.append((None, name, server, spec["type"], spec["provider"], list(spec["scope"] or []), "none",
-                    masking.redacted(spec), sess.origins.get(name, "server")))
+                    masking.redacted(spec), sess.origins.get(name, "server"), None))
     # Servers the engine could not be given, and why (e.g. no key to decrypt them).
     for name, (server, typ, why, _scopes) in sorted(sess.skipped.items()):
-        out.append((None, name, server, (typ or "").strip().lower(), None, [], "skipped", why, "server"))
+        out.append((None, name, server, (typ or "").strip().lower(), None, [], "skipped", why, "server", None))
     return out
 
 

@@ -106,7 +106,15 @@ SERVER_FILE_OPTIONS = frozenset({
 # Options that describe the secret itself; they live on the SERVER only.
 PROVIDER = "provider"
 SCOPE = "scope"
-SERVER_ONLY = frozenset({PROVIDER, SCOPE})
+# A catalog every engine that gets the secret attaches, under this name, the
+# first time its SQL refers to the name (types with an `attach` entry below).
+ATTACH_AS = "attach_as"
+ATTACH_OPTIONS = "attach_options"
+ATTACH = frozenset({ATTACH_AS, ATTACH_OPTIONS})
+SERVER_ONLY = frozenset({PROVIDER, SCOPE}) | ATTACH
+# Names an attach_as may not take: DuckDB's own catalogs, and schema names
+# every catalog has (a reference to them never reaches the catalog lookup).
+RESERVED_CATALOGS = ("memory", "system", "temp", "main", "information_schema", "pg_catalog")
 
 # Options DuckDB has that we deliberately do not offer: with REFRESH 'auto'
 # DuckDB copies every option, secrets included, into an unredacted
@@ -154,16 +162,46 @@ class Provider:
         self.dry_run = dry_run or {}  # extra params for the DDL-time dry run (None: left out)
 
 
+class Attach:
+    """How a server of a type is attached under its attach_as name:
+    ATTACH <path> AS <name> (TYPE <db_type>, SECRET <the server's secret>, <attach_options>).
+
+    path: '' or a template naming {secret} (the server's secret); SCOPE_PATH:
+    the server's one scope; path_option: an attach_options key that is the
+    path (required). options: the attach_options keys DuckDB 1.5.5 accepts for
+    it that are offered (Option: kind, choices), each checked against DuckDB by
+    tests/test_attach_as.py."""
+    __slots__ = ("path", "db_type", "secret", "options", "path_option")
+
+    SCOPE_PATH = object()
+
+    def __init__(self, path="", db_type=None, secret=True, options=(), path_option=None):
+        self.path = path
+        self.db_type = db_type
+        self.secret = secret
+        self.options = _opts(*options)
+        self.path_option = path_option
+        if path_option is not None:
+            self.options[path_option] = Option(path_option, example="...")
+
+    @property
+    def keys(self):
+        return sorted(self.options)
+
+
+_READ_ONLY = Option("read_only", BOOL)
+
+
 class SecretType:
     __slots__ = ("name", "extension", "default_provider", "providers", "default_scope", "doc", "aliases",
                  "excludes", "example", "example_mapping", "hosts", "proxy_option", "superuser_only",
                  "aws_credentials", "rds_token_option", "derive", "renew", "option_extensions",
-                 "opens_prefixes", "helper_name")
+                 "opens_prefixes", "helper_name", "attach")
 
     def __init__(self, name, extension, default_provider, providers, default_scope=(), doc="", aliases=None,
                  excludes=None, example=None, example_mapping=None, hosts=(), proxy_option=None,
                  superuser_only=False, aws_credentials=False, rds_token_option=None, derive=(), renew=None,
-                 option_extensions=(), opens_prefixes=False, helper_name=None):
+                 option_extensions=(), opens_prefixes=False, helper_name=None, attach=None):
         self.name = name
         self.extension = extension
         self.default_provider = default_provider
@@ -203,6 +241,8 @@ class SecretType:
         self.opens_prefixes = opens_prefixes
         # The server name duckdb.create_*_secret() gives (then _1, _2, ...).
         self.helper_name = helper_name or f"simple_{name}_secret"
+        # Names a database or catalog: a server may carry attach_as (Attach), or None.
+        self.attach = attach
 
     def provider(self, name):
         return self.providers.get(name or self.default_provider)
@@ -353,7 +393,7 @@ TYPES = {t.name: t for t in (
         Provider("config", _opts(
             "host", Option("port", INT), "password", "user", "database", "socket", "ssl_mode", "ssl_ca",
             "ssl_capath", "ssl_cert", "ssl_cipher", "ssl_crl", "ssl_crlpath", "ssl_key")),
-    ], superuser_only=True,
+    ], superuser_only=True, attach=Attach(db_type="mysql", options=(_READ_ONLY,)),
         doc="MySQL, for `ATTACH '' AS m (TYPE mysql, SECRET <server>)`.",
         example={"host": "127.0.0.1", "port": "3306", "database": "app", "user": "reader"},
         example_mapping={"password": "..."}),
@@ -361,6 +401,9 @@ TYPES = {t.name: t for t in (
         Provider("config", _opts(*_LIBPQ, "uri", "aws_rds_secret")),
     ], superuser_only=True, rds_token_option="aws_rds_secret",
         derive=("rds_password", "attach_lock_timeout"),
+        attach=Attach(db_type="postgres", options=(
+            _READ_ONLY, "schema",
+            Option("isolation_level", choices=("read committed", "repeatable read", "serializable")))),
         doc="PostgreSQL, for `ATTACH '' AS p (TYPE postgres, SECRET <server>)`: every libpq keyword, "
            "or a `uri`; `aws_rds_secret` names an `rds` server for IAM authentication. SCOPE is "
            "accepted but ignored by DuckDB.",
@@ -392,6 +435,9 @@ TYPES = {t.name: t for t in (
             # token at once: the DDL-time check gives one instead, and stays offline.
             dry_run={"token": "dry-run", "client_id": None, "client_secret": None, "refresh_token": None}),
     ], superuser_only=True, renew="oauth2_token",
+        attach=Attach(db_type="iceberg", path_option="warehouse", options=(
+            _READ_ONLY, "default_region", Option("access_delegation_mode", choices=("vended_credentials", "none")),
+            Option("support_nested_namespaces", BOOL))),
         doc="Iceberg REST catalogs, for `ATTACH '<warehouse>' AS i (TYPE iceberg, SECRET <server>)`: a bearer "
            "`token`, or OAuth2 client credentials (`client_id`, `client_secret`, and `oauth2_server_uri` or "
            "`endpoint`), for which the engine asks the token endpoint when it takes the secret, and again "
@@ -405,6 +451,9 @@ TYPES = {t.name: t for t in (
             Option("metadata_parameters", MAP, example="TYPE=postgres")),
             required=("metadata_path",)),
     ], superuser_only=True, option_extensions=(("metadata_path", "postgres:", "postgres_scanner"),),
+        attach=Attach(path="ducklake:{secret}", secret=False, options=(
+            _READ_ONLY, Option("snapshot_version", INT), "snapshot_time", Option("data_inlining_row_limit", INT),
+            Option("create_if_not_exists", BOOL))),
         doc="DuckLake, for `ATTACH 'ducklake:<server>' AS l`: the metadata database (`metadata_path`, e.g. "
            "`postgres:dbname=lake host=...`, whose password goes in a postgres server named by "
            "`metadata_parameters` `SECRET=<server>`, or in the user mapping) and where the data files go "
@@ -414,19 +463,20 @@ TYPES = {t.name: t for t in (
     _type("quack", "quack", [
         Provider("config", _opts("token"), required=("token",)),
     ], default_scope=("quack:",), superuser_only=True,
+        attach=Attach(path=Attach.SCOPE_PATH, secret=False, options=(_READ_ONLY,)),
         doc="DuckDB's client-server protocol: the `token` of a `quack_serve` server, for "
             "`ATTACH 'quack:<host>:<port>' AS r` (the secret whose scope matches the address is used).",
         example={"scope": "quack:127.0.0.1:9494"},
         example_mapping={"token": "..."}),
     _type("uc", "unity_catalog", [
         Provider("config", _opts("token", "endpoint", "aws_region")),
-    ], superuser_only=True,
+    ], superuser_only=True, attach=Attach(db_type="unity_catalog", path_option="catalog", options=(_READ_ONLY,)),
         doc="Unity Catalog (short name), for `ATTACH '<catalog>' AS u (TYPE uc, SECRET <server>)`.",
         example={"endpoint": "https://uc.example.com"},
         example_mapping={"token": "..."}),
     _type("unity_catalog", "unity_catalog", [
         Provider("config", _opts("token", "endpoint", "aws_region")),
-    ], superuser_only=True,
+    ], superuser_only=True, attach=Attach(db_type="unity_catalog", path_option="catalog", options=(_READ_ONLY,)),
         doc="Unity Catalog, for `ATTACH '<catalog>' AS u (TYPE unity_catalog, SECRET <server>)`.",
         example={"endpoint": "https://uc.example.com"},
         example_mapping={"token": "..."}),
@@ -445,6 +495,9 @@ ALL_OPTIONS = frozenset(
     | {a for t in TYPES.values() for a in t.aliases}
     | SERVER_ONLY
 )
+
+# The types whose servers may carry attach_as.
+ATTACH_TYPES = tuple(t.name for t in TYPES.values() if t.attach is not None)
 
 # Types a change of which may change other servers' secrets: token sources
 # (rds) and the types that take a token from one (postgres).

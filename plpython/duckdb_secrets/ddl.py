@@ -149,6 +149,7 @@ def check_server(plpy, sess, srv, umid=None, keys=None):
         names = [r["srvname"] for r in plpy.execute(
             sess.plan(plpy, "duckdb_names", DUCKDB_SERVER_NAMES_SQL))]
         validation.check_name_collision(name, names)
+        _check_attach_unique(plpy, sess, srv)
         combos.append(None)
     mappings = plpy.execute(sess.plan(plpy, "mappings", MAPPINGS_SQL, ["oid", "oid"]), [srv["oid"], umid])
     for m in mappings:
@@ -181,6 +182,35 @@ def check_server(plpy, sess, srv, umid=None, keys=None):
             _check_aws(plpy, sess, name, spec)
         except PgError as e:
             raise e.masked(scrub_secrets) from None
+
+
+def _check_attach_unique(plpy, sess, srv):
+    """Two servers cannot attach under one name (a catalog name is one per engine)."""
+    mine = _attach_as(srv["srvoptions"])
+    if mine is None:
+        return
+    for r in plpy.execute(sess.plan(plpy, "other_duckdb_servers", OTHER_DUCKDB_SERVERS_SQL)):
+        if r["srvname"] != srv["srvname"] and _attach_as(r["srvoptions"], strict=False) == mine:
+            raise PgError(DUPLICATE_OBJECT,
+                          f'attach_as "{mine}" of server "{validation.shown(srv["srvname"])}" is already the '
+                          f'attach_as of server "{validation.shown(r["srvname"])}"',
+                          detail="Each engine has one catalog of a name.",
+                          hint="Choose another attach_as, or change the other server first.")
+
+
+def _attach_as(srvoptions, strict=True):
+    """A server's attach_as as the engine uses it, or None (strict False: None
+    for a value that is not valid, too)."""
+    for item in srvoptions or ():
+        key, _, value = item.partition("=")
+        if key.lower() == catalog.ATTACH_AS:
+            try:
+                return validation.attach_name(value)
+            except PgError:
+                if strict:
+                    raise
+                return None
+    return None
 
 
 RDS_SERVER_SQL = """

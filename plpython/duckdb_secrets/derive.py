@@ -25,7 +25,8 @@ Held = namedtuple("Held", "server spec")
 
 def digest(spec):
     """Identifies a secret's content within this backend (never stored or shown)."""
-    return hash(repr((spec["type"], spec["provider"], spec["scope"], sorted(spec["params"].items()))))
+    return hash(repr((spec["type"], spec["provider"], spec["scope"], sorted(spec["params"].items()),
+                      spec.get("attach"))))
 
 
 class Digests:

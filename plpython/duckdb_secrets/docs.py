@@ -46,6 +46,27 @@ def _option_rows(t, p):
     return rows
 
 
+def _attach_doc(t):
+    """The attach_as paragraph of a type (catalog.Attach)."""
+    how = t.attach
+    if how.path_option is not None:
+        path = f"'<{how.path_option}>'"
+    elif how.path is catalog.Attach.SCOPE_PATH:
+        path = "'<scope>'"
+    else:
+        path = "'" + how.path.format(secret="<server>") + "'"
+    parts = ([f"TYPE {how.db_type}"] if how.db_type else []) + (["SECRET <server>"] if how.secret else [])
+    keys = []
+    for name in how.keys:
+        o = how.options[name]
+        kind = ("one of " + ", ".join(f"`{c}`" for c in o.choices)) if o.choices else catalog.KIND_DOC[o.kind]
+        keys.append(f"`{name}` ({'the path, required' if name == how.path_option else kind})")
+    return (f"`attach_as 'name'` (SERVER only): every engine that gets the secret runs "
+            f"`ATTACH {path} AS name" + (f" ({', '.join(parts)}, ...)" if parts else " (...)")
+            + "` the first time its SQL refers to `name`. `attach_options` (comma-separated `key=value`, a boolean "
+            "key alone means true) takes: " + ", ".join(keys) + ".")
+
+
 def render():
     out = ["# Secret types", "",
            "Generated from `plpython/duckdb_secrets/catalog.py` by `make docs`; a test checks that it is "
@@ -63,7 +84,10 @@ def render():
            "at rest in a USER MAPPING.", "",
            "Refused types: " + "; ".join(f"`{k}` ({v})" for k, v in catalog.REFUSED_TYPES.items()) + ".", "",
            "Who gets a secret: a role with `USAGE` on the server; types whose use opens connections to "
-           "databases or catalogs from the server are for superusers' engines only (column below).", ""]
+           "databases or catalogs from the server are for superusers' engines only (column below).", "",
+           "Types that name a database or catalog (" + ", ".join(f"`{t}`" for t in catalog.ATTACH_TYPES)
+           + ") also take `attach_as` and `attach_options` on the SERVER: the engine attaches the catalog under "
+           "that name when a query first refers to it (docs/reference.md, \"Attached catalogs\").", ""]
     out += ["| type | providers (default first) | default scope | DuckDB extension | engines |",
             "| --- | --- | --- | --- | --- |"]
     for t in catalog.TYPES.values():
@@ -73,6 +97,8 @@ def render():
                    f"{', '.join(f'`{s}`' for s in t.default_scope) or 'none'} | {t.extension} | {who} |")
     for t in catalog.TYPES.values():
         out += ["", f"## {t.name}", "", t.doc]
+        if t.attach is not None:
+            out += ["", _attach_doc(t)]
         for pname in [t.default_provider] + sorted(set(t.providers) - {t.default_provider}):
             p = t.providers[pname]
             out += ["", f"### {t.name} / {pname}" + (" (default)" if pname == t.default_provider else ""), ""]

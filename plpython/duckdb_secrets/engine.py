@@ -258,6 +258,12 @@ class Engine(Remote):
             return None
         return set(reply["literals"]), set(reply.get("paths") or ())
 
+    def set_attachables(self, plpy, catalogs):
+        """The catalogs this engine attaches on first use ({name: {server, sql,
+        params, key}}); one it attached whose key changed or that is gone is
+        detached now."""
+        self.request(plpy, {"op": "attachables", "catalogs": catalogs})
+
     def load(self, plpy, ext):
         self.extensions = set(self.request(plpy, {"op": "load", "ext": ext})["extensions"])
 

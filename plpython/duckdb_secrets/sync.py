@@ -13,9 +13,11 @@ remember (SyncState).
 
 from . import aws, catalog, collect, crypto, derive, extensions, fingerprint, interrupts, masking
 from .engine import Engine, RemoteError, quote_ident, secret_sql
+from .engine_sql import attach_sql
 from .errors import INSUFFICIENT_PRIVILEGE, PgError, from_duckdb
 from .policy import RolePolicy
 from .session import Loaded, session
+from .validation import shown
 
 
 class Context:
@@ -97,6 +99,7 @@ def ensure(plpy, GD, row=None):
         raise
     for text in warnings:
         plpy.warning(text)
+    _attachables(plpy, sess, state.exported)
     sess.state = state
     sess.not_in_engine, sess.origins, sess.skipped = state.not_in_engine, state.origins, state.skipped
     refresh_at = state.refresh_at
@@ -237,6 +240,30 @@ def _apply(plpy, sess, exported, origins, names=None):
     if failed:
         engine.batch(plpy, [(f"DROP TEMPORARY SECRET IF EXISTS {quote_ident(n)}", None) for n in failed])
     return warnings
+
+
+def _attachables(plpy, sess, exported):
+    """Tell the engine which catalogs it attaches on first use: those of the
+    servers whose secrets it holds that carry attach_as (sorted by secret name:
+    the first claims a name). Each one's key changes with what the ATTACH would
+    be and with the secrets it uses (its own, and a DuckLake's metadata secret),
+    so the engine detaches one whose server changed, or that is gone, and
+    attaches it anew at the next use. Sent only when it changed."""
+    table = {}
+    for name, (digest, server, spec, _) in sorted(exported.items()):
+        attach = spec.get("attach")
+        if attach is None or name not in sess.loaded or attach["name"] in table:
+            continue
+        sql, params = attach_sql(name, spec)
+        linked = (spec["params"].get("metadata_parameters") or {})
+        used = sorted({v.lower() for k, v in linked.items() if k.lower() == "secret" and isinstance(v, str)})
+        # (an OAuth2 token fetched anew: a catalog attached keeps the token it was given)
+        key = repr((sql, params, digest, [(u, exported[u].digest if u in exported else None) for u in used],
+                    sess.token_due.get(name)))
+        table[attach["name"]] = {"server": shown(server), "sql": sql, "params": params, "key": key}
+    if table != sess.attachables:
+        sess.engine.set_attachables(plpy, table)
+        sess.attachables = table
 
 
 def _secret_string(plpy, engine, name):

@@ -224,6 +224,7 @@ def secret_spec(server_name, srvtype, server_options, mapping_options=None):
         if name in catalog.SENSITIVE:
             raise_sensitive_on_server(name)
     check_embedded_credentials(server)
+    attach_raw = {name: server.pop(name) for name in list(server) if name in catalog.ATTACH}
     for name in mapping:
         if name in catalog.SERVER_ONLY or name in catalog.PROXY_ADDRESS:
             raise_server_only(name)
@@ -274,8 +275,102 @@ def secret_spec(server_name, srvtype, server_options, mapping_options=None):
                               f'option "{name}" is another name for "{canonical}"; give only one of them')
             params[canonical] = converted
 
+    # before the rules: a server that waits for its mapping's values is checked too
+    attach = attach_spec(stype, attach_raw, scope)
     _check_rules(stype, provider, params)
-    return {"type": type_name, "provider": provider_name, "scope": scope, "params": params}
+    spec = {"type": type_name, "provider": provider_name, "scope": scope, "params": params}
+    if attach is not None:
+        spec["attach"] = attach
+    return spec
+
+
+# --- attach_as / attach_options ------------------------------------------------
+
+_CATALOG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def attach_name(value):
+    """A server's attach_as as the engine uses it (DuckDB's catalog names are
+    case-insensitive: lowercased), or PgError."""
+    name = value.strip()
+    if not _CATALOG_NAME.match(name):
+        raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, f'option "{catalog.ATTACH_AS}" requires a plain identifier',
+                      hint="A letter or underscore, then letters, digits or underscores (at most 63): the name "
+                           "DuckDB SQL uses for the catalog, e.g. attach_as 'lake'.")
+    name = name.lower()
+    if name in catalog.RESERVED_CATALOGS:
+        raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, f'option "{catalog.ATTACH_AS}" cannot be "{name}"',
+                      detail="DuckDB reserves the names " + ", ".join(catalog.RESERVED_CATALOGS) + ".",
+                      hint="Choose another name.")
+    return name
+
+
+def attach_spec(stype, raw, scope):
+    """{"name", "options"} for a server's attach_as and attach_options (typed,
+    allowlisted per type: catalog.Attach), None without attach_as, or PgError."""
+    if not raw:
+        return None
+    how = stype.attach
+    where = f"a server of TYPE '{stype.name}'"
+    if how is None:
+        name = next(iter(sorted(raw)))
+        raise PgError(FDW_INVALID_OPTION_NAME, f'invalid option "{name}" for {where}',
+                      hint="attach_as and attach_options are for servers of TYPE "
+                           + ", ".join(f"'{t}'" for t in catalog.ATTACH_TYPES) + ".")
+    if catalog.ATTACH_AS not in raw:
+        raise PgError(FDW_INVALID_ATTRIBUTE_VALUE,
+                      f'option "{catalog.ATTACH_OPTIONS}" requires option "{catalog.ATTACH_AS}" in {where}')
+    name = attach_name(raw[catalog.ATTACH_AS])
+    options = attach_options(stype, raw.get(catalog.ATTACH_OPTIONS, ""))
+    if how.path_option is not None and how.path_option not in options:
+        raise PgError(FDW_INVALID_ATTRIBUTE_VALUE,
+                      f'option "{catalog.ATTACH_OPTIONS}" of {where} requires the key "{how.path_option}"',
+                      hint=f"It names what to attach: attach_options '{how.path_option}=...'.")
+    if how.path is catalog.Attach.SCOPE_PATH and (not scope or len(scope) != 1):
+        raise PgError(FDW_INVALID_ATTRIBUTE_VALUE,
+                      f'option "{catalog.ATTACH_AS}" of {where} requires a scope of one address',
+                      hint=f"The scope is what the engine attaches, e.g. scope '{stype.example.get('scope', '...')}'.")
+    return {"name": name, "options": options}
+
+
+def attach_options(stype, value):
+    """attach_options 'key=value, flag, ...' -> {key: typed value}; a bare key
+    is a boolean set to true (READ_ONLY). Keys are case-insensitive."""
+    how = stype.attach
+    out = {}
+    if _has_control(value):
+        raise PgError(FDW_INVALID_ATTRIBUTE_VALUE,
+                      f'option "{catalog.ATTACH_OPTIONS}" must not contain control characters')
+    for item in value.split(","):
+        if not item.strip():
+            if value.strip():
+                raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, f'option "{catalog.ATTACH_OPTIONS}" requires '
+                              "comma-separated keys or key=value pairs")
+            continue
+        key, sep, raw = item.partition("=")
+        key = key.strip().lower()
+        opt = how.options.get(key)
+        if opt is None:
+            raise PgError(FDW_INVALID_OPTION_NAME,
+                          f'invalid key "{shown(key)}" in option "{catalog.ATTACH_OPTIONS}"',
+                          hint=f"Valid keys for a server of TYPE '{stype.name}' are: " + _hint_list(how.options))
+        if key in out:
+            raise PgError(DUPLICATE_OBJECT, f'key "{key}" given more than once in option "{catalog.ATTACH_OPTIONS}"')
+        what = f"{catalog.ATTACH_OPTIONS} {key}"
+        if not sep:
+            if opt.kind != catalog.BOOL:
+                raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, f'key "{key}" of option "{catalog.ATTACH_OPTIONS}" '
+                              "requires a value", hint=f"Write {key}=...")
+            out[key] = True
+            continue
+        converted = _CONVERT[opt.kind](what, raw.strip())
+        if opt.kind == catalog.TEXT and not converted:
+            raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, f'key "{key}" of option "{catalog.ATTACH_OPTIONS}" '
+                          "requires a non-empty value")
+        if opt.choices:
+            converted = _check_choices(opt, converted)
+        out[key] = converted
+    return out
 
 
 def _check_choices(opt, value):
@@ -340,7 +435,8 @@ def check_name_collision(server_name, other_server_names):
 
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # Options that hold a URL or address, where a password or token may hide (user:pw@, ?token=).
-_URL_OPTIONS = frozenset({"endpoint", "oauth2_server_uri", "scope", "data_path", "http_proxy", "proxy"})
+_URL_OPTIONS = frozenset({"endpoint", "oauth2_server_uri", "scope", "data_path", "http_proxy", "proxy",
+                          "attach_options"})
 
 
 def check_embedded_credentials(server):

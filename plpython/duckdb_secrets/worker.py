@@ -29,6 +29,17 @@ from . import proctitle, wire
 STACK_SIZE = 256 << 20
 
 _NEEDS_EXTENSION = re.compile(r"exists in the ([A-Za-z0-9_]+) extension")
+# DuckDB's binder and catalog errors for a name it found no catalog for (the
+# name it reports): "Catalog "x" does not exist!", "Catalog with name x does not
+# exist!", and for x.t / CREATE TABLE x.t / USE x, where x may be a catalog
+# (x.t is x.main.t once x is attached), "schema "x" does not exist",
+# "Schema with name x does not exist!", "No catalog + schema named "x" found".
+_UNKNOWN_CATALOG = re.compile(
+    r'Catalog "([A-Za-z_][A-Za-z0-9_]*)" does not exist'
+    r'|Catalog with name ([A-Za-z_][A-Za-z0-9_]*) does not exist'
+    r'|because schema "([A-Za-z_][A-Za-z0-9_]*)" does not exist'
+    r'|Schema with name ([A-Za-z_][A-Za-z0-9_]*) does not exist'
+    r'|No catalog \+ schema named "\.?([A-Za-z_][A-Za-z0-9_]*)" found')
 
 
 def _import_duckdb():
@@ -106,6 +117,8 @@ class Worker:
         self.active = set()         # connections running a request now
         self.active_lock = threading.Lock()
         self.jobs = queue.SimpleQueue()
+        self.attachable = {}        # catalog name -> {server, sql, params, key}: attached on first use
+        self.attached = {}          # catalog name -> the key of what this engine attached under it
 
     # --- sending ------------------------------------------------------------------
 
@@ -245,12 +258,27 @@ class Worker:
 
     def _with_missing(self, fn, load_missing):
         """fn(); if DuckDB does not bind it because it needs a shipped extension not
-        loaded, a superuser's engine loads it and runs it again (once per extension)."""
+        loaded, a superuser's engine loads it and runs it again (once per extension);
+        if it names a catalog a server's attach_as gives this engine, the catalog
+        is attached and fn runs again (once per catalog). load_missing: fn is one
+        statement (a statement that did not bind has not run; of several, those
+        before it have)."""
         tried = set()
+        attached = set()
         while True:
             try:
                 return fn()
             except (self.duckdb.CatalogException, self.duckdb.BinderException) as e:
+                name = self._attachable_catalog(e)
+                if name is not None and name not in attached:
+                    attached.add(name)
+                    self._attach(name)
+                    if load_missing:
+                        continue
+                    server = self.attachable[name]["server"]
+                    raise type(e)(f"{e}\n\nCatalog \"{name}\" (attach_as of server \"{server}\") is attached now"
+                                  "; a query string of several statements is not run again, since "
+                                  "those before the failing one have run.") from None
                 wanted = self._missing_extension(e) if load_missing else None
                 if wanted is None or wanted in tried:
                     raise
@@ -263,6 +291,53 @@ class Worker:
                                   "that needs the extension.") from None
                 tried.add(wanted)
                 self._load(wanted)
+
+    def _attachable_catalog(self, exc):
+        """The catalog DuckDB's error says it did not find, if this engine attaches it on first use."""
+        for m in _UNKNOWN_CATALOG.finditer(str(exc)):
+            name = next(g for g in m.groups() if g).lower()
+            if name in self.attachable:
+                return name
+        return None
+
+    def _attach(self, name):
+        """ATTACH a server's catalog (IF NOT EXISTS: one attached already is left
+        as it is, and the statement's own error comes back). A failure names the
+        catalog and the server; the backend masks the role's secret values in it."""
+        spec = self.attachable[name]
+        con = self._free_connection()
+        try:
+            con.execute(spec["sql"], spec["params"])
+        except self.duckdb.Error as e:
+            raise type(e)(f'could not attach catalog "{name}" of server "{spec["server"]}": {e}') from None
+        self.attached[name] = spec["key"]
+
+    def op_attachables(self, rid, request):
+        """The catalogs to attach on first use; one attached whose server changed
+        (another key) or is gone is detached now (if it is in use, at the next change)."""
+        self.attachable = request["catalogs"]
+        con = self._free_connection()
+        with self._using(con):
+            for name, key in list(self.attached.items()):
+                now = self.attachable.get(name)
+                if (now is None or now["key"] != key) and self._detach(con, name):
+                    del self.attached[name]
+        return {}
+
+    def _detach(self, con, name):
+        sql = f'DETACH DATABASE IF EXISTS "{name}"'     # a plain identifier (validation.attach_name)
+        try:
+            con.execute(sql)
+            return True
+        except self.duckdb.Error as e:
+            if "default database" not in str(e):
+                return False
+        try:       # USE <it> made it the default: back to the engine's own
+            con.execute("USE memory")
+            con.execute(sql)
+            return True
+        except self.duckdb.Error:
+            return False
 
     def _missing_extension(self, exc):
         m = _NEEDS_EXTENSION.search(str(exc))
