@@ -272,10 +272,9 @@ class Worker:
         sql = request["sql"]
         stmts = self._check(sql)
         duckdb = self.duckdb
-        single = len(stmts) == 1 and stmts[0].type == duckdb.StatementType.SELECT
         con = self._free_connection()
         with self._using(con):
-            result = self._with_missing(lambda: query.run_statement(duckdb, con, sql, single,
+            result = self._with_missing(lambda: query.run_statement(duckdb, con, sql, stmts,
                                                                     request.get("fetch", True)),
                                         load_missing=len(stmts) == 1)
         if result is None:
