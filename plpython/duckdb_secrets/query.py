@@ -21,6 +21,7 @@ PostgreSQL's "structure of query does not match" error (retype()).
 
 import datetime
 import json
+import math
 import re
 
 from . import arrowstream
@@ -28,7 +29,9 @@ from .errors import CHARACTER_NOT_IN_REPERTOIRE, SYSTEM_ERROR, PgError, caught, 
 
 FIELD, ROW, NULL, ALONE = "\x01", "\x02", "\x03", "\x04"
 
-# DuckDB type -> PostgreSQL type for the result column list.
+# DuckDB scalar type -> PostgreSQL type for the result column list (docs/reference.md's
+# table, which tests/test_types.py checks against what each type reads as). DECIMAL(p,s)
+# is numeric; any other scalar (ENUM, BIT, GEOMETRY, ...) is text.
 _SCALAR = {
     "BOOLEAN": "boolean",
     "TINYINT": "smallint", "SMALLINT": "smallint", "UTINYINT": "smallint",
@@ -38,13 +41,16 @@ _SCALAR = {
     "BIGNUM": "numeric",
     "FLOAT": "real", "DOUBLE": "double precision",
     "VARCHAR": "text", "BLOB": "bytea", "UUID": "uuid", "JSON": "json",
-    "DATE": "date", "TIME": "time", "TIME WITH TIME ZONE": "timetz",
+    "DATE": "date", "TIME": "time", "TIME_NS": "time", "TIME WITH TIME ZONE": "timetz",
     "TIMESTAMP": "timestamp", "TIMESTAMP_S": "timestamp", "TIMESTAMP_MS": "timestamp",
     "TIMESTAMP_NS": "timestamp", "TIMESTAMP WITH TIME ZONE": "timestamptz",
     "INTERVAL": "interval",
 }
+# A list (INTEGER[]) or a fixed-size array (INTEGER[3]): the element type before it.
+_LIST = re.compile(r"\[\d*\]$")
+_NESTED = ("STRUCT(", "MAP(", "UNION(")
 # Types whose text needs no quotes as an array element (PostgreSQL writes them bare).
-_BARE = {"boolean", "smallint", "integer", "bigint", "numeric", "real", "double precision", "uuid", "date"}
+_BARE = {"boolean", "smallint", "integer", "bigint", "numeric", "real", "double precision", "uuid"}
 # Types whose text never holds a control character (no check needed).
 _PLAIN = {"boolean", "smallint", "integer", "bigint", "numeric", "real", "double precision",
           "bytea", "uuid", "date", "time", "timetz", "timestamp", "timestamptz", "interval"}
@@ -65,25 +71,51 @@ def _quoted(text):
     return f"""('"' || replace(replace({text}, '\\', '\\\\'), '"', '\\"') || '"')"""
 
 
+def _array_text(x, pg):
+    """DuckDB SQL: list x of scalars of PostgreSQL type pg as a one-dimensional array
+    literal (NULL elements kept; a NULL list stays NULL)."""
+    text = _text("e", pg)
+    elem = f"CASE WHEN e IS NULL THEN 'NULL' ELSE {text if pg in _BARE else _quoted(text)} END"
+    return f"('{{' || array_to_string(list_transform({x}, lambda e: {elem}), ',') || '}}')"
+
+
+def _json_text(x, name):
+    """DuckDB SQL: nested value x of DuckDB type name as jsonb input text. DuckDB's
+    to_json writes a non-finite float bare (NaN, -Infinity), which JSON cannot hold:
+    made strings, as PostgreSQL's to_jsonb writes them. A string's characters below
+    U+0020 are escaped by to_json, so chr(1) marks the tokens: after a string two
+    marks (dropped), around a bare token one each (made quotes)."""
+    text = f"CAST(to_json({x}) AS VARCHAR)"
+    if "FLOAT" not in name and "DOUBLE" not in name:
+        return text
+    marked = (f"""regexp_replace({text}, '("(?:[^"\\\\]|\\\\.)*")|(-?Infinity|NaN)', """
+              r"""'\1' || chr(1) || '\2' || chr(1), 'g')""")
+    return f"replace(replace({marked}, chr(1) || chr(1), ''), chr(1), '\"')"
+
+
+def _scalar_type(name):
+    """The PostgreSQL type of a DuckDB scalar type; None for a nested one."""
+    if name.startswith(_NESTED) or _LIST.search(name):
+        return None
+    if name.startswith("DECIMAL"):
+        return "numeric"
+    return _SCALAR.get(name, "text")
+
+
 def column_type(dtype):
     """(PostgreSQL type, function: DuckDB expression -> DuckDB SQL of its
-    PostgreSQL input text) for a DuckDB result type."""
+    PostgreSQL input text) for a DuckDB result type: a scalar as _SCALAR says,
+    a list or fixed-size array of scalars as an array of their type, anything
+    else nested (lists of lists, structs, maps, unions, lists of those) as jsonb."""
     name = str(dtype)
-    if name.startswith("DECIMAL"):
-        return "numeric", lambda x: _text(x, "numeric")
-    if name in _SCALAR:
-        pg = _SCALAR[name]
+    pg = _scalar_type(name)
+    if pg is not None:
         return pg, lambda x: _text(x, pg)
-    if name.endswith("[]") and name[:-2] in _SCALAR and not name[:-2].endswith("]"):
-        pg = _SCALAR[name[:-2]]
-        if pg not in ("json", "interval", "bytea"):
-            text = _text("e", pg)
-            elem = f"CASE WHEN e IS NULL THEN 'NULL' ELSE {text if pg in _BARE else _quoted(text)} END"
-            return pg + "[]", lambda x: (f"('{{' || coalesce(array_to_string(list_transform({x}, lambda e: "
-                                         f"{elem}), ','), '') || '}}')")
-    if name.startswith(("STRUCT", "MAP", "UNION")) or name.endswith("]"):
-        return "jsonb", lambda x: f"CAST(to_json({x}) AS VARCHAR)"
-    return "text", lambda x: f"CAST({x} AS VARCHAR)"     # ENUM, BIT, ...
+    m = _LIST.search(name)
+    elem = None if m is None or name.startswith(_NESTED) else _scalar_type(name[:m.start()])
+    if elem is not None:
+        return elem + "[]", lambda x: _array_text(x, elem)
+    return "jsonb", lambda x: _json_text(x, name)
 
 
 def row_sql(formats, pg_types):
@@ -108,17 +140,24 @@ def _interval(td):
     return f"{td.days} days {td.seconds} seconds {td.microseconds} microseconds"
 
 
+def _blob(b):
+    """A BLOB as DuckDB writes it as text (to_json): printable ASCII but \\ " ' as is, \\xHH otherwise."""
+    return "".join(chr(c) if 32 <= c < 127 and c not in (34, 39, 92) else f"\\x{c:02X}" for c in b)
+
+
 def _jsonable(v):
     if isinstance(v, dict):
         return {str(k): _jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
         return [_jsonable(x) for x in v]
+    if isinstance(v, float) and not math.isfinite(v):
+        return "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
     if isinstance(v, (bool, int, float, str)) or v is None:
         return v
     if isinstance(v, datetime.timedelta):
         return _interval(v)
     if isinstance(v, bytes):
-        return v.hex()
+        return _blob(v)
     return str(v)
 
 
@@ -128,20 +167,25 @@ def _element(text):
 
 def py_text(v, pg):
     """PostgreSQL input text of a Python value DuckDB returned, for type pg
-    (the results of statements other than a single query, formatted here)."""
+    (rows of statements whose result DuckDB cannot format, formatted here:
+    run_statement). DuckDB's Python values lose what its text keeps for a few
+    types (an infinite DATE or TIMESTAMP is 9999-12-31 or 0001-01-01, an
+    INTERVAL's months are 30 days, nanoseconds are cut): docs/reference.md."""
     if v is None:
         return None
     if pg.endswith("[]"):
         q = (lambda t: t) if pg[:-2] in _BARE else _element
         return "{" + ",".join("NULL" if e is None else q(py_text(e, pg[:-2])) for e in v) + "}"
+    if pg == "jsonb" or (pg == "json" and not isinstance(v, str)):
+        return json.dumps(_jsonable(v))
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, bytes):
         return "\\x" + v.hex()
-    if pg in ("jsonb", "json") and not isinstance(v, str):
-        return json.dumps(_jsonable(v))
     if isinstance(v, datetime.timedelta):
         return _interval(v)
+    if isinstance(v, str) and pg in ("date", "timestamp", "timestamptz"):
+        return v.replace(" (BC)", " BC")       # outside Python's years, DuckDB gives its text
     return str(v)
 
 
@@ -299,14 +343,14 @@ class Pending:
             return "; ".join(f'column {i + 1} ("{self.names[i]}"): DuckDB returns {self.duck_types[i]}, '
                              f'read as {self.declared[i]}' for i in idx)
         changed = [i for i, t in enumerate(self.declared) if t != self.pg_types[i]]
-        named = [i for i, t in enumerate(self.declared) if re.search(r"\b" + re.escape(t) + r"\b", message)]
-        longest = max((len(self.declared[i]) for i in named), default=0)
-        named = [i for i in named if len(self.declared[i]) == longest]
+        # an array's element type is what its input function's message names ("date out of range")
+        named = [i for i, t in enumerate(self.declared)
+                 if re.search(r"(?<!\w)" + re.escape(t.removesuffix("[]")) + r"(?!\w)", message)]
+        longest = max((len(self.declared[i].removesuffix("[]")) for i in named), default=0)
+        named = [i for i in named if len(self.declared[i].removesuffix("[]")) == longest]
         named = [i for i in named if i in changed] or named
-        if len(named) == 1:
-            return "In " + cols(named) + "."
-        suspects = named or changed or range(len(self.declared))
-        return "In one of: " + cols(suspects) + "."
+        suspects = named if len(named) == 1 else (named or changed or range(len(self.declared)))
+        return ("In " if len(suspects) == 1 else "In one of: ") + cols(suspects) + "."
 
 
 def mismatch_template(sample):
@@ -385,32 +429,64 @@ class Result:
             runs.close()
 
 
-def run_statement(duckdb, con, sql, single, fetch, params=None):
-    """Run a checked statement on con: a Result, or None if it returns no rows.
-    params: the bound parameters' DuckDB values (params.values), or None.
+def run_statement(duckdb, con, sql, stmts, fetch, params=None):
+    """Run a checked statement on con (stmts: its statements, as DuckDB split
+    them) with its bound parameters (params.values, or None: they bind the
+    last statement, as DuckDB binds them): a Result, or None if it returns no rows.
 
-    A single query is formatted by DuckDB (row_sql over the query's relation)
-    and read through the Arrow C stream; anything else (several statements,
-    INSERT ... RETURNING, EXPLAIN, CALL, a CREATE TABLE AS and its count) runs
-    as is and its rows are formatted here."""
-    if single:
-        try:
-            rel = con.sql(sql) if params is None else con.sql(sql, params=params)
-        except (duckdb.BinderException, duckdb.CatalogException):
-            # not bound, so not run: DuckDB's error with its LINE
-            con.execute(sql) if params is None else con.execute(sql, params)
-            raise
-        result = Result(rel.columns, rel.types)
-        if fetch:
-            result._runs = _single_query(duckdb, rel, result.types)
-        return result
-    cur = con.execute(sql) if params is None else con.execute(sql, params)
+    The rows of a query are formatted by DuckDB (row_sql over the query's
+    relation) and read through the Arrow C stream: a single query, the last of
+    several statements if it is one, or the materialized result of a last
+    statement that returns rows (INSERT/UPDATE/DELETE ... RETURNING, EXPLAIN,
+    CALL), whose relation DuckDB holds. Only the rest (a count of changed rows,
+    what CREATE SECRET, ATTACH, ... return) is fetched as Python values and
+    formatted here (py_row): con.sql() would drop a count."""
+    if len(stmts) == 1 and stmts[0].type == duckdb.StatementType.SELECT:
+        return _relation_result(duckdb, con, sql, fetch, params)
+    *before, last = stmts
+    for st in before:
+        con.execute(st)
+    if _returns_a_relation(duckdb, last):
+        return _relation_result(duckdb, con, last, fetch, params)
+    cur = con.execute(last) if params is None else con.execute(last, params)
     if not cur.description:
         return None
     result = Result([d[0] for d in cur.description], [d[1] for d in cur.description])
     if fetch:
         pg_types = [column_type(t)[0] for t in result.types]
         result._runs = _fetched_runs(cur.fetchmany(BATCH), cur.fetchmany, py_row(pg_types))
+    return result
+
+
+def _returns_a_relation(duckdb, st):
+    """Whether con.sql(st) gives st's rows: a statement that returns rows and
+    never a count of changed rows, or a DML statement with RETURNING."""
+    kinds = st.expected_result_type
+    if duckdb.ExpectedResultType.CHANGED_ROWS not in kinds:
+        return duckdb.ExpectedResultType.QUERY_RESULT in kinds
+    if st.type not in (duckdb.StatementType.INSERT, duckdb.StatementType.UPDATE, duckdb.StatementType.DELETE):
+        return False
+    from .statements import KEYWORD, tokens
+    try:
+        # DuckDB has no DML in a subquery: a RETURNING keyword is the statement's own.
+        return any(t.kind == KEYWORD and t.text == "returning" for t in tokens(duckdb, st.query))
+    except duckdb.Error:
+        return False
+
+
+def _relation_result(duckdb, con, statement, fetch, params=None):
+    """con.sql(statement) as a Result whose rows DuckDB formats; None if it returns none."""
+    try:
+        rel = con.sql(statement) if params is None else con.sql(statement, params=params)
+    except (duckdb.BinderException, duckdb.CatalogException):
+        # not bound, so not run: DuckDB's error with its LINE
+        con.execute(statement) if params is None else con.execute(statement, params)
+        raise
+    if rel is None:
+        return None
+    result = Result(rel.columns, rel.types)
+    if fetch:
+        result._runs = _single_query(duckdb, rel, result.types)
     return result
 
 

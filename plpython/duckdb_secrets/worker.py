@@ -350,7 +350,6 @@ class Worker:
         sql = request["sql"]
         stmts = self._check(sql)
         duckdb = self.duckdb
-        single = len(stmts) == 1 and stmts[0].type == duckdb.StatementType.SELECT
         bound = request.get("params")
         if bound is not None:
             from . import params
@@ -358,7 +357,7 @@ class Worker:
         con = self._free_connection()
         with self._using(con):
             try:
-                result = self._with_missing(lambda: query.run_statement(duckdb, con, sql, single,
+                result = self._with_missing(lambda: query.run_statement(duckdb, con, sql, stmts,
                                                                         request.get("fetch", True), bound),
                                             load_missing=len(stmts) == 1)
             except duckdb.InvalidInputException as e:
