@@ -201,6 +201,19 @@ def lake_and_reader(db, s3):
     return reader
 
 
+def ducklake_sql(conn, s3, cluster, meta, name, extra=""):
+    """A DuckLake server `name`: metadata in database meta of the test cluster
+    (through the postgres server lake_pg), data files on the local S3 under
+    s3://bucket/<meta>/ (through lake_s3, a prefix of its own)."""
+    conn.execute(s3_server_sql("lake_s3", s3, scope=f"s3://bucket/{meta}"))
+    conn.execute(s3_mapping_sql("lake_s3", s3))
+    conn.execute(f"CREATE SERVER lake_pg TYPE 'postgres' FOREIGN DATA WRAPPER duckdb "
+                 f"OPTIONS (host '127.0.0.1', port '{cluster.port}', dbname '{meta}', user 'postgres')")
+    conn.execute(f"CREATE SERVER {name} TYPE 'ducklake' FOREIGN DATA WRAPPER duckdb "
+                 f"OPTIONS (metadata_path 'postgres:dbname={meta}', data_path 's3://bucket/{meta}/', "
+                 f"metadata_parameters 'SECRET=lake_pg'{extra})")
+
+
 def s3_mapping_sql(server, s3, role="PUBLIC"):
     """CREATE USER MAPPING with the local S3 server's working keys."""
     return (f"CREATE USER MAPPING FOR {role} SERVER {server} "

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 import localenv
-from conftest import assert_clean_error, s3_mapping_sql, s3_server_sql
+from conftest import assert_clean_error, ducklake_sql
 from duckdb_secrets import catalog, engine_sql, validation
 from test_lakehouse import iceberg, iceberg_server, quack_server  # noqa: F401 - fixtures
 
@@ -58,14 +58,7 @@ def lakehouse(db, s3, cluster):
     files on the local S3 (through lake_s3)."""
     meta = f"attach_meta_{os.getpid()}"
     new_database(cluster, meta)
-    c = db.conn
-    c.execute(s3_server_sql("lake_s3", s3, scope=f"s3://bucket/{meta}"))
-    c.execute(s3_mapping_sql("lake_s3", s3))
-    c.execute(f"CREATE SERVER lake_pg TYPE 'postgres' FOREIGN DATA WRAPPER duckdb "
-              f"OPTIONS (host '127.0.0.1', port '{cluster.port}', dbname '{meta}', user 'postgres')")
-    c.execute("CREATE SERVER lakehouse TYPE 'ducklake' FOREIGN DATA WRAPPER duckdb "
-              f"OPTIONS (metadata_path 'postgres:dbname={meta}', data_path 's3://bucket/{meta}/', "
-              "metadata_parameters 'SECRET=lake_pg', attach_as 'lake')")
+    ducklake_sql(db.conn, s3, cluster, meta, "lakehouse", ", attach_as 'lake'")
     yield meta
     db.close()
     drop_database(cluster, meta)

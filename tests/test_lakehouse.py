@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 import localenv
-from conftest import advance_clock, assert_clean_error, s3_mapping_sql, s3_server_sql
+from conftest import advance_clock, assert_clean_error, ducklake_sql, s3_mapping_sql, s3_server_sql
 from iceberg_rest import Catalog
 
 DEPS = "/usr/lib/postgresql/15/lib/duckdb_secrets/deps"
@@ -29,15 +29,8 @@ def lake(db, s3, cluster):
     with psycopg.connect(cluster.dsn(), autocommit=True) as a:
         a.execute(f"DROP DATABASE IF EXISTS {meta}")
         a.execute(f"CREATE DATABASE {meta}")
-    c = db.conn
     # A prefix of its own: other tests glob s3://bucket/lake/.
-    c.execute(s3_server_sql("lake_s3", s3, scope=f"s3://bucket/{meta}"))
-    c.execute(s3_mapping_sql("lake_s3", s3))
-    c.execute(f"CREATE SERVER lake_pg TYPE 'postgres' FOREIGN DATA WRAPPER duckdb "
-              f"OPTIONS (host '127.0.0.1', port '{cluster.port}', dbname '{meta}', user 'postgres')")
-    c.execute("CREATE SERVER lake TYPE 'ducklake' FOREIGN DATA WRAPPER duckdb "
-              f"OPTIONS (metadata_path 'postgres:dbname={meta}', data_path 's3://bucket/{meta}/', "
-              "metadata_parameters 'SECRET=lake_pg')")
+    ducklake_sql(db.conn, s3, cluster, meta, "lake")
     yield meta
     db.close()
     with psycopg.connect(cluster.dsn(), autocommit=True) as a:

@@ -97,7 +97,7 @@ def test_a_setting_that_logs_statement_text_is_pointed_out_once(db, s3, setting)
     c.execute(s3_server_sql("noted_s3", s3))
     c.execute("CREATE USER MAPPING FOR CURRENT_USER SERVER noted_s3 OPTIONS (key_id 'k', secret 's')")
     c.execute("ALTER USER MAPPING FOR CURRENT_USER SERVER noted_s3 OPTIONS (SET secret 't')")
-    warned = [n for n in notices if "may log this statement" in n[0]]
+    warned = [n for n in notices if "this statement's text" in n[0]]
     assert len(warned) == 1 and "duckdb.set_user_mapping" in warned[0][1]
 
 
@@ -105,9 +105,12 @@ def test_no_warning_at_default_settings(db, s3):
     c = db.connect()
     notices = []
     c.add_notice_handler(lambda d: notices.append(d.message_primary))
+    # The test cluster loads pg_stat_statements, which keeps utility statements' text (and is
+    # pointed out, test_pg_stat_statements_keeping_utility_text_is_pointed_out): not a default.
+    c.execute("SET pg_stat_statements.track_utility = off")
     c.execute(s3_server_sql("quiet_s3", s3))
     c.execute("CREATE USER MAPPING FOR CURRENT_USER SERVER quiet_s3 OPTIONS (key_id 'k', secret 's')")
-    assert not [n for n in notices if "may log this statement" in n]
+    assert not [n for n in notices if "this statement's text" in n]
 
 
 # --- found by a red-team helper (0.4.0) -----------------------------------------
@@ -276,3 +279,12 @@ def test_client_credentials_are_masked_in_their_basic_form_too():
                                   ["client_secret=CANARY-log-basic"])
     basic = base64.b64encode(b"cid:CANARY-log-basic").decode()
     assert basic not in Scrubber(masking.sensitive_values(spec))(f"bad creds: Basic {basic}")
+
+
+def test_pg_stat_statements_keeping_utility_text_is_pointed_out(db, s3):
+    c = db.connect()
+    notices = []
+    c.add_notice_handler(lambda d: notices.append((d.message_primary, d.message_detail or "")))
+    c.execute(s3_server_sql("kept_s3", s3))
+    said = [n for n in notices if "this statement's text" in n[0]]
+    assert len(said) == 1 and "pg_stat_statements" in said[0][1], notices

@@ -166,3 +166,55 @@ def test_a_login_role_of_that_name_is_not_used(db, cluster):
         db.conn.execute("ALTER ROLE duckdb_query NOLOGIN")
     with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as admin:
         admin.execute("DROP DATABASE IF EXISTS qrole")
+
+
+# --- what the red team found: parameters and the server log ------------------------
+
+def test_a_credential_in_the_parameters_stays_out_of_the_log_and_the_error(db, log_since):
+    c = db.connect()
+    for text, params in (("SELECT * FROM read_parquet($1)", ["https://user:ParamPw88xyz@127.0.0.1:9/x"]),
+                         ("SELECT * FROM read_parquet($1)", ["https://127.0.0.1:9/x?sig=SigPar22xyz&a=1"]),
+                         ("SELECT 1", ["password=PlainPw77xyz"])):
+        with pytest.raises(psycopg.Error) as e:
+            c.execute("SELECT * FROM duckdb.query_json(%s, %s::jsonb)", (text, json.dumps(params)))
+        for word in ("ParamPw88xyz", "SigPar22xyz", "PlainPw77xyz"):
+            assert word not in str(e.value)
+    log = log_since()
+    for word in ("ParamPw88xyz", "SigPar22xyz", "PlainPw77xyz"):
+        assert word not in log
+
+
+def test_a_secret_of_the_role_given_as_a_parameter_stays_out_of_the_log(db, s3, log_since):
+    role = db.role("p")
+    db.conn.execute(s3_server_sql("pl_s3", s3, scope="s3://bucket"))
+    db.conn.execute(s3_mapping_sql("pl_s3", s3, f'"{role}"'))
+    db.conn.execute(f'GRANT USAGE ON FOREIGN SERVER pl_s3 TO "{role}"; GRANT duckdb_query TO "{role}"')
+    c = db.connect(role)
+    for text in ("SELECT error($1)", "SELECT 1", "SELECT $1::INTEGER"):
+        with pytest.raises(psycopg.Error) as e:
+            c.execute("SELECT * FROM duckdb.query_json(%s, %s::jsonb)", (text, json.dumps([s3.secret])))
+        assert_clean_error(e.value, s3.secret)
+    assert s3.secret not in log_since()
+
+
+@pytest.mark.parametrize("params, sqlstate", [
+    ("[" + "9" * 5000 + "]", "22003"),
+    ("[" + "[" * 1100 + "]" * 1100 + "]", "54001"),
+    ('{"a": ' + "[" * 1100 + "]" * 1100 + "}", "54001"),
+])
+def test_parameters_jsonb_takes_and_python_does_not_get_clean_errors(db, params, sqlstate):
+    with pytest.raises(psycopg.Error) as e:
+        db.conn.execute("SELECT * FROM duckdb.query_json('SELECT $1', %s::jsonb)", (params,))
+    assert e.value.sqlstate == sqlstate, str(e.value)
+    assert "internal error" not in str(e.value) and "Recursion" not in str(e.value)
+
+
+def test_set_user_mapping_with_deeply_nested_options_is_refused_quietly(db, log_since):
+    role = db.role("n")
+    db.conn.execute("CREATE SERVER nest_s3 TYPE 's3' FOREIGN DATA WRAPPER duckdb OPTIONS (region 'us-east-1')")
+    options = '{"secret": "LogLeakC1xyz", "x": ' + "[" * 1100 + "]" * 1100 + "}"
+    with pytest.raises(psycopg.Error) as e:
+        db.conn.execute(f"SELECT duckdb.set_user_mapping('nest_s3', '{role}', '{options}')")
+    assert e.value.sqlstate == "54001", str(e.value)
+    assert "LogLeakC1xyz" not in str(e.value)
+    assert "LogLeakC1xyz" not in log_since()

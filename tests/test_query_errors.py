@@ -80,3 +80,21 @@ def test_a_credential_in_the_sql_stays_masked(db, reader):
     # a URL's own password is masked even where the URL is shown
     e = _err(c, "SELECT count(*)::VARCHAR FROM read_csv('https://user:Pa55wordPa55@example.com/x.csv')")
     assert "Pa55wordPa55" not in str(e)
+
+
+def test_errors_while_rows_are_fetched_carry_one_context_line(db):
+    c = db.connect()
+    c.execute("SET statement_timeout = '300ms'")
+    for stmt in ("SELECT count(*) FROM duckdb.query('SELECT count(*) FROM range(100000000000) t(i) "
+                 "WHERE i % 7 = 3') AS t(n bigint)",
+                 "SELECT count(*) FROM duckdb.query_json('SELECT count(*) FROM range(100000000000) t(i) "
+                 "WHERE i % 7 = 3')"):
+        with pytest.raises(psycopg.errors.QueryCanceled) as e:
+            c.execute(stmt)
+        assert e.value.diag.context.count("\n") == 0, e.value.diag.context
+        assert "_query_chunks" not in e.value.diag.context
+    c.execute("RESET statement_timeout")
+    c.execute("SELECT duckdb.create_query_view('dup', 'SELECT 1 AS a')")
+    with pytest.raises(psycopg.errors.DuplicateTable) as e:
+        c.execute("SELECT duckdb.create_query_view('dup', 'SELECT 2 AS b')")
+    assert e.value.diag.context.count("\n") == 0 and "CREATE TEMP VIEW" not in e.value.diag.context

@@ -38,3 +38,18 @@ def test_a_setting_above_its_cap_is_said_once_not_cut_silently(db):
     assert len([n for n in notices if "duckdb.memory_limit" in n]) == 1
     row = c.execute("SELECT memory_limit FROM duckdb.engine()").fetchone()
     assert row[0] is not None
+
+
+def test_a_sessions_value_of_a_configuration_files_setting_is_said_to_count_for_nothing(db):
+    role = db.role("s")
+    db.conn.execute(f'GRANT duckdb_query TO "{role}"')
+    c = db.connect(role)
+    notices = []
+    c.add_notice_handler(lambda d: notices.append(d.message_primary))
+    c.execute("SET duckdb.allowed_url_prefixes = 'http://127.0.0.1:1/'")
+    c.execute("SELECT * FROM duckdb.query('SELECT 1') AS t(x int)")
+    said = [n for n in notices if "allowed_url_prefixes" in n]
+    assert said == ["duckdb.allowed_url_prefixes set in this session has no effect: only the configuration "
+                    "files set it"], notices
+    c.execute("SELECT * FROM duckdb.query('SELECT 2') AS t(x int)")
+    assert len([n for n in notices if "allowed_url_prefixes" in n]) == 1

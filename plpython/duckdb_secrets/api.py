@@ -110,11 +110,13 @@ def set_user_mapping(plpy, GD, server_name, role_name, options):
     value, error = caught(_ddl().set_user_mapping, plpy, GD, server_name, role_name, options)
     if error is None:
         return _value(value)
-    import json
     try:
-        values = [str(v) for v in json.loads(options or "{}").values() if v is not None]
-    except (ValueError, AttributeError):
-        values = []
+        values = [str(v) for v in params.load_json(options or "{}", "the options").values() if v is not None]
+    except (PgError, AttributeError):
+        values = None       # not read: every word of the options is masked
+    if values is None:
+        import re
+        values = [w for w in re.split(r'[\s"\[\]{}:,]+', options or "") if len(w) >= 4]
     err = pg_error(plpy, error).masked(Scrubber(values))
     _ddl().quiet_refusal(plpy, GD)
     raise err
@@ -160,14 +162,16 @@ def _ensure(plpy, GD, fn=None):
     row = fingerprint.read(plpy, session(GD))
     if fn is not None and not row["can_query" if fn == "query" else "can_raw"]:
         raise PgError(INSUFFICIENT_PRIVILEGE, f"permission denied for function {fn}",
-                      hint=f"An administrator can GRANT EXECUTE ON FUNCTION duckdb.{fn}(text) TO the role.")
+                      hint="An administrator can GRANT duckdb_query TO the role (every query function).")
     return sync.ensure(plpy, GD, row)
 
 
-def _quiet_log(plpy, GD, sql):
-    """If the DuckDB SQL of a failing call may carry a credential, have the
-    error logged without the statement that holds it; True if so."""
-    if not masking.may_carry_credentials(sql, session(GD).scrub):
+def _quiet_log(plpy, GD, sql, bound=None):
+    """If the DuckDB SQL of a failing call, or its bound parameters (the jsonb
+    text), may carry a credential, have the error logged without the statement
+    that holds them; True if so."""
+    text = sql if bound is None else f"{sql or ''}\n{bound}"
+    if not masking.may_carry_credentials(text, session(GD).scrub):
         return False
     _ddl().quiet_refusal(plpy, GD)
     return True
@@ -179,29 +183,38 @@ def _literals(plpy, GD, sql):
     return engine.literals(plpy, sql) if engine is not None else None
 
 
-def _quiet_if_credentials(plpy, GD, sql, err, found=None):
+def _quiet_if_credentials(plpy, GD, sql, err, found=None, bound=None):
     """A failing duckdb.query/raw_query is logged with its statement
-    (log_min_error_statement); if its DuckDB SQL may carry a credential, it is
-    logged without, and the error (which DuckDB may have built from the SQL)
-    has every literal and credential-looking piece of the SQL masked -- but a
-    path or URL the caller typed where a file is named (its credential-looking
-    pieces still masked). found: _literals(sql), if known."""
-    if _quiet_log(plpy, GD, sql):
+    (log_min_error_statement); if its DuckDB SQL or parameters may carry a
+    credential, it is logged without, and the error (which DuckDB may have
+    built from either) has every literal, parameter value and credential-looking
+    piece of them masked -- but a path or URL the caller typed where a file is
+    named, or gave as a parameter (its credential-looking pieces still
+    masked). found: _literals(sql), if known."""
+    if _quiet_log(plpy, GD, sql, bound):
         found = found or _literals(plpy, GD, sql)
-        err.masked(Scrubber(masking.credentials_in(sql, None if found is None else found[0] - found[1])))
+        values = None if found is None else found[0] - found[1]
+        if bound is not None and values is not None:
+            given = params.strings(bound)
+            values = None if given is None else values | {v for v in given if not masking.path_like(v)}
+        text = sql if bound is None else f"{sql or ''}\n{bound}"
+        err.masked(Scrubber(masking.credentials_in(text, values)))
     return err
 
 
-def _explained(plpy, GD, sql, err):
+def _explained(plpy, GD, sql, err, bound=None):
     """err told in PostgreSQL's terms (explain.py), masked as _quiet_if_credentials does."""
     err = explain.refused_path(err)
     found = None
     skipped = session(GD).skipped
     if skipped and err.sqlstate in explain.REACH:
         found = _literals(plpy, GD, sql)
+        urls = None if found is None else set(found[0])
+        if urls is not None and bound is not None:
+            urls |= set(params.strings(bound) or ())
         role = plpy.execute("SELECT current_user AS r")[0]["r"]
-        err = explain.skipped_secret(err, skipped, None if found is None else found[0], role)
-    return _quiet_if_credentials(plpy, GD, sql, err, found)
+        err = explain.skipped_secret(err, skipped, urls, role)
+    return _quiet_if_credentials(plpy, GD, sql, err, found, bound)
 
 
 def _quiet_on_error(fn):
@@ -209,7 +222,7 @@ def _quiet_on_error(fn):
     def wrapper(plpy, GD, sql, *args):
         value, error = caught(fn, plpy, GD, sql, *args)
         if error is not None:
-            raise _explained(plpy, GD, sql, pg_error(plpy, error))
+            raise _explained(plpy, GD, sql, pg_error(plpy, error), args[0] if args else None)
         return value
     return wrapper
 
@@ -223,7 +236,7 @@ def query_start(plpy, GD, sql, bound=None):
     pending = query.start(plpy, sess.engine, sql, sess.cell_scrub, sess.caller, params=params.checked(bound))
     if pending is None:
         return _value(None)
-    pending.sql = sql      # for the error at the end, if any
+    pending.sql, pending.bound = sql, bound      # for the error at the end, if any
     sess.push_pending(pending)
     # The column list goes into a HINT: DuckDB's column names may hold anything.
     return _value(sess.scrub(pending.coldef(named=True))) + [pending.fetch_sql()]
@@ -295,7 +308,7 @@ def query_failed(plpy, GD, message):
         return [sess.scrub(message or ""), None]
     pending.release()
     # The failing statement holds the DuckDB SQL: kept out of the log like a failure inside DuckDB.
-    _quiet_log(plpy, GD, getattr(pending, "sql", None))
+    _quiet_log(plpy, GD, getattr(pending, "sql", None), getattr(pending, "bound", None))
     return [sess.scrub(message or ""), sess.scrub(pending.failed(message or ""))]
 
 
@@ -309,7 +322,7 @@ def query_end(plpy, GD):
     elif sess.orphans:
         pending = sess.orphans.pop()
     if pending is not None and pending.error is not None:
-        raise _explained(plpy, GD, getattr(pending, "sql", None), pending.error)
+        raise _explained(plpy, GD, getattr(pending, "sql", None), pending.error, getattr(pending, "bound", None))
     return None
 
 

@@ -19,6 +19,7 @@ _SCHEME = "://"
 
 
 def urls(literals):
+    """The URLs among the string literals (or parameter values) of a statement."""
     return sorted({v for v in literals or () if _SCHEME in v[:24]})
 
 

@@ -181,6 +181,11 @@ _URL_PASSWORD = re.compile(r"[A-Za-z0-9._%~-]+:([^@\s'\"/]+)@")
 _KEY_VALUE = re.compile(r"(?i)(?:secret|passw\w*|pwd|token|key|sig|signature|credential)\w*\s*[=:]\s*([^\s&;'\",)]+)")
 
 
+def path_like(value):
+    """A path or URL (shown in errors, its credential-looking pieces masked)."""
+    return value.startswith(("/", "./", "~/")) or "://" in value[:24]
+
+
 def may_carry_credentials(sql, scrub):
     """Whether DuckDB SQL may carry a credential: it looks like it, or it holds a
     value the session's mask hides."""

@@ -19,7 +19,7 @@ extra parameters into PostgreSQL errors (refusal()).
 import json
 import re
 
-from .errors import INVALID_PARAMETER_VALUE, NUMERIC_VALUE_OUT_OF_RANGE, PgError
+from .errors import INVALID_PARAMETER_VALUE, NUMERIC_VALUE_OUT_OF_RANGE, STATEMENT_TOO_COMPLEX, PgError
 
 UNDEFINED_PARAMETER = "42P02"
 
@@ -30,28 +30,52 @@ _MISSING = re.compile(r"Values were not provided for the following prepared stat
 _EXCESS = re.compile(r"identifiers of the excess parameters: (.+)")
 
 
+class _Long(str):
+    """A JSON integer of more digits than any DuckDB integer holds, kept as its
+    digits (Python refuses to read one of thousands of digits as an int)."""
+
+
+def _integer(digits):
+    return int(digits) if len(digits.lstrip("-")) <= 40 else _Long(digits)
+
+
+def load_json(text, what):
+    """json.loads of a jsonb argument's text, with a PostgreSQL error for what
+    Python's parser refuses and jsonb accepts (nesting deeper than Python's
+    recursion allows, integers of thousands of digits: those become _Long)."""
+    try:
+        return json.loads(text, parse_int=_integer)
+    except RecursionError:
+        raise PgError(STATEMENT_TOO_COMPLEX, f"{what} nest too deeply",
+                      detail="JSON arrays and objects here may nest at most a few hundred levels.") from None
+    except ValueError:
+        raise PgError(INVALID_PARAMETER_VALUE, f"{what} could not be read as JSON") from None
+
+
 def checked(text):
     """The parameters of a call as JSON (a list or a dict), from the jsonb
     argument's text; None when the argument is SQL NULL."""
     if text is None:
         return None
-    value = json.loads(text)
+    value = load_json(text, "the parameters")
     if not isinstance(value, (list, dict)):
         raise PgError(INVALID_PARAMETER_VALUE, "the parameters must be a JSON array or object",
                       detail=f"A JSON {_kind(value)} was given.",
                       hint="Give '[value, ...]' to bind $1, $2, ... or '{\"name\": value}' to bind $name.")
     named = isinstance(value, dict)
     for key, v in (value.items() if named else enumerate(value, 1)):
-        if isinstance(v, int) and not isinstance(v, bool) and not -_HUGE <= v < _HUGE:
+        if isinstance(v, _Long) or (isinstance(v, int) and not isinstance(v, bool) and not -_HUGE <= v < _HUGE):
             label = f"${key}"
             raise PgError(NUMERIC_VALUE_OUT_OF_RANGE, f"parameter {label} is out of range for a DuckDB integer",
-                          detail="A JSON integer binds as BIGINT, or HUGEINT up to 128 bits.",
+                          detail="A JSON integer binds as BIGINT, or HUGEINT up to 128 bits; jsonb keeps a "
+                                 "number such as 1e300 as an integer of that many digits.",
                           hint=f"Pass it as a string and cast it in the query: {label}::DECIMAL(38,0) or "
                                f"{label}::DOUBLE.")
     return value
 
 
 def _kind(v):
+    """The JSON kind of a value, for messages."""
     if v is None:
         return "null"
     if isinstance(v, bool):
@@ -59,6 +83,26 @@ def _kind(v):
     if isinstance(v, (int, float)):
         return "number"
     return "string"
+
+
+def strings(text):
+    """Every string (values and keys) in a jsonb argument's text; None if it
+    cannot be read."""
+    try:
+        value = load_json(text, "the parameters")
+    except PgError:
+        return None
+    out, todo = set(), [value]
+    while todo:
+        v = todo.pop()
+        if isinstance(v, dict):
+            out.update(str(k) for k in v)
+            todo.extend(v.values())
+        elif isinstance(v, list):
+            todo.extend(v)
+        elif isinstance(v, str):
+            out.add(v)
+    return out
 
 
 def values(duckdb, params):

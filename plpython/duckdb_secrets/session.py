@@ -81,6 +81,7 @@ class Session:
         self.seen = None          # the generation the last sync saw
         self.tentative = False    # the last sync ran in a transaction that had written (may roll back)
         self.origins = {}         # engine secret name -> 'server', a table's name, or 'default'
+        self.ignored_said = set()   # (setting, value) a NOTICE said counts for nothing (sync._ignored_check)
         self.capped = ()          # the settings above their caps the last sync said so of (policy.capped)
         self.skipped = {}         # engine secret name -> (server, type, why, scopes): not exported, listed by secrets()
         self.attachables = {}     # catalog name -> what the engine attaches under it (sync._attachables)

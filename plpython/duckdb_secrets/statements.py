@@ -27,6 +27,7 @@ computed): the egress proxy does that.
 import re
 
 from .errors import INSUFFICIENT_PRIVILEGE, SYNTAX_ERROR, PgError, from_duckdb
+from .masking import path_like
 
 # Statement kinds a non-superuser may run. Everything else (SET/RESET/USE,
 # PRAGMA, CALL, LOAD/INSTALL, EXPORT/IMPORT, VACUUM, COPY FROM DATABASE, ...)
@@ -162,7 +163,7 @@ def _literals(duckdb, text):
             continue
         values.add(t.text)
         before = toks[i - 1].text if i > 0 else None
-        if before in _PATH_BEFORE and (t.text.startswith(("/", "./", "~/")) or "://" in t.text[:24]):
+        if before in _PATH_BEFORE and path_like(t.text):
             paths.add(t.text)
     return values, paths
 

@@ -87,6 +87,7 @@ def ensure(plpy, GD, row=None):
     state, touched = (_patch(plpy, GD, sess, obs, only, now) if only is not None else (None, None))
     if state is None:           # everything: the first sync, or a change a patch does not follow
         sess.context = Context(sess.admin_conf(plpy), obs.row)
+        _ignored_check(plpy, sess)
         state, touched = _full(plpy, GD, sess, obs, now), None
     engine = sess.engine
     _prepare_engine(plpy, GD, sess, state, sess.state if touched is not None else None, touched)
@@ -310,6 +311,28 @@ PG_DUCKDB_ONLY = ("duckdb.force_execution", "duckdb.postgres_role", "duckdb.moth
 HABITS_SQL = ("SELECT pg_catalog.array_agg(n ORDER BY n) AS names FROM pg_catalog.unnest($1::text[]) AS n "
               "WHERE pg_catalog.current_setting(n, true) <> ''")
 _habits_checked = []
+
+# The session's own values of the settings only the configuration files may set.
+SESSION_VALUES_SQL = ("SELECT n AS name, pg_catalog.current_setting(n, true) AS value "
+                      "FROM pg_catalog.unnest($1::text[]) AS n")
+
+
+def _ignored_check(plpy, sess):
+    """A setting only the configuration files may set, given another value by
+    SET (or ALTER ROLE/DATABASE ... SET), counts for nothing: say so once per
+    value, instead of a silent difference between SHOW and what the engine does."""
+    from .session import CONF_SETTINGS
+    conf = sess.context.conf
+    rows = plpy.execute(sess.plan(plpy, "session_values", SESSION_VALUES_SQL, ["text[]"]), [CONF_SETTINGS])
+    for r in rows:
+        value, name = r["value"], r["name"]
+        if not value or value == (conf.get(name) or "") or (name, value) in sess.ignored_said:
+            continue
+        sess.ignored_said.add((name, value))
+        plpy.notice(f"{name} set in this session has no effect: only the configuration files set it",
+                    detail="A value a role chose could widen what its engine reaches; SHOW shows the "
+                           "session's value, the engine uses the configuration files'.",
+                    hint="An administrator writes it in postgresql.conf, or with ALTER SYSTEM (README, \"Settings\").")
 
 
 def _habits_check(plpy):
