@@ -98,3 +98,8 @@ def test_errors_while_rows_are_fetched_carry_one_context_line(db):
     with pytest.raises(psycopg.errors.DuplicateTable) as e:
         c.execute("SELECT duckdb.create_query_view('dup', 'SELECT 2 AS b')")
     assert e.value.diag.context.count("\n") == 0 and "CREATE TEMP VIEW" not in e.value.diag.context
+
+
+def test_an_unknown_catalog_is_invalid_catalog_name(db):
+    e = _err(db.conn, "SELECT x FROM nosuchcatalog.main.t")
+    assert e.sqlstate == "3D000", str(e)

@@ -214,6 +214,9 @@ def _explained(plpy, GD, sql, err, bound=None):
             urls |= set(params.strings(bound) or ())
         role = plpy.execute("SELECT current_user AS r")[0]["r"]
         err = explain.skipped_secret(err, skipped, urls, role)
+    elif skipped and err.sqlstate in explain.CATALOG:
+        role = plpy.execute("SELECT current_user AS r")[0]["r"]
+        err = explain.skipped_catalog(err, skipped, role)
     return _quiet_if_credentials(plpy, GD, sql, err, found, bound)
 
 
@@ -373,7 +376,7 @@ def secrets(plpy, GD):
         out.append((None, name, server, spec["type"], spec["provider"], list(spec["scope"] or []), "none",
                     masking.redacted(spec), sess.origins.get(name, "server"), None))
     # Servers the engine could not be given, and why (e.g. no key to decrypt them).
-    for name, (server, typ, why, _scopes) in sorted(sess.skipped.items()):
+    for name, (server, typ, why, _scopes, _catalog) in sorted(sess.skipped.items()):
         out.append((None, name, server, (typ or "").strip().lower(), None, [], "skipped", why, "server", None))
     return out
 

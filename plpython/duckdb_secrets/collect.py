@@ -61,25 +61,39 @@ def role_secrets(plpy, GD, nonce):
             for r in plpy.execute(plan, [role, servers])]
 
 
-def _scopes(row):
-    """The URL prefixes a server's secret covers: its scope option, else its type's default."""
+def _server_option(row, wanted):
     for option in row["srvoptions"] or ():
         name, _, value = str(option).partition("=")
-        if name.strip().lower() == "scope":
-            return tuple(v.strip() for v in value.split(",") if v.strip())
+        if name.strip().lower() == wanted:
+            return value
+    return None
+
+
+def _scopes(row):
+    """The URL prefixes a server's secret covers: its scope option, else its type's default."""
+    value = _server_option(row, "scope")
+    if value is not None:
+        return tuple(v.strip() for v in value.split(",") if v.strip())
     stype = catalog.TYPES.get((row["srvtype"] or "").strip().lower())
     return tuple(p for p in stype.default_scope if "://" in p) if stype is not None else ()
 
 
+def _catalog(row):
+    """The catalog name a server's secret would be attached under (attach_as), or None."""
+    value = _server_option(row, "attach_as")
+    return value.strip().lower() if value else None
+
+
 class ServerSecret:
     """What one server gives the role: a spec, or why it gives nothing (why)."""
-    __slots__ = ("oid", "srvname", "srvtype", "spec", "trusted", "why", "key", "scopes")
+    __slots__ = ("oid", "srvname", "srvtype", "spec", "trusted", "why", "key", "scopes", "catalog")
 
     def __init__(self, row, spec=None, trusted=False, why=None, key=None):
         self.oid, self.srvname, self.srvtype = row["oid"], row["srvname"], row["srvtype"]
         self.spec, self.trusted, self.why = spec, trusted, why
         self.key = key          # its key in Session.specs (the validated spec's memo), if any
         self.scopes = _scopes(row) if why is not None else None    # what a skipped one would cover
+        self.catalog = _catalog(row) if why is not None else None  # and the catalog it would attach
 
 
     @property

@@ -40,6 +40,7 @@ SYSTEM_ERROR = "58000"
 OUT_OF_MEMORY = "53200"
 NUMERIC_VALUE_OUT_OF_RANGE = "22003"
 STATEMENT_TOO_COMPLEX = "54001"
+INVALID_CATALOG_NAME = "3D000"
 
 
 class PgError(Exception):
@@ -98,6 +99,7 @@ DUCKDB_SQLSTATE = {
 }
 
 
+_NO_CATALOG = re.compile(r'Catalog "[^"]+" does not exist|Catalog with name \S+ does not exist')
 _NOT_SHIPPED = re.compile(r'Extension "(?:[^"]*/)?([A-Za-z0-9_]+)\.duckdb_extension" not found')
 
 
@@ -145,6 +147,9 @@ def from_duckdb(exc, prefix=None):
         sqlstate = DISK_FULL
         hint = ("The statement needed more than duckdb.max_temp_directory_size of spill space; an "
                 "administrator can raise it, or the query can use less memory.")
+    elif _NO_CATALOG.search(first):
+        # DuckDB says Binder or Catalog Error; PostgreSQL's class for it is invalid_catalog_name.
+        sqlstate = INVALID_CATALOG_NAME
     elif sqlstate == "53200":
         # DuckDB's advice (SET memory_limit, threads) is not the role's to follow.
         hint = ("The engine's memory is duckdb.memory_limit (a role may lower it; an administrator sets its "

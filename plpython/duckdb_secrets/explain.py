@@ -10,6 +10,8 @@ what a role may see is unchanged: the servers named are those duckdb.secrets()
 lists for it, and paths of the server stay masked (masking.py).
 """
 
+import re
+
 from .errors import INSUFFICIENT_PRIVILEGE, UNDEFINED_OBJECT, PgError
 
 # SQLSTATEs of errors that may come from a missing secret: a refused host, an
@@ -28,7 +30,7 @@ def covering(skipped, urls):
     best (the longest scope, as DuckDB picks secrets); None if none does.
     skipped: Session.skipped, engine name -> (server, type, why, scopes)."""
     best = None
-    for server, _typ, why, scopes in skipped.values():
+    for server, _typ, why, scopes, _catalog in skipped.values():
         for url in urls:
             for scope in scopes or ():
                 if url.lower().startswith(scope.lower()) and (best is None or len(scope) > best[0]):
@@ -45,6 +47,37 @@ def skipped_secret(err, skipped, literals, role):
     if found is None:
         return err
     server, why, url = found
+    state, hint = _why(server, why, role)
+    new = PgError(state, f'the secret of server "{server}" is not available to role "{role}"',
+                  detail=f'It would cover "{url}" and is not used: {why}.', hint=hint)
+    new.mask = err.mask
+    return new
+
+
+# DuckDB's error for a catalog it does not know (Binder or Catalog Error).
+CATALOG = ("3D000",)
+_NO_CATALOG = re.compile(r'Catalog "([^"]+)" does not exist|Catalog with name ([^ ]+) does not exist')
+
+
+def skipped_catalog(err, skipped, role):
+    """err, or an error naming the skipped server whose attach_as is the
+    catalog DuckDB does not know, and why its secret is not used."""
+    m = _NO_CATALOG.search(err.message)
+    if m is None:
+        return err
+    name = (m.group(1) or m.group(2) or "").strip().lower()
+    for server, _typ, why, _scopes, catalog in skipped.values():
+        if catalog is not None and catalog == name:
+            state, hint = _why(server, why, role)
+            new = PgError(state, f'the catalog "{name}" of server "{server}" is not available to role "{role}"',
+                          detail=f"Its secret is not used: {why}.", hint=hint)
+            new.mask = err.mask
+            return new
+    return err
+
+
+def _why(server, why, role):
+    """(SQLSTATE, HINT) for a skipped secret's reason."""
     if why.startswith("no user mapping"):
         state, hint = UNDEFINED_OBJECT, (f'An administrator can CREATE USER MAPPING FOR "{role}" (or PUBLIC) '
                                          f'SERVER "{server}" OPTIONS (...).')
@@ -55,10 +88,7 @@ def skipped_secret(err, skipped, literals, role):
                                                "administrator, or list its owner in duckdb.trusted_server_owners.")
     else:
         state, hint = INSUFFICIENT_PRIVILEGE, "SELECT * FROM duckdb.secrets() lists the role's secrets and why."
-    new = PgError(state, f'the secret of server "{server}" is not available to role "{role}"',
-                  detail=f'It would cover "{url}" and is not used: {why}.', hint=hint)
-    new.mask = err.mask
-    return new
+    return state, hint
 
 
 _DISABLED = "file system operations are disabled by configuration"

@@ -83,7 +83,8 @@ class Session:
         self.origins = {}         # engine secret name -> 'server', a table's name, or 'default'
         self.ignored_said = set()   # (setting, value) a NOTICE said counts for nothing (sync._ignored_check)
         self.capped = ()          # the settings above their caps the last sync said so of (policy.capped)
-        self.skipped = {}         # engine secret name -> (server, type, why, scopes): not exported, listed by secrets()
+        # engine secret name -> (server, type, why, scopes, catalog): not exported, listed by secrets()
+        self.skipped = {}
         self.attachables = {}     # catalog name -> what the engine attaches under it (sync._attachables)
         # (duckdb.secret_storage_table as last seen, [schema] or None, table name or None)
         self.table_args = (None, [storage.DEFAULT_SCHEMA], storage.DEFAULT_TABLE)

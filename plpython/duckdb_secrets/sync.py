@@ -40,7 +40,7 @@ class SyncState:
 
     servers: server oid -> collect.ServerSecret; desired: engine name -> (source,
     spec); origins, trusted: engine name -> where from / an administrator's;
-    skipped: engine name -> (server, type, why, scopes it would cover); exported: engine name ->
+    skipped: engine name -> (server, type, why, scopes it would cover, catalog); exported: engine name ->
     derive.Exported; not_in_engine: engine name -> derive.Held; facts: engine
     name -> derive.Facts; refresh_at: when something must be renewed."""
     __slots__ = ("servers", "desired", "origins", "trusted", "skipped", "exported", "not_in_engine", "facts",
@@ -62,7 +62,7 @@ class SyncState:
     def add_server(self, srv):
         name = srv.name
         if srv.spec is None:
-            self.skipped[name] = (srv.srvname, srv.srvtype, srv.why, srv.scopes)
+            self.skipped[name] = (srv.srvname, srv.srvtype, srv.why, srv.scopes, srv.catalog)
             return
         self.desired[name] = (srv.srvname, srv.spec)
         self.origins[name] = "server"
