@@ -103,3 +103,14 @@ def test_errors_while_rows_are_fetched_carry_one_context_line(db):
 def test_an_unknown_catalog_is_invalid_catalog_name(db):
     e = _err(db.conn, "SELECT x FROM nosuchcatalog.main.t")
     assert e.sqlstate == "3D000", str(e)
+
+
+def test_a_server_the_role_has_no_usage_on_is_named(db, s3):
+    role = db.role("nousage")
+    db.conn.execute(s3_server_sql("why_nousage", s3, scope="s3://bucket/data/"))
+    db.conn.execute(s3_mapping_sql("why_nousage", s3))
+    db.conn.execute(f'GRANT duckdb_query TO "{role}"')
+    e = _err(db.connect(role), "SELECT count(*)::VARCHAR FROM read_parquet('s3://bucket/data/numbers.parquet')")
+    assert e.sqlstate == "42501"
+    assert e.diag.message_primary == 'permission denied for foreign server "why_nousage"'
+    assert "has no USAGE" in e.diag.message_detail and "GRANT USAGE" in e.diag.message_hint

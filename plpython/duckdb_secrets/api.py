@@ -203,20 +203,25 @@ def _quiet_if_credentials(plpy, GD, sql, err, found=None, bound=None):
 
 
 def _explained(plpy, GD, sql, err, bound=None):
-    """err told in PostgreSQL's terms (explain.py), masked as _quiet_if_credentials does."""
+    """err told in PostgreSQL's terms (explain.py), masked as _quiet_if_credentials does:
+    a path or URL refused by configuration; a URL whose secret the role does not
+    get (skipped, or a server it has no USAGE on: pg_foreign_server is
+    everyone's to read); a catalog whose server's secret it does not get."""
     err = explain.refused_path(err)
+    sess = session(GD)
     found = None
-    skipped = session(GD).skipped
-    if skipped and err.sqlstate in explain.REACH:
+    if err.sqlstate in explain.REACH:
         found = _literals(plpy, GD, sql)
-        urls = None if found is None else set(found[0])
-        if urls is not None and bound is not None:
-            urls |= set(params.strings(bound) or ())
-        role = plpy.execute("SELECT current_user AS r")[0]["r"]
-        err = explain.skipped_secret(err, skipped, urls, role)
-    elif skipped and err.sqlstate in explain.CATALOG:
-        role = plpy.execute("SELECT current_user AS r")[0]["r"]
-        err = explain.skipped_catalog(err, skipped, role)
+        urls = None if found is None else set(found[0]) | set((params.strings(bound) if bound else None) or ())
+        if urls:
+            role = plpy.execute("SELECT current_user AS r")[0]["r"]
+            new = explain.skipped_secret(err, sess.skipped, urls, role)
+            if new is err and sess.engine is not None and not sess.engine.policy.superuser:
+                rows = plpy.execute(sess.plan(plpy, "no_usage", explain.NO_USAGE_SQL))
+                new = explain.no_usage(err, rows, urls, role)
+            err = new
+    elif err.sqlstate in explain.CATALOG and sess.skipped:
+        err = explain.skipped_catalog(err, sess.skipped, plpy.execute("SELECT current_user AS r")[0]["r"])
     return _quiet_if_credentials(plpy, GD, sql, err, found, bound)
 
 

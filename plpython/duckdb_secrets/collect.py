@@ -69,7 +69,7 @@ def _server_option(row, wanted):
     return None
 
 
-def _scopes(row):
+def scopes_of(row):
     """The URL prefixes a server's secret covers: its scope option, else its type's default."""
     value = _server_option(row, "scope")
     if value is not None:
@@ -92,7 +92,7 @@ class ServerSecret:
         self.oid, self.srvname, self.srvtype = row["oid"], row["srvname"], row["srvtype"]
         self.spec, self.trusted, self.why = spec, trusted, why
         self.key = key          # its key in Session.specs (the validated spec's memo), if any
-        self.scopes = _scopes(row) if why is not None else None    # what a skipped one would cover
+        self.scopes = scopes_of(row) if why is not None else None    # what a skipped one would cover
         self.catalog = _catalog(row) if why is not None else None  # and the catalog it would attach
 
 

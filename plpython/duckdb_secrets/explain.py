@@ -54,6 +54,31 @@ def skipped_secret(err, skipped, literals, role):
     return new
 
 
+# The duckdb servers the current role has no USAGE on (the catalog is everyone's to read).
+NO_USAGE_SQL = """
+SELECT s.srvname::text AS srvname, s.srvtype, s.srvoptions
+  FROM pg_catalog.pg_foreign_server s
+  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'duckdb'
+ WHERE NOT pg_catalog.has_server_privilege(s.oid, 'USAGE')
+"""
+
+
+def no_usage(err, rows, literals, role):
+    """err, or an error naming a server the role has no USAGE on whose secret
+    would cover a URL of the statement."""
+    from .collect import scopes_of
+    servers = {r["srvname"]: (r["srvname"], r["srvtype"], "no USAGE", scopes_of(r), None) for r in rows}
+    found = covering(servers, urls(literals))
+    if found is None:
+        return err
+    server, _why, url = found
+    new = PgError(INSUFFICIENT_PRIVILEGE, f'permission denied for foreign server "{server}"',
+                  detail=f'Its secret would cover "{url}"; role "{role}" has no USAGE on it.',
+                  hint=f'An administrator can GRANT USAGE ON FOREIGN SERVER "{server}" TO "{role}".')
+    new.mask = err.mask
+    return new
+
+
 # DuckDB's error for a catalog it does not know (Binder or Catalog Error).
 CATALOG = ("3D000",)
 _NO_CATALOG = re.compile(r'Catalog "([^"]+)" does not exist|Catalog with name ([^ ]+) does not exist')
