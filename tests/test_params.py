@@ -218,3 +218,77 @@ def test_set_user_mapping_with_deeply_nested_options_is_refused_quietly(db, log_
     assert e.value.sqlstate == "54001", str(e.value)
     assert "LogLeakC1xyz" not in str(e.value)
     assert "LogLeakC1xyz" not in log_since()
+
+
+# --- the second red-team round ----------------------------------------------------
+
+def test_column_names_built_from_data_are_masked_and_never_statement_text(db, s3):
+    role = db.role("k")
+    db.conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    db.conn.execute("SELECT pg_stat_statements_reset()")
+    db.conn.execute(s3_server_sql("k_s3", s3, scope="s3://bucket"))
+    # the mapping's values as a bind parameter: no statement text of this test holds the secret
+    db.conn.execute("SELECT duckdb.set_user_mapping('k_s3', %s, %s::jsonb)",
+                    (role, json.dumps({"key_id": s3.key_id, "secret": s3.secret})))
+    db.conn.execute(f'GRANT USAGE ON FOREIGN SERVER k_s3 TO "{role}"; GRANT duckdb_query TO "{role}"')
+    c = db.connect(role)
+    # a column named by the role's own secret (PIVOT turns a value into a column name)
+    qp(c, "CREATE TABLE kt AS SELECT $1 AS k, 1 AS v", [s3.secret], "n bigint")
+    rows = c.execute("SELECT * FROM duckdb.query_json($$ PIVOT kt ON k USING first(v) $$)").fetchall()
+    assert len(rows) == 1 and s3.secret not in json.dumps(rows[0][0]), "a key holds the secret"
+    kept = [r[0].replace(s3.secret, "<SECRET>")[:300] for r in db.conn.execute(
+        "SELECT query FROM pg_stat_statements WHERE query LIKE %s", (f"%{s3.secret}%",))]
+    assert kept == []
+
+
+def test_a_secret_as_bytes_is_masked_in_bytea_cells(db, s3):
+    role = db.role("b")
+    db.conn.execute(s3_server_sql("b_s3", s3, scope="s3://bucket"))
+    db.conn.execute(s3_mapping_sql("b_s3", s3, f'"{role}"'))
+    db.conn.execute(f'GRANT USAGE ON FOREIGN SERVER b_s3 TO "{role}"; GRANT duckdb_query TO "{role}"')
+    c = db.connect(role)
+    for text, cols in (("SELECT $1::BLOB AS b", "b bytea"), ("SELECT [$1::BLOB] AS b", "b bytea[]")):
+        rows = c.execute(f"SELECT * FROM duckdb.query(%s, %s::jsonb) AS t({cols})",
+                         (text, json.dumps([s3.secret]))).fetchall()
+        value = rows[0][0] if cols == "b bytea" else rows[0][0][0]
+        assert s3.secret.encode() not in bytes(value)
+        assert bytes(value) == b"*" * len(s3.secret.encode())
+
+
+@pytest.mark.parametrize("url", [
+    "https://example.com/x?Authorization=Bearer%20Hid3Value1xyz",
+    "https://example.com/x?key=Hid3Value1xyz",
+    "https://example.com/x?api-key=Hid3Value1xyz",
+    "https://Hid3Value1xyz@example.com/x",
+    "https://example.com/x?sv=2024&%73ig=Hid3Value1xyz",
+])
+def test_credential_pieces_of_a_refused_url_are_masked(db, url, log_since):
+    role = db.role("u")
+    db.conn.execute(f'GRANT duckdb_query TO "{role}"')
+    c = db.connect(role)
+    for stmt, args in (("SELECT * FROM duckdb.query_json('SELECT * FROM read_csv($1)', %s::jsonb)",
+                        (json.dumps([url]),)),
+                       ("SELECT * FROM duckdb.query_json(%s)", (f"SELECT * FROM read_csv('{url}')",))):
+        with pytest.raises(psycopg.Error) as e:
+            c.execute(stmt, args)
+        assert "Hid3Value1xyz" not in str(e.value), str(e.value)
+    assert "Hid3Value1xyz" not in log_since()
+
+
+def test_a_parameter_quoted_by_postgresqls_conversion_error_is_masked(db, log_since):
+    for value, cols in (("token=Hid4Value2xyz", "x date"), ("https://u:Hid4Value2xyz@h/x", "x uuid")):
+        with pytest.raises(psycopg.Error) as e:
+            qp(db.conn, "SELECT $1 AS x", [value], cols)
+        assert e.value.sqlstate.startswith("22"), str(e.value)
+        assert "Hid4Value2xyz" not in str(e.value)
+    assert "Hid4Value2xyz" not in log_since()
+
+
+def test_set_user_mapping_refuses_an_option_given_twice_in_any_case(db):
+    role = db.role("d")
+    db.conn.execute("CREATE SERVER dup_s3 TYPE 's3' FOREIGN DATA WRAPPER duckdb OPTIONS (region 'us-east-1')")
+    with pytest.raises(psycopg.Error) as e:
+        db.conn.execute("SELECT duckdb.set_user_mapping('dup_s3', %s, %s::jsonb)",
+                        (role, '{"secret": "Aaaa1111", "SECRET": "Bbbb2222"}'))
+    assert e.value.sqlstate == "42710"
+    assert "Aaaa1111" not in str(e.value) and "Bbbb2222" not in str(e.value)

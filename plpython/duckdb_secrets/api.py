@@ -7,6 +7,7 @@ scrubbed of every secret value the session knows before they leave.
 """
 
 import functools
+import json
 
 from . import __version__, collect, explain, extensions, fingerprint, masking, params, query, storage, sync, validation
 from .errors import (
@@ -111,8 +112,9 @@ def set_user_mapping(plpy, GD, server_name, role_name, options):
     if error is None:
         return _value(value)
     try:
-        values = [str(v) for v in params.load_json(options or "{}", "the options").values() if v is not None]
-    except (PgError, AttributeError):
+        given = params.load_json(options or "{}", "the options")
+        values = [str(v) for v in given.values() if v is not None] if isinstance(given, dict) else []
+    except PgError:
         values = None       # not read: every word of the options is masked
     if values is None:
         import re
@@ -247,7 +249,9 @@ def query_start(plpy, GD, sql, bound=None):
     pending.sql, pending.bound = sql, bound      # for the error at the end, if any
     sess.push_pending(pending)
     # The column list goes into a HINT: DuckDB's column names may hold anything.
-    return _value(sess.scrub(pending.coldef(named=True))) + [pending.fetch_sql()]
+    # e[7], e[8]: query_json's SELECT and its keys (masked like the HINT), a parameter of it
+    return _value(sess.scrub(pending.coldef(named=True))) + [
+        pending.fetch_sql(), pending.json_sql(), json.dumps([sess.scrub(n) for n in pending.names])]
 
 
 @entry
@@ -315,9 +319,13 @@ def query_failed(plpy, GD, message):
     if pending is None:
         return [sess.scrub(message or ""), None]
     pending.release()
-    # The failing statement holds the DuckDB SQL: kept out of the log like a failure inside DuckDB.
-    _quiet_log(plpy, GD, getattr(pending, "sql", None), getattr(pending, "bound", None))
-    return [sess.scrub(message or ""), sess.scrub(pending.failed(message or ""))]
+    # The failing statement holds the DuckDB SQL and its parameters: kept out of
+    # the log, and masked in the message (which quotes the value), like a
+    # failure inside DuckDB.
+    err = PgError("22000", message or "", pending.failed(message or ""))
+    _quiet_if_credentials(plpy, GD, getattr(pending, "sql", None), err, bound=getattr(pending, "bound", None))
+    masked = err.as_array(sess.scrub)
+    return [masked[1], masked[2]]
 
 
 @entry

@@ -465,7 +465,7 @@ def set_user_mapping(plpy, GD, server_name, role_name, options_json):
     for what, v in (("server_name", server_name), ("role_name", role_name), ("options", options_json)):
         if v is None:
             raise PgError(NULL_VALUE_NOT_ALLOWED, f"{what} must not be null")
-    changes = params.load_json(options_json, "the options")
+    changes = params.load_json(options_json, "the options", options=True)
     role_oid, role_sql = _target_role(plpy, role_name)
     sess = session(GD)
     rows = plpy.execute(sess.plan(plpy, "set_mapping", SET_MAPPING_SQL, ["name", "oid"]), [server_name, role_oid])

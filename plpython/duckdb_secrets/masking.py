@@ -27,11 +27,13 @@ class Scrubber:
     message to scrub, and with thousands of secrets building it costs tens of
     milliseconds."""
 
-    def __init__(self, values=()):
+    def __init__(self, values=(), hex_forms=False):
         self.values = tuple(sorted({str(v) for v in values
                                     if v is not None and len(str(v)) >= _MIN_SCRUB_LEN}))
+        self.hex_forms = hex_forms      # result cells: bytea's hex text of each value too
         self._pattern = None
         self._forms = ()
+        self._hex = {}                  # hex form -> the hex of as many '*' bytes (still bytea)
         self._built = not self.values
 
     def _build(self):
@@ -40,10 +42,18 @@ class Scrubber:
         for v in self.values:
             forms.update({v, urllib.parse.quote(v, safe=""), urllib.parse.quote_plus(v)})
             forms.update(p for p in v.splitlines() if len(p) >= _MIN_SCRUB_LEN)
+            if self.hex_forms:
+                raw = v.encode()
+                self._hex[raw.hex().upper()] = "2A" * len(raw)
+                self._hex[raw.hex()] = "2a" * len(raw)
+        forms.update(self._hex)
         # Longest first, so a value that contains another is masked whole.
         self._forms = sorted(forms, key=len, reverse=True)
         self._pattern = re.compile("|".join(re.escape(f) for f in self._forms))
         self._built = True
+
+    def _mask(self, m):
+        return self._hex.get(m.group(0), MASK)
 
     def __call__(self, text):
         if text is None:
@@ -57,7 +67,7 @@ class Scrubber:
         # str's search is many times faster than the alternation's.
         if len(text) > 4096 and not any(f in text for f in self._forms):
             return text
-        return self._pattern.sub(MASK, text)
+        return self._pattern.sub(self._mask, text) if self._hex else self._pattern.sub(MASK, text)
 
 
 NO_SCRUB = Scrubber()
@@ -140,8 +150,11 @@ def engine_masks(policy, facts, current=NO_SCRUB):
     if scrub.values == current.values:
         scrub = current
     # A non-superuser's result cells too: whatever its query read (a store that
-    # serves its own state, say), the exact values of its secrets do not come out.
-    return scrub, None if policy.superuser else scrub
+    # serves its own state, say), the exact values of its secrets do not come out,
+    # as text or as a bytea's hex.
+    if policy.superuser:
+        return scrub, None
+    return scrub, Scrubber(values, hex_forms=True)
 
 
 # --- listings --------------------------------------------------------------------
@@ -175,10 +188,14 @@ def redact_listed(secret_string):
 # password, a CREATE SECRET, a URL with user:password@ or a signed query string
 # (SAS sig=, X-Amz-Signature=, api_key=), an Authorization header.
 _CREDENTIALISH = re.compile(
-    r"(?i)secret|passw|pwd|token|key_id|access_key|api_?key|signature|credential|bearer|authoriz"
-    r"|[?&]sig=|[A-Za-z0-9._%~-]+:[^@\s'\"/]+@")
+    r"(?i)secret|passw|pwd|token|key|signature|credential|bearer|auth|jwt|session|private|sas\b"
+    r"|[?&]sig=|[A-Za-z0-9._%~-]+:[^@\s'\"/]+@|://[^/@\s'\"]+@|\?[^\s'\"?]*=")
 _URL_PASSWORD = re.compile(r"[A-Za-z0-9._%~-]+:([^@\s'\"/]+)@")
-_KEY_VALUE = re.compile(r"(?i)(?:secret|passw\w*|pwd|token|key|sig|signature|credential)\w*\s*[=:]\s*([^\s&;'\",)]+)")
+# a URL's user information (user:password@ or a token@), its query string's values
+_URL_USERINFO = re.compile(r"://([^/@\s'\"]+)@")
+_URL_QUERY_VALUE = re.compile(r"[?&;][^=&#\s'\"?]+=([^&#\s'\"]+)")
+_KEY_VALUE = re.compile(r"(?i)[\w-]*(?:secret|pass|pwd|token|key|sig|credential|auth|jwt|bearer|session|sas|private)"
+                        r"[\w-]*\s*[=:]\s*([^\s&;'\",)]+)|bearer\s+([^\s&;'\",)]+)")
 
 
 def path_like(value):
@@ -198,5 +215,7 @@ def credentials_in(sql, literals):
     in it, the values of key=value pairs that look secret."""
     values = set(literals) if literals is not None else set(re.split(r"[\s'\"(),;]+", sql))
     values.update(m.group(1) for m in _URL_PASSWORD.finditer(sql))
-    values.update(m.group(1) for m in _KEY_VALUE.finditer(sql))
+    values.update(m.group(1) for m in _URL_USERINFO.finditer(sql))
+    values.update(m.group(1) for m in _URL_QUERY_VALUE.finditer(sql))
+    values.update(m.group(1) or m.group(2) for m in _KEY_VALUE.finditer(sql))
     return [v for v in values if len(v) >= 4]

@@ -19,7 +19,13 @@ extra parameters into PostgreSQL errors (refusal()).
 import json
 import re
 
-from .errors import INVALID_PARAMETER_VALUE, NUMERIC_VALUE_OUT_OF_RANGE, STATEMENT_TOO_COMPLEX, PgError
+from .errors import (
+    DUPLICATE_OBJECT,
+    INVALID_PARAMETER_VALUE,
+    NUMERIC_VALUE_OUT_OF_RANGE,
+    STATEMENT_TOO_COMPLEX,
+    PgError,
+)
 
 UNDEFINED_PARAMETER = "42P02"
 
@@ -39,12 +45,26 @@ def _integer(digits):
     return int(digits) if len(digits.lstrip("-")) <= 40 else _Long(digits)
 
 
-def load_json(text, what):
+def _unique_options(pairs):
+    """An options object whose keys differ in more than case (jsonb keeps the
+    last of two equal keys; option names are case-insensitive)."""
+    seen = {}
+    for key, _ in pairs:
+        low = str(key).lower()
+        if low in seen:
+            raise PgError(DUPLICATE_OBJECT, f'option "{low}" is given twice',
+                          detail=f'As "{seen[low]}" and as "{key}": option names are case-insensitive.')
+        seen[low] = key
+    return dict(pairs)
+
+
+def load_json(text, what, options=False):
     """json.loads of a jsonb argument's text, with a PostgreSQL error for what
     Python's parser refuses and jsonb accepts (nesting deeper than Python's
-    recursion allows, integers of thousands of digits: those become _Long)."""
+    recursion allows, integers of thousands of digits: those become _Long).
+    options: an object of option names, none given twice in any case."""
     try:
-        return json.loads(text, parse_int=_integer)
+        return json.loads(text, parse_int=_integer, object_pairs_hook=_unique_options if options else None)
     except RecursionError:
         raise PgError(STATEMENT_TOO_COMPLEX, f"{what} nest too deeply",
                       detail="JSON arrays and objects here may nest at most a few hundred levels.") from None

@@ -208,15 +208,16 @@ def _ident(name):
     return '"' + str(name).replace('"', '""') + '"'
 
 
-def fetch_sql(pg_types, names=None):
+def fetch_sql(pg_types):
     """The SELECT that duckdb.query() runs to fetch a result, each column
     parsed as the given PostgreSQL type. duckdb._query_chunks() is called in
     the select list: PostgreSQL asks it for one chunk at a time (a function in
     FROM would have every chunk written to a tuplestore first). A chunk is a
-    run of rows, or one row on its own (ALONE, then an array literal)."""
-    names = names or [f"c{i + 1}" for i in range(len(pg_types))]
-    split = ", ".join(f"NULLIF(pg_catalog.split_part(r, E'\\001', {i + 1}), E'\\003')::{t} AS {_ident(n)}"
-                      for i, (t, n) in enumerate(zip(pg_types, names, strict=True)))
+    run of rows, or one row on its own (ALONE, then an array literal). The
+    columns are c1, c2, ...: DuckDB's column names (which a query can build
+    from data) never become statement text, which pg_stat_statements keeps."""
+    split = ", ".join(f"NULLIF(pg_catalog.split_part(r, E'\\001', {i + 1}), E'\\003')::{t} AS c{i + 1}"
+                      for i, t in enumerate(pg_types))
     alone = ", ".join(f"x[{i + 1}]::{t}" for i, t in enumerate(pg_types))
     # unnest(string_to_array()) in a select list yields the rows one at a time
     # (string_to_table in FROM would fill a tuplestore per chunk): ~7% faster.
@@ -262,7 +263,17 @@ class Pending:
         return ", ".join(f"{_ident(n) if named else n} {t}" for n, t in zip(cols, self.pg_types, strict=True))
 
     def fetch_sql(self):
-        return fetch_sql(self.declared, self.names)
+        return fetch_sql(self.declared)
+
+    def json_sql(self):
+        """duckdb.query_json()'s SELECT: each row as a jsonb object whose keys
+        (DuckDB's column names) are the statement's parameter $1, a jsonb array,
+        never its text. jsonb_build_object takes 100 arguments: 50 columns a call."""
+        n = len(self.declared)
+        parts = [", ".join(f"$1->>{i}, q.c{i + 1}" for i in range(start, min(start + 50, n)))
+                 for start in range(0, n, 50)]
+        row = " || ".join(f"pg_catalog.jsonb_build_object({p})" for p in parts) or "'{}'::jsonb"
+        return f"SELECT {row} FROM ({self.fetch_sql()}) AS q"
 
     def chunks(self):
         """Per run, the rows joined; a row that holds a separator on its own
