@@ -193,7 +193,11 @@ _CREDENTIALISH = re.compile(
 _URL_PASSWORD = re.compile(r"[A-Za-z0-9._%~-]+:([^@\s'\"/]+)@")
 # a URL's user information (user:password@ or a token@), its query string's values
 _URL_USERINFO = re.compile(r"://([^/@\s'\"]+)@")
-_URL_QUERY_VALUE = re.compile(r"[?&;][^=&#\s'\"?]+=([^&#\s'\"]+)")
+_URL_QUERY_VALUE = re.compile(r"[?&;]([^=&#\s'\"?]+)=([^&#\s'\"]+)")
+# Query-string settings of DuckDB's S3 URLs that are never credentials (an
+# allowlist: any other name's value is masked).
+_SHOWN_QUERY_NAMES = frozenset({"s3_endpoint", "s3_region", "s3_use_ssl", "s3_url_style",
+                                "s3_url_compatibility_mode"})
 _KEY_VALUE = re.compile(r"(?i)[\w-]*(?:secret|pass|pwd|token|key|sig|credential|auth|jwt|bearer|session|sas|private)"
                         r"[\w-]*\s*[=:]\s*([^\s&;'\",)]+)|bearer\s+([^\s&;'\",)]+)")
 
@@ -216,6 +220,6 @@ def credentials_in(sql, literals):
     values = set(literals) if literals is not None else set(re.split(r"[\s'\"(),;]+", sql))
     values.update(m.group(1) for m in _URL_PASSWORD.finditer(sql))
     values.update(m.group(1) for m in _URL_USERINFO.finditer(sql))
-    values.update(m.group(1) for m in _URL_QUERY_VALUE.finditer(sql))
+    values.update(m.group(2) for m in _URL_QUERY_VALUE.finditer(sql) if m.group(1).lower() not in _SHOWN_QUERY_NAMES)
     values.update(m.group(1) or m.group(2) for m in _KEY_VALUE.finditer(sql))
     return [v for v in values if len(v) >= 4]
