@@ -251,8 +251,9 @@ def _attachables(plpy, sess, exported):
     so the engine detaches one whose server changed, or that is gone, and
     attaches it anew at the next use. Sent only when it changed."""
     table = {}
-    for name, (digest, server, spec, _) in sorted(exported.items()):
-        attach = spec.get("attach")
+    # (the few secrets with attach_as first: a sync of 10,000 secrets sorts none of the rest)
+    for name, (digest, server, spec, _) in sorted((n, e) for n, e in exported.items() if "attach" in e[2]):
+        attach = spec["attach"]
         if attach is None or name not in sess.loaded or attach["name"] in table:
             continue
         sql, params = attach_sql(name, spec)
