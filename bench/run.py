@@ -71,11 +71,11 @@ NOTES = """Goals not always met, and why (profiled when the engine moved into a 
 `make bench` runs for that change gave 2a 1.17× and 1.23×, 5a 0.54× and 0.72×, 6 0.92× and 1.10×:
 on this 2-core machine the baselines themselves vary that much from run to run):
 
-- The run for the query-surface change (bound parameters, attach_as, all types, errors that say
-  why) gave 5a 0.37×, 3b 4.53×, 3 (1 and 10 secrets) 1.76×/1.57× and 6 0.93× with the machine busy;
-  two `BENCH_ONLY=throughput` runs right after gave 5a 0.55× and 0.50× (ours 1.73-1.93M rows/s, as
-  before the change; DuckDB's own fetchall measured 3.4-3.5M rows/s here against 2.5M in the
-  previous run).
+- The query-surface change (bound parameters, attach_as, all types, errors that say why): this run
+  gave 5a 0.53× (ours 1.95M rows/s as before the change; DuckDB's own fetchall 3.7M rows/s against
+  2.5M in the previous run) and 6 0.91×. An earlier run gave 3b 4.53×: the table of catalogs to
+  attach was built by sorting all 10,000 exported secrets at each sync; now only those with
+  `attach_as` (3b 2.19× here).
 - 2b (warm `SELECT 1` ≤ 3× a trivial PL/Python SRF): the SRF costs 25-95 µs here, so 3× would be
   under 0.3 ms, below what one DuckDB statement costs in-process (`execute` 47-80 µs; the
   formatting projection and Arrow stream DuckDB runs for a single query, ~350 µs). A warm call is
@@ -93,7 +93,7 @@ on this 2-core machine the baselines themselves vary that much from run to run):
 - 5a (≥ 0.7× DuckDB's fetchall): PostgreSQL's splitting and parsing of the text (one cast per
   field) is the slower side; the worker formats the next run while PostgreSQL parses the current one.
 - 6 (rotation ≥ 0.95×): as before the move, within this machine's run-to-run spread.
-- 10 (parameterized point lookup ≤ 1.2×; 2.22× and 2.28×: 6.9-7.3 ms vs 3.1-3.2 ms): DuckDB's lookup itself
+- 10 (parameterized point lookup ≤ 1.2×; 2.22× to 2.50× in three runs: 6.9-8.4 ms vs 3.1-3.4 ms): DuckDB's lookup itself
   is ~3-3.5 ms (it opens the Parquet footer and reads one row group). The engine's process adds
   ~1.1-1.5 ms (with parameters DuckDB's Python client runs the statement when it builds the relation,
   then the formatting projection and the Arrow stream; wrapping the query in the formatting SELECT
