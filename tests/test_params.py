@@ -14,6 +14,15 @@ def qp(conn, text, params, cols="x text"):
                         (text, None if params is None else json.dumps(params))).fetchall()
 
 
+def _s3_reader(db, s3, server):
+    """A role in duckdb_query with USAGE on its own S3 server (scope s3://bucket) and mapping."""
+    role = db.role(server.split("_")[0])
+    db.conn.execute(s3_server_sql(server, s3, scope="s3://bucket"))
+    db.conn.execute(s3_mapping_sql(server, s3, f'"{role}"'))
+    db.conn.execute(f'GRANT USAGE ON FOREIGN SERVER {server} TO "{role}"; GRANT duckdb_query TO "{role}"')
+    return role, db.connect(role)
+
+
 def test_values_bind_with_their_documented_types(db):
     rows = qp(db.conn, "SELECT $1, $2, $3, $4, $5, $6, $7, typeof($1), typeof($2), typeof($3), typeof($4), "
                        "typeof($6), typeof($7), typeof($8), $8",
@@ -104,11 +113,7 @@ def test_the_statement_check_still_runs_on_the_text_for_a_role(db):
 
 
 def test_a_parameterized_read_from_s3(db, s3):
-    role = db.role("p")
-    db.conn.execute(s3_server_sql("p_s3", s3, scope="s3://bucket"))
-    db.conn.execute(s3_mapping_sql("p_s3", s3, f'"{role}"'))
-    db.conn.execute(f'GRANT USAGE ON FOREIGN SERVER p_s3 TO "{role}"; GRANT duckdb_query TO "{role}"')
-    c = db.connect(role)
+    _, c = _s3_reader(db, s3, "p_s3")
     rows = qp(c, "SELECT n, label FROM read_parquet($path) WHERE n = $n",
               {"path": "s3://bucket/data/numbers.parquet", "n": 7}, "n bigint, label text")
     assert rows == [(7, "row 7")]
@@ -185,11 +190,7 @@ def test_a_credential_in_the_parameters_stays_out_of_the_log_and_the_error(db, l
 
 
 def test_a_secret_of_the_role_given_as_a_parameter_stays_out_of_the_log(db, s3, log_since):
-    role = db.role("p")
-    db.conn.execute(s3_server_sql("pl_s3", s3, scope="s3://bucket"))
-    db.conn.execute(s3_mapping_sql("pl_s3", s3, f'"{role}"'))
-    db.conn.execute(f'GRANT USAGE ON FOREIGN SERVER pl_s3 TO "{role}"; GRANT duckdb_query TO "{role}"')
-    c = db.connect(role)
+    _, c = _s3_reader(db, s3, "pl_s3")
     for text in ("SELECT error($1)", "SELECT 1", "SELECT $1::INTEGER"):
         with pytest.raises(psycopg.Error) as e:
             c.execute("SELECT * FROM duckdb.query_json(%s, %s::jsonb)", (text, json.dumps([s3.secret])))
@@ -242,11 +243,7 @@ def test_column_names_built_from_data_are_masked_and_never_statement_text(db, s3
 
 
 def test_a_secret_as_bytes_is_masked_in_bytea_cells(db, s3):
-    role = db.role("b")
-    db.conn.execute(s3_server_sql("b_s3", s3, scope="s3://bucket"))
-    db.conn.execute(s3_mapping_sql("b_s3", s3, f'"{role}"'))
-    db.conn.execute(f'GRANT USAGE ON FOREIGN SERVER b_s3 TO "{role}"; GRANT duckdb_query TO "{role}"')
-    c = db.connect(role)
+    _, c = _s3_reader(db, s3, "b_s3")
     for text, cols in (("SELECT $1::BLOB AS b", "b bytea"), ("SELECT [$1::BLOB] AS b", "b bytea[]")):
         rows = c.execute(f"SELECT * FROM duckdb.query(%s, %s::jsonb) AS t({cols})",
                          (text, json.dumps([s3.secret]))).fetchall()
