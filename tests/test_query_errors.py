@@ -35,7 +35,7 @@ def test_a_skipped_secret_is_named_with_its_reason(db, reader):
     assert e.diag.message_primary == f'the secret of server "why_scoped" is not available to role "{role}"'
     assert "s3://data/x.parquet" in e.diag.message_detail
     assert "no user mapping for this role or PUBLIC" in e.diag.message_detail
-    assert "CREATE USER MAPPING" in e.diag.message_hint
+    assert "duckdb.set_user_mapping" in e.diag.message_hint
     # a URL no skipped secret covers keeps DuckDB's (or the proxy's) own error
     other = _err(c, "SELECT count(*)::VARCHAR FROM read_parquet('s3://elsewhere/x.parquet')")
     assert "why_scoped" not in str(other)
@@ -114,3 +114,22 @@ def test_a_server_the_role_has_no_usage_on_is_named(db, s3):
     assert e.sqlstate == "42501"
     assert e.diag.message_primary == 'permission denied for foreign server "why_nousage"'
     assert "has no USAGE" in e.diag.message_detail and "GRANT USAGE" in e.diag.message_hint
+
+
+def test_an_attach_as_catalog_of_a_server_without_usage_is_named(db, cluster):
+    role = db.role("cat")
+    db.conn.execute(f"CREATE SERVER why_pg TYPE 'postgres' FOREIGN DATA WRAPPER duckdb OPTIONS "
+                    f"(host '127.0.0.1', port '{cluster.port}', dbname 'postgres', user 'postgres', "
+                    "attach_as 'whycat')")
+    db.conn.execute(f'GRANT duckdb_query TO "{role}"')
+    e = _err(db.connect(role), "SELECT count(*)::VARCHAR FROM whycat.public.t")
+    assert e.sqlstate == "42501"
+    assert e.diag.message_primary == 'permission denied for foreign server "why_pg"'
+    assert "whycat" in e.diag.message_detail
+
+
+def test_an_object_store_url_no_secret_covers_says_so(db):
+    role = db.role("none")
+    db.conn.execute(f'GRANT duckdb_query TO "{role}"')
+    e = _err(db.connect(role), "SELECT count(*)::VARCHAR FROM read_parquet('s3://nobodys/x.parquet')")
+    assert 'No secret of role' in (e.diag.message_hint or ""), str(e)

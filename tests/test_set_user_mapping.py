@@ -92,3 +92,25 @@ def test_not_a_duckdb_server(db):
         db.conn.execute(SET, ("elsewhere", "PUBLIC", json.dumps({"password": "CANARY-sum-8"})))
     assert e.value.sqlstate == "42809"
     assert_clean_error(e.value, "CANARY-sum-8")
+
+
+def test_the_readmes_psql_recipe_keeps_json_escapes(db, cluster, tmp_path):
+    """README "Usage": the options through \\copy (CSV with a quote and a delimiter
+    that never occur), then set_user_mapping: a value with \\ and " arrives intact."""
+    import subprocess
+    role = db.role("cp")
+    db.conn.execute("CREATE SERVER copy_pg TYPE 'postgres' FOREIGN DATA WRAPPER duckdb "
+                    "OPTIONS (host '127.0.0.1', dbname 'x', user 'app')")
+    value = 'pa\\ss"wo\\nrd'
+    path = tmp_path / "mapping.json"
+    path.write_text(json.dumps({"password": value}) + "\n")
+    path.chmod(0o644)
+    tmp_path.chmod(0o755)
+    script = ("CREATE TEMP TABLE m (options jsonb);\n"
+              f"\\copy m FROM '{path}' WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')\n"
+              f"SELECT duckdb.set_user_mapping('copy_pg', '{role}', options) FROM m;\n")
+    out = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", cluster.host, "-p", str(cluster.port),
+                          "-U", cluster.user, "-d", db.dbname], input=script, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    opts = db.conn.execute("SELECT umoptions FROM pg_user_mappings WHERE srvname = 'copy_pg'").fetchone()[0]
+    assert f"password={value}" in opts

@@ -222,8 +222,13 @@ def _explained(plpy, GD, sql, err, bound=None):
                 rows = plpy.execute(sess.plan(plpy, "no_usage", explain.NO_USAGE_SQL))
                 new = explain.no_usage(err, rows, urls, role)
             err = new
-    elif err.sqlstate in explain.CATALOG and sess.skipped:
-        err = explain.skipped_catalog(err, sess.skipped, plpy.execute("SELECT current_user AS r")[0]["r"])
+    elif err.sqlstate in explain.CATALOG:
+        role = plpy.execute("SELECT current_user AS r")[0]["r"]
+        new = explain.skipped_catalog(err, sess.skipped, role) if sess.skipped else err
+        if new is err:
+            new = explain.no_usage_catalog(err, plpy.execute(sess.plan(plpy, "no_usage", explain.NO_USAGE_SQL)),
+                                           role)
+        err = new
     return _quiet_if_credentials(plpy, GD, sql, err, found, bound)
 
 

@@ -78,7 +78,7 @@ def scopes_of(row):
     return tuple(p for p in stype.default_scope if "://" in p) if stype is not None else ()
 
 
-def _catalog(row):
+def catalog_of(row):
     """The catalog name a server's secret would be attached under (attach_as), or None."""
     value = _server_option(row, "attach_as")
     return value.strip().lower() if value else None
@@ -93,7 +93,7 @@ class ServerSecret:
         self.spec, self.trusted, self.why = spec, trusted, why
         self.key = key          # its key in Session.specs (the validated spec's memo), if any
         self.scopes = scopes_of(row) if why is not None else None    # what a skipped one would cover
-        self.catalog = _catalog(row) if why is not None else None  # and the catalog it would attach
+        self.catalog = catalog_of(row) if why is not None else None  # and the catalog it would attach
 
 
     @property

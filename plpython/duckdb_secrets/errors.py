@@ -151,6 +151,8 @@ def from_duckdb(exc, prefix=None):
         # DuckDB says Binder or Catalog Error; PostgreSQL's class for it is invalid_catalog_name.
         sqlstate = INVALID_CATALOG_NAME
     elif sqlstate == "53200":
+        # DuckDB's list of SETs to try is not the role's to follow: the HINT says what is.
+        rest = "\n\n".join(p for p in rest.split("\n\n") if not p.lstrip().startswith("Possible solutions"))
         # DuckDB's advice (SET memory_limit, threads) is not the role's to follow.
         hint = ("The engine's memory is duckdb.memory_limit (a role may lower it; an administrator sets its "
                 "cap, duckdb.max_memory_limit); a query that needs less memory, or spills to disk, helps.")

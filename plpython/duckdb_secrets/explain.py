@@ -65,11 +65,16 @@ SELECT s.srvname::text AS srvname, s.srvtype, s.srvoptions
 
 def no_usage(err, rows, literals, role):
     """err, or an error naming a server the role has no USAGE on whose secret
-    would cover a URL of the statement."""
+    would cover a URL of the statement; else, for an object-store URL no
+    secret covers, err with a HINT that says so."""
     from .collect import scopes_of
     servers = {r["srvname"]: (r["srvname"], r["srvtype"], "no USAGE", scopes_of(r), None) for r in rows}
     found = covering(servers, urls(literals))
     if found is None:
+        stores = [u for u in urls(literals) if u.split("://", 1)[0].lower() in _OBJECT_STORES]
+        if stores and err.hint is None:
+            err.hint = (f'No secret of role "{role}" covers "{stores[0]}": duckdb.secrets() lists the role\'s '
+                        "secrets and their scopes.")
         return err
     server, _why, url = found
     new = PgError(INSUFFICIENT_PRIVILEGE, f'permission denied for foreign server "{server}"',
@@ -77,6 +82,25 @@ def no_usage(err, rows, literals, role):
                   hint=f'An administrator can GRANT USAGE ON FOREIGN SERVER "{server}" TO "{role}".')
     new.mask = err.mask
     return new
+
+
+_OBJECT_STORES = frozenset({"s3", "s3a", "s3n", "r2", "gs", "gcs", "az", "azure", "abfss", "hf"})
+
+
+def no_usage_catalog(err, rows, role):
+    """err, or an error naming the server the role has no USAGE on whose
+    attach_as is the catalog DuckDB does not know."""
+    from .collect import catalog_of
+    m = _NO_CATALOG.search(err.message)
+    name = (m.group(1) or m.group(2) or "").strip().lower() if m else None
+    for r in rows if name else ():
+        if catalog_of(r) == name:
+            new = PgError(INSUFFICIENT_PRIVILEGE, f'permission denied for foreign server "{r["srvname"]}"',
+                          detail=f'Its catalog is "{name}"; role "{role}" has no USAGE on it.',
+                          hint=f'An administrator can GRANT USAGE ON FOREIGN SERVER "{r["srvname"]}" TO "{role}".')
+            new.mask = err.mask
+            return new
+    return err
 
 
 # DuckDB's error for a catalog it does not know (Binder or Catalog Error).
@@ -104,8 +128,8 @@ def skipped_catalog(err, skipped, role):
 def _why(server, why, role):
     """(SQLSTATE, HINT) for a skipped secret's reason."""
     if why.startswith("no user mapping"):
-        state, hint = UNDEFINED_OBJECT, (f'An administrator can CREATE USER MAPPING FOR "{role}" (or PUBLIC) '
-                                         f'SERVER "{server}" OPTIONS (...).')
+        state, hint = UNDEFINED_OBJECT, (f"An administrator can give the role its values: SELECT "
+                                         f"duckdb.set_user_mapping('{server}', '{role}', $1::jsonb) (or 'PUBLIC').")
     elif why.startswith("needs a superuser"):
         state, hint = INSUFFICIENT_PRIVILEGE, "Only superusers' engines take secrets of this type."
     elif "not an administrator" in why:
