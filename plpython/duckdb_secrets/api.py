@@ -8,6 +8,7 @@ scrubbed of every secret value the session knows before they leave.
 
 import functools
 import json
+import re
 
 from . import __version__, collect, explain, extensions, fingerprint, masking, params, query, storage, sync, validation
 from .errors import (
@@ -204,6 +205,11 @@ def _quiet_if_credentials(plpy, GD, sql, err, found=None, bound=None):
     return err
 
 
+# DuckDB's errors when a credential is refused (S3 and the like, PostgreSQL, HTTP).
+_AUTH_FAILED = re.compile(r"HTTP (401|403)\b|InvalidAccessKeyId|SignatureDoesNotMatch|ExpiredToken|AccessDenied"
+                          r"|password authentication failed|Unauthorized|Forbidden")
+
+
 def _explained(plpy, GD, sql, err, bound=None):
     """err told in PostgreSQL's terms (explain.py), masked as _quiet_if_credentials does:
     a path or URL refused by configuration; a URL whose secret the role does not
@@ -211,6 +217,9 @@ def _explained(plpy, GD, sql, err, bound=None):
     everyone's to read); a catalog whose server's secret it does not get."""
     err = explain.refused_path(err)
     sess = session(GD)
+    if sess.source_cache and _AUTH_FAILED.search(err.message or ""):
+        from . import sources
+        sources.invalidate(sess)    # a rotated credential: the next query fetches the source's value again
     found = None
     if err.sqlstate in explain.REACH:
         found = _literals(plpy, GD, sql)
@@ -361,6 +370,18 @@ def raw_query(plpy, GD, sql):
 def recycle(plpy, GD):
     session(GD).recycle()
     return None
+
+
+@entry
+def refresh_secrets(plpy, GD):
+    """duckdb.refresh_secrets(): every value the role's user mappings take from
+    sources fetched now, and the engine in line; how many were fetched."""
+    from . import aws
+    sess = session(GD)
+    sess.sources_force, sess.sources_fetched = True, 0
+    sess.refresh_at = aws.now()     # a full sync, whatever the fingerprint says
+    sync.ensure(plpy, GD)
+    return _value(str(sess.sources_fetched))
 
 
 @rows_entry(10)

@@ -579,3 +579,80 @@ def _azure_connection_rules(text):
             scheme_ports = (80,) if value.strip().lower().startswith("http://") else (443,)
             rules += endpoint_rules(value.strip(), scheme_ports)
     return rules
+
+
+# --- sources: servers that hold no secret but fetch user-mapping values ----------
+#
+# A SERVER of a source type is not a DuckDB secret: user mappings of other
+# servers name it (source, source_id, source_option) and their values are
+# fetched from it at sync time (sources.py), kept in the backend's memory and
+# the engine only. Options of the source's own user mapping are its
+# credentials (aws types); file_directory reads the server's own files.
+
+# A user mapping's reference to a source.
+SOURCE = "source"
+SOURCE_ID = "source_id"
+SOURCE_OPTION = "source_option"
+REFERENCE = frozenset({SOURCE, SOURCE_ID, SOURCE_OPTION})
+# What a source's value may never set: the options that say where requests go
+# and which URLs a secret covers (a value could widen the secret's reach).
+NOT_FROM_SOURCE = SERVER_ONLY | PROXY_OPTIONS | REFERENCE | frozenset({"endpoint", "account_id"})
+
+DURATION = "duration"
+KIND_DOC[DURATION] = "duration (`30s`, `5min`, `1h`, `1d`; a bare number is seconds)"
+
+
+class SourceType:
+    """A source server type: its server options, its user mapping's options
+    (credentials to reach it), defaults, and whether only superusers' servers
+    of it count."""
+    __slots__ = ("name", "server_options", "required", "mapping_options", "defaults", "superuser_only",
+                 "service", "batch", "doc", "example")
+
+    def __init__(self, name, server_options, required, mapping_options=(), defaults=None, superuser_only=False,
+                 service=None, batch=1, doc="", example=None):
+        self.name = name
+        self.server_options = _opts(*server_options)
+        self.required = required
+        self.mapping_options = _opts(*mapping_options)
+        self.defaults = defaults or {}
+        self.superuser_only = superuser_only
+        self.service = service      # the AWS service (botocore name), or None
+        self.batch = batch          # ids one request may fetch
+        self.doc = doc
+        self.example = example or {}
+
+
+_AWS_SOURCE_SERVER = (
+    "region", Option("endpoint", example="https://secretsmanager.eu-west-1.amazonaws.com"),
+    Option("allowed_ids", LIST, example="prod/analytics/*"), Option("ttl", DURATION), Option("max_stale", DURATION),
+    Option(PROVIDER, choices=("config", "credential_chain")),
+    Option("chain", choices=AWS_CHAIN_MEMBERS, sep=";"), "profile",
+)
+_AWS_SOURCE_MAPPING = ("key_id", "secret", "session_token", Option(PROVIDER, choices=("config", "credential_chain")))
+
+SOURCES = {s.name: s for s in (
+    SourceType("aws_secrets_manager", _AWS_SOURCE_SERVER, ("allowed_ids",), _AWS_SOURCE_MAPPING,
+               defaults={"ttl": 300, "max_stale": 3600}, service="secretsmanager", batch=20,
+               doc="AWS Secrets Manager: a secret's current version (`AWSCURRENT`), a JSON object of user-mapping "
+                   "options or, with `source_option`, one option's value.",
+               example={"region": "eu-west-1", "allowed_ids": "prod/analytics/*"}),
+    SourceType("aws_ssm_parameter", _AWS_SOURCE_SERVER, ("allowed_ids",), _AWS_SOURCE_MAPPING,
+               defaults={"ttl": 300, "max_stale": 3600}, service="ssm", batch=10,
+               doc="AWS Systems Manager Parameter Store: a parameter (`SecureString` decrypted), a JSON object of "
+                   "user-mapping options or, with `source_option`, one option's value.",
+               example={"region": "eu-west-1", "allowed_ids": "/prod/analytics/*"}),
+    SourceType("file_directory", (Option("directory", example="/run/secrets/duckdb"),
+                                  Option("allowed_ids", LIST, example="s3-reader,lake-*"), Option("ttl", DURATION)),
+               ("directory", "allowed_ids"), defaults={"ttl": 60, "max_stale": 0}, superuser_only=True,
+               doc="A directory of files on the server (a Kubernetes secret volume, `/run/secrets`): the file "
+                   "named by `source_id`. Symbolic links inside the directory are followed (Kubernetes swaps "
+                   "`..data` on rotation); a path that resolves outside it is refused. Servers of superusers only.",
+               example={"directory": "/run/secrets/duckdb", "allowed_ids": "*"}),
+)}
+
+# What stage 1 of validation accepts on servers and in user mappings for sources.
+SOURCE_SERVER_OPTIONS = frozenset(o for s in SOURCES.values() for o in s.server_options)
+SOURCE_MAPPING_OPTIONS = frozenset(o for s in SOURCES.values() for o in s.mapping_options)
+# A change of a source changes the secrets whose user mappings name it.
+LINKED_TYPES = LINKED_TYPES | frozenset(SOURCES)

@@ -29,13 +29,15 @@ MAPPING_CLASS = validation.MAPPING_CATALOG    # pg_user_mapping
 # owner, to the mapping's own user, and to superusers: exactly those who can
 # create or alter them.
 SERVER_SQL = """
-SELECT s.oid, s.srvname::text AS srvname, s.srvtype, s.srvoptions, w.fdwname::text AS fdw
+SELECT s.oid, s.srvname::text AS srvname, s.srvtype, s.srvoptions, w.fdwname::text AS fdw,
+       a.rolname::text AS owner, a.rolsuper AS owner_super
   FROM pg_catalog.pg_foreign_server s
   JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+  JOIN pg_catalog.pg_roles a ON a.oid = s.srvowner
  WHERE s.oid = $1
 """
 MAPPINGS_SQL = """
-SELECT m.umid, m.usename::text AS usename, m.umoptions
+SELECT m.umid, m.umuser, m.usename::text AS usename, m.umoptions
   FROM pg_catalog.pg_user_mappings m WHERE m.srvid = $1 AND ($2 IS NULL OR m.umid = $2)
 """
 MAPPING_SERVER_SQL = """
@@ -150,13 +152,13 @@ def check_server(plpy, sess, srv, umid=None, keys=None):
             sess.plan(plpy, "duckdb_names", DUCKDB_SERVER_NAMES_SQL))]
         validation.check_name_collision(name, names)
         _check_attach_unique(plpy, sess, srv)
-        combos.append(None)
+        combos.append((None, None, None))
     mappings = plpy.execute(sess.plan(plpy, "mappings", MAPPINGS_SQL, ["oid", "oid"]), [srv["oid"], umid])
     for m in mappings:
         if m["umoptions"] is None:
             continue
         try:
-            combos.append(keys.open(m["umoptions"], name, m["usename"]))
+            combos.append((keys.open(m["umoptions"], name, m["usename"]), m["umuser"], m["usename"]))
         except crypto.KeyProblem as e:
             if e.foreign and umid is not None:
                 # A value encrypted for another place, given in this very DDL.
@@ -166,22 +168,120 @@ def check_server(plpy, sess, srv, umid=None, keys=None):
             # (a restore without the key file): not checked, said so.
             plpy.warning(f'user mapping for {validation.shown(m["usename"])} on server "{validation.shown(name)}" '
                          f"not checked: {e}", hint=crypto.HINT)
-    for umoptions in combos:
+    source = validation.source_type(name, srv["srvtype"])
+    for umoptions, umuser, usename in combos:
         pairs = validation.parse_options(umoptions) + validation.parse_options(srv["srvoptions"])
         # Our own messages never carry values; DuckDB's may carry any of them.
         scrub_secrets = Scrubber(v for k, v in pairs if k.lower() in catalog.SENSITIVE)
         scrub_all = Scrubber(v for _, v in pairs)
         try:
+            if source is not None:
+                _check_source_server(plpy, sess, srv, source, umoptions, usename)
+                continue
+            ref, own = validation.reference(umoptions)
+            if ref is not None:
+                _check_reference(plpy, sess, srv, ref, umuser, usename)
             try:
-                spec = validation.secret_spec(name, srv["srvtype"], srv["srvoptions"], umoptions)
+                spec = validation.secret_spec(name, srv["srvtype"], srv["srvoptions"], own)
             except MissingMapping:
-                if umoptions is None:
-                    continue        # the server alone; its mappings bring the rest
+                if umoptions is None or ref is not None:
+                    continue        # the server alone, or a mapping whose source brings the rest
                 raise
-            _dry_run(plpy, sess, validation.engine_name(name), spec, scrub_all)
+            if ref is not None:
+                _check_source_option(spec, ref)
+            else:
+                _dry_run(plpy, sess, validation.engine_name(name), spec, scrub_all)
             _check_aws(plpy, sess, name, spec)
         except PgError as e:
             raise e.masked(scrub_secrets) from None
+
+
+# The source server a user mapping names (by name), whether the mapping's role
+# may use it, and who owns it. Runs as the extension owner.
+SOURCE_SERVER_SQL = """
+SELECT s.oid, s.srvname::text AS srvname, s.srvtype, s.srvoptions, w.fdwname::text AS fdw,
+       a.rolname::text AS owner, a.rolsuper AS owner_super,
+       $2 = 0 OR pg_catalog.has_server_privilege($2, s.oid, 'USAGE') AS usage
+  FROM pg_catalog.pg_foreign_server s
+  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+  JOIN pg_catalog.pg_roles a ON a.oid = s.srvowner
+ WHERE s.srvname = $1
+"""
+
+
+def _source_owner_refusal(plpy, sess, source, srv):
+    """Why a source server's owner does not count (None: it does)."""
+    if source.superuser_only and not srv["owner_super"]:
+        return f"a server of TYPE '{source.name}' reads the server's own files: only a superuser may own one"
+    trusted = [t.strip() for t in (sess.admin_conf(plpy).get("duckdb.trusted_server_owners") or "").split(",")]
+    if not srv["owner_super"] and srv["owner"] not in trusted:
+        return ("a source server fetches values for other roles' secrets: it must be owned by a superuser or a "
+                "role in duckdb.trusted_server_owners")
+    return None
+
+
+def _check_source_server(plpy, sess, srv, source, umoptions, usename):
+    """A source server (catalog.SOURCES): its owner, and its options with each user mapping."""
+    why = _source_owner_refusal(plpy, sess, source, srv)
+    if why is not None:
+        raise PgError(INSUFFICIENT_PRIVILEGE, f'server "{validation.shown(srv["srvname"])}" cannot be a source: '
+                                              f'owner "{validation.shown(srv["owner"])}" is not an administrator',
+                      detail=why, hint="A superuser creates the source server, or ALTER SERVER ... OWNER TO one.")
+    try:
+        validation.source_spec(srv["srvname"], srv["srvtype"], srv["srvoptions"], umoptions, usename or "public")
+    except MissingMapping:
+        if umoptions is not None:
+            raise
+
+
+def _check_reference(plpy, sess, srv, ref, umuser, usename):
+    """A user mapping that names a source: the source is an administrator's,
+    the mapping's role has USAGE on it (PUBLIC's: checked for each role at
+    sync), and the id is allowed. Nothing is fetched here."""
+    rows = plpy.execute(sess.plan(plpy, "source_server", SOURCE_SERVER_SQL, ["name", "oid"]),
+                        [ref["source"], umuser or 0])
+    shown = validation.shown(ref["source"])
+    if not rows or rows[0]["fdw"] != "duckdb":
+        raise PgError(UNDEFINED_OBJECT, f'source server "{shown}" does not exist',
+                      hint="CREATE SERVER ... TYPE 'aws_secrets_manager' (or 'aws_ssm_parameter', 'file_directory') "
+                           "FOREIGN DATA WRAPPER duckdb OPTIONS (..., allowed_ids '...') first.")
+    source_row = rows[0]
+    source = validation.source_type(source_row["srvname"], source_row["srvtype"])
+    if source is None:
+        raise PgError(WRONG_OBJECT_TYPE, f'server "{shown}" is not a source',
+                      hint="Valid source types are: " + ", ".join(sorted(catalog.SOURCES)) + ".")
+    why = _source_owner_refusal(plpy, sess, source, source_row)
+    if why is not None:
+        raise PgError(INSUFFICIENT_PRIVILEGE, f'source server "{shown}" is not an administrator\'s', detail=why)
+    if not source_row["usage"]:
+        raise PgError(INSUFFICIENT_PRIVILEGE, f'role "{validation.shown(usename)}" has no USAGE on source server '
+                                              f'"{shown}"',
+                      hint=f"GRANT USAGE ON FOREIGN SERVER {plpy.quote_ident(source_row['srvname'])} TO "
+                           f"{plpy.quote_ident(usename)};")
+    allowed = {"params": {"allowed_ids": _listed_option(source_row["srvoptions"], "allowed_ids")}}
+    if not validation.id_allowed(allowed, ref["id"]):
+        raise PgError(INSUFFICIENT_PRIVILEGE, f'source_id is not among the allowed_ids of source server "{shown}"',
+                      hint="An administrator widens allowed_ids: ALTER SERVER "
+                           f"{plpy.quote_ident(source_row['srvname'])} OPTIONS (SET allowed_ids '...').")
+
+
+def _listed_option(options, wanted):
+    for item in options or ():
+        name, _, value = item.partition("=")
+        if name.strip().lower() == wanted:
+            return [v.strip() for v in value.split(",") if v.strip()]
+    return []
+
+
+def _check_source_option(spec, ref):
+    """The one option a plain value fills must be a user-mapping option of the server's type."""
+    if ref["option"] is None:
+        return
+    valid = catalog.options_for(spec["type"], spec["provider"])
+    if ref["option"] not in valid or ref["option"] in catalog.SERVER_ONLY:
+        raise PgError(FDW_INVALID_ATTRIBUTE_VALUE,
+                      f'source_option "{validation.shown(ref["option"])}" is not an option of a server of TYPE '
+                      f"'{spec['type']}'")
 
 
 def _check_attach_unique(plpy, sess, srv):

@@ -53,7 +53,7 @@ class Session:
     # recycles has just filled them), the administrator's settings and where
     # the secret table is.
     KEPT = ("plans", "scratch", "caller", "deadline", "specs", "digests", "derived", "context", "table_args",
-            "orphans")
+            "orphans", "source_cache", "sources_warned", "sources_force")
 
     def __init__(self):
         self.engine = None
@@ -86,6 +86,12 @@ class Session:
         # engine secret name -> (server, type, why, scopes, catalog): not exported, listed by secrets()
         self.skipped = {}
         self.attachables = {}     # catalog name -> what the engine attaches under it (sync._attachables)
+        # values of sources (sources.py): (source key, id) -> sources.Entry, in this backend's memory only
+        self.source_cache = {}
+        self.sources_due = None     # when the last sync's source values must be fetched again
+        self.sources_force = False  # the next sync fetches every source value anew (duckdb.refresh_secrets)
+        self.sources_fetched = 0    # how many values syncs fetched from sources (duckdb.refresh_secrets)
+        self.sources_warned = {}    # server oid -> the WARNING its source failure gave (said once)
         # (duckdb.secret_storage_table as last seen, [schema] or None, table name or None)
         self.table_args = (None, [storage.DEFAULT_SCHEMA], storage.DEFAULT_TABLE)
 

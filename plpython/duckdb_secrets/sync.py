@@ -61,6 +61,8 @@ class SyncState:
 
     def add_server(self, srv):
         name = srv.name
+        if srv.source:
+            return              # a source of values for others (sources.py), no secret itself
         if srv.spec is None:
             self.skipped[name] = (srv.srvname, srv.srvtype, srv.why, srv.scopes, srv.catalog)
             return
@@ -121,6 +123,7 @@ def _full(plpy, GD, sess, obs, now):
     for srv in collect.servers(plpy, GD, sess, obs.row["role"], None):
         state.servers[srv.oid] = srv
         state.add_server(srv)
+    _sources_due(sess, state)
     collect.table_secrets(plpy, sess.context.policy, obs.table, state)
     derive.default_secrets(sess.context.policy.superuser, state, sess.context.settings)
     sess.digests = derive.fill(plpy, sess, state, state.desired, now)
@@ -133,12 +136,13 @@ def _patch(plpy, GD, sess, obs, only, now):
     """(the last SyncState with the servers in `only` read again, the engine
     names touched), or (None, None) when a changed server is one others depend on."""
     old = sess.state
-    if any(old.servers[o].srvtype in catalog.LINKED_TYPES for o in only if o in old.servers):
+    if any(_linked(old.servers[o]) for o in only if o in old.servers):
         return None, None
     fresh = collect.servers(plpy, GD, sess, obs.row["role"], sorted(only))
-    if any(srv.srvtype in catalog.LINKED_TYPES for srv in fresh):
+    if any(_linked(srv) for srv in fresh):
         return None, None
     state = old.copy()
+    _sources_due(sess, state)
     touched = {old.servers[o].name for o in only if o in old.servers}
     for o in only:
         state.servers.pop(o, None)
@@ -151,6 +155,17 @@ def _patch(plpy, GD, sess, obs, only, now):
         touched.add(srv.name)
     derive.fill(plpy, sess, state, {n: state.desired[n] for n in touched if n in state.desired}, now)
     return state, touched
+
+
+def _linked(srv):
+    return (srv.srvtype or "").strip().lower() in catalog.LINKED_TYPES
+
+
+def _sources_due(sess, state):
+    """Values fetched from sources are fetched again when their ttl has passed."""
+    due = sess.sources_due
+    if due is not None:
+        state.refresh_at = due if state.refresh_at is None else min(state.refresh_at, due)
 
 
 def _prepare_engine(plpy, GD, sess, state, old=None, touched=None):

@@ -16,6 +16,7 @@ from .errors import (
     FDW_INVALID_OPTION_NAME,
     FEATURE_NOT_SUPPORTED,
     INSUFFICIENT_PRIVILEGE,
+    WRONG_OBJECT_TYPE,
     MissingMapping,
     PgError,
 )
@@ -70,7 +71,7 @@ def _hint_list(names):
 
 
 def server_context_options():
-    return catalog.ALL_OPTIONS - catalog.SENSITIVE
+    return (catalog.ALL_OPTIONS | catalog.SOURCE_SERVER_OPTIONS) - catalog.SENSITIVE
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -93,7 +94,7 @@ def raise_server_only(name):
 
 
 def mapping_context_options():
-    return catalog.ALL_OPTIONS - catalog.SERVER_ONLY - catalog.PROXY_ADDRESS
+    return (catalog.ALL_OPTIONS - catalog.SERVER_ONLY - catalog.PROXY_ADDRESS) | catalog.REFERENCE
 
 
 def validate_options(options, catalog_oid):
@@ -110,12 +111,14 @@ def validate_options(options, catalog_oid):
         for name in opts:
             if name in catalog.SENSITIVE:
                 raise_sensitive_on_server(name)
-            if name not in catalog.ALL_OPTIONS:
+            if name not in catalog.ALL_OPTIONS and name not in catalog.SOURCE_SERVER_OPTIONS:
                 raise_unknown(name, server_context_options())
         return
     if catalog_oid == MAPPING_CATALOG:
         opts = normalise(pairs, "")
         for name in opts:
+            if name in catalog.REFERENCE or name in catalog.SOURCE_MAPPING_OPTIONS:
+                continue        # a reference to a source; a source's own credentials (provider)
             if name in catalog.SERVER_ONLY or name in catalog.PROXY_ADDRESS:
                 raise_server_only(name)
             if name not in catalog.ALL_OPTIONS:
@@ -195,8 +198,11 @@ def secret_type_name(server_name, srvtype):
                       f'server "{shown(server_name)}" has no TYPE',
                       hint="Name the DuckDB secret type: CREATE SERVER ... TYPE 's3' "
                            "FOREIGN DATA WRAPPER duckdb. Valid types are: "
-                           + _hint_list(catalog.TYPES))
+                           + _hint_list(catalog.TYPES) + "; sources: " + _hint_list(catalog.SOURCES))
     t = srvtype.strip().lower()
+    if t in catalog.SOURCES:
+        raise PgError(WRONG_OBJECT_TYPE, f'server "{shown(server_name)}" is a source of values, not a secret',
+                      hint="User mappings of other servers name it: OPTIONS (source '...', source_id '...').")
     if t in catalog.REFUSED_TYPES:
         raise PgError(FEATURE_NOT_SUPPORTED, f"secrets of TYPE '{t}' are not supported",
                       detail=f"The {t} type is refused: {catalog.REFUSED_TYPES[t]}.")
@@ -205,7 +211,8 @@ def secret_type_name(server_name, srvtype):
         raise PgError(FDW_INVALID_ATTRIBUTE_VALUE,
                       f'invalid TYPE{what} for server "{shown(server_name)}"',
                       detail=None if what else "The TYPE is not a plain type name; it is not shown.",
-                      hint="Valid types are: " + _hint_list(catalog.TYPES))
+                      hint="Valid types are: " + _hint_list(catalog.TYPES) + "; sources: "
+                           + _hint_list(catalog.SOURCES))
     return t
 
 
@@ -560,3 +567,179 @@ def needs_server_environment(spec):
     if catalog.TYPES[spec["type"]].superuser_only:
         return f"type '{spec['type']}' opens database connections from the server"
     return None
+
+
+# --- sources (catalog.SOURCES) and references to them --------------------------
+
+_DURATION = re.compile(r"^\s*(\d{1,9})\s*(s|sec|secs|second|seconds|min|mins|minute|minutes|h|hour|hours|d|day|days)?"
+                       r"\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(name, value):
+    """Seconds of a duration option ('30s', '5min', '1h', '1d', '300')."""
+    m = _DURATION.match(str(value))
+    if not m:
+        raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, f'option "{name}" requires a duration',
+                      hint="For example 30s, 5min, 1h or 1d; a bare number is seconds.")
+    unit = (m.group(2) or "s").lower()
+    return int(m.group(1)) * _DURATION_UNITS["m" if unit.startswith("min") else unit[0]]
+
+
+_CONVERT[catalog.DURATION] = duration
+_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,2048}$")
+
+
+def source_type(server_name, srvtype):
+    """The catalog.SourceType of a server's TYPE, or None when it is not a source."""
+    return catalog.SOURCES.get((srvtype or "").strip().lower())
+
+
+def source_spec(server_name, srvtype, server_options, mapping_options=None, mapping_role="public"):
+    """A source server with the user mapping the role reaches it with: dict(type,
+    params, credentials). Raises PgError (MissingMapping: credentials needed)."""
+    stype = source_type(server_name, srvtype)
+    where = f" for server \"{shown(server_name)}\""
+    server = normalise(parse_options(server_options), where)
+    mapping = normalise(parse_options(mapping_options), " in the user mapping")
+    params, creds = {}, {}
+    for source, opts, valid, out in (("server", server, stype.server_options, params),
+                                     ("user mapping", mapping, stype.mapping_options, creds)):
+        for name, value in opts.items():
+            opt = valid.get(name)
+            if opt is None:
+                if source == "user mapping" and name in stype.server_options:
+                    raise_server_only(name)
+                if name in catalog.SENSITIVE and source == "server":
+                    raise_sensitive_on_server(name)
+                raise PgError(FDW_INVALID_OPTION_NAME, f'invalid option "{shown(name)}"',
+                              hint=f"Valid options for a {'server' if source == 'server' else 'user mapping'} of "
+                                   f"TYPE '{stype.name}' are: " + _hint_list(valid))
+            if _has_control(value):
+                raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, f'option "{shown(name)}" must not contain control '
+                                                           "characters")
+            converted = _CONVERT[opt.kind](name, value)
+            if opt.choices:
+                converted = _check_choices(opt, converted)
+            out[name] = converted
+    for req in stype.required:
+        if req not in params:
+            raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, f"a server of TYPE '{stype.name}' requires option \"{req}\"",
+                          hint=f"For example OPTIONS ({req} '{stype.server_options[req].example or '...'}').")
+    for name, default in stype.defaults.items():
+        params.setdefault(name, default)
+    if params.get("ttl") == 0:
+        raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, 'option "ttl" must be at least 1 second')
+    if "directory" in params and not str(params["directory"]).startswith("/"):
+        raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, 'option "directory" must be an absolute path')
+    if "endpoint" in params:
+        endpoint = str(params["endpoint"])
+        if not re.match(r"^https?://[^/?#@\s]+/?$", endpoint):
+            raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, 'option "endpoint" must be a URL: http(s)://host[:port]',
+                          hint="For example https://secretsmanager.eu-west-1.amazonaws.com, or a VPC endpoint.")
+    provider = creds.pop(catalog.PROVIDER, None) or params.pop(catalog.PROVIDER, None) or "config"
+    params.pop(catalog.PROVIDER, None)
+    if stype.service is not None:
+        if provider == "credential_chain":
+            if creds.keys() & {"key_id", "secret", "session_token"}:
+                raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, "PROVIDER 'credential_chain' takes no key_id, secret "
+                                                           "or session_token")
+            if mapping_role != "public" and catalog.PROVIDER in mapping:
+                raise PgError(INSUFFICIENT_PRIVILEGE,
+                              f'a user mapping for one role cannot reach source server "{shown(server_name)}" '
+                              "with the server's own AWS identity",
+                              detail="A role can change its own user mapping: the server's credential chain "
+                                     "would then fetch for it with the server's identity.",
+                              hint="Set provider 'credential_chain' on the server, or in its PUBLIC user mapping.")
+        elif not ({"key_id", "secret"} <= creds.keys()):
+            raise MissingMapping(FDW_INVALID_ATTRIBUTE_VALUE,
+                                 f"a source of TYPE '{stype.name}' with PROVIDER 'config' requires options "
+                                 '"key_id" and "secret"',
+                                 hint="Set them in the user mapping, or set provider 'credential_chain' on the "
+                                      "server to use the server's AWS identity.")
+    return {"type": stype.name, "provider": provider, "params": params, "credentials": creds}
+
+
+def reference(mapping_options):
+    """(the reference a user mapping's options make, the other options): the
+    reference is dict(source, id, option) or None. Raises PgError."""
+    ref, rest = {}, []
+    for item in mapping_options or ():
+        name, _, value = str(item).partition("=")
+        key = name.strip().lower()
+        if key in catalog.REFERENCE:
+            ref[key] = value
+        else:
+            rest.append(item)
+    if not ref:
+        return None, list(mapping_options or ())
+    for needed in (catalog.SOURCE, catalog.SOURCE_ID):
+        if not ref.get(needed):
+            raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, f'option "{needed}" is required with option '
+                                                       f'"{next(iter(sorted(ref)))}"',
+                          hint="OPTIONS (source '<source server>', source_id '<id>'[, source_option '<option>']).")
+    if not _ID.match(ref[catalog.SOURCE_ID]):
+        raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, 'option "source_id" must be 1 to 2048 characters without '
+                                                   "control characters")
+    option = ref.get(catalog.SOURCE_OPTION)
+    if option is not None:
+        option = option.strip().lower()
+        if option in catalog.NOT_FROM_SOURCE or not simple_word(option):
+            raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, f'source_option "{shown(option)}" cannot come from a source',
+                          detail="A source gives a secret's credentials, never where its requests go or what it "
+                                 "covers.")
+    return {"source": ref[catalog.SOURCE], "id": ref[catalog.SOURCE_ID], "option": option}, rest
+
+
+def id_allowed(source, source_id):
+    """Whether source_id is inside the source's allowed_ids (exact ids, or prefixes ending in *)."""
+    for pattern in source["params"].get("allowed_ids") or ():
+        if pattern.endswith("*") and source_id.startswith(pattern[:-1]):
+            return True
+        if pattern == source_id:
+            return True
+    return False
+
+
+MAX_SOURCE_VALUE = 65536
+
+
+def source_values(ref, value, where):
+    """The user-mapping options a fetched value gives ("name=value" list).
+    value: the text the source holds. Never puts the value in a message."""
+    if len(value) > MAX_SOURCE_VALUE:
+        raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, f"the value of {where} is larger than {MAX_SOURCE_VALUE} bytes")
+    if ref["option"] is not None:
+        if ref["option"] in catalog.NOT_FROM_SOURCE:
+            raise PgError(FDW_INVALID_ATTRIBUTE_VALUE,
+                          f'source_option "{shown(ref["option"])}" cannot come from a source')
+        return [f'{ref["option"]}={value.rstrip(chr(10)).rstrip(chr(13))}']
+    import json
+    try:
+        obj = json.loads(value)
+    except (ValueError, RecursionError):
+        obj = None
+    if not isinstance(obj, dict):
+        raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, f"the value of {where} is not a JSON object of user-mapping options",
+                      hint="Store a JSON object such as {\"key_id\": \"...\", \"secret\": \"...\"}, or name the one "
+                           "option a plain value fills with source_option.")
+    out, seen = [], set()
+    for key, v in obj.items():
+        name = str(key).strip().lower()
+        if name in seen:
+            raise PgError(DUPLICATE_OBJECT, f'the value of {where} gives option "{shown(name)}" more than once')
+        seen.add(name)
+        if name in catalog.NOT_FROM_SOURCE:
+            raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, f'the value of {where} sets option "{shown(name)}", which a '
+                                                       "source may not set",
+                          detail="A source gives a secret's credentials, never where its requests go or what it "
+                                 "covers: set such options on the server.")
+        if isinstance(v, bool):
+            v = "true" if v else "false"
+        elif isinstance(v, (int, float, str)):
+            v = str(v)
+        else:
+            raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, f'option "{shown(name)}" in the value of {where} must be a '
+                                                       "string, a number or a boolean")
+        out.append(f"{name}={v}")
+    return out
