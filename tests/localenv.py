@@ -236,7 +236,8 @@ class S3Server:
         iam.create_user(UserName="duckdb-secrets-test")
         policy = iam.create_policy(PolicyName="s3-all", PolicyDocument=json.dumps({
             "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": ["s3:*", "sts:*", "iam:*"], "Resource": "*"}]}))
+            "Statement": [{"Effect": "Allow", "Action": ["s3:*", "sts:*", "iam:*", "secretsmanager:*", "ssm:*", "kms:*"],
+                           "Resource": "*"}]}))
         iam.attach_user_policy(UserName="duckdb-secrets-test", PolicyArn=policy["Policy"]["Arn"])
         key = iam.create_access_key(UserName="duckdb-secrets-test")["AccessKey"]
         self.key_id, self.secret = key["AccessKeyId"], key["SecretAccessKey"]
@@ -312,6 +313,63 @@ class HTTPCounter:
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class CountingProxy:
+    """A loopback HTTP server in front of another (moto): forwards every request
+    as it is (Host header included, so signatures still check) and counts them
+    by AWS action (the X-Amz-Target header, or the Action parameter). down: it
+    answers 503 to everything, as a source that cannot be reached."""
+
+    def __init__(self, target_port):
+        import http.client
+        self.hits = []
+        self.down = False
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _any(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                action = self.headers.get("X-Amz-Target") or ""
+                if not action and b"Action=" in body:
+                    action = body.split(b"Action=", 1)[1].split(b"&", 1)[0].decode()
+                proxy.hits.append(action.rsplit(".", 1)[-1])
+                if proxy.down:
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                conn = http.client.HTTPConnection("127.0.0.1", target_port, timeout=30)
+                conn.request(self.command, self.path, body=body, headers=dict(self.headers.items()))
+                resp = conn.getresponse()
+                data = resp.read()
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection", "date", "server"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _any
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def count(self, *actions):
+        return sum(1 for h in self.hits if not actions or h in actions)
 
     def close(self):
         self.server.shutdown()

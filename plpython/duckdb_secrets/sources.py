@@ -45,9 +45,11 @@ class Source:
 
     def __init__(self, oid, name, spec):
         self.oid, self.name, self.spec = oid, name, spec
-        from .derive import digest
-        # the cache's key: the server and what reaching it takes (credentials included)
-        self.key = (name, digest({**spec, "credentials": spec["credentials"]}))
+        import hashlib
+        import json
+        # the cache's key: the server and what reaching it takes (credentials
+        # included), as a digest: the key itself is never a value
+        self.key = (name, hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest())
 
     @property
     def ttl(self):
@@ -145,10 +147,11 @@ def _aws_error(e):
     """(why, unreachable) of a botocore exception, without any value."""
     response = getattr(e, "response", None)
     if isinstance(response, dict):
-        code = str(response.get("Error", {}).get("Code", "error"))
+        code = validation.shown(response.get("Error", {}).get("Code", "error"))
         status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-        return f"the source refused: {validation.shown(code)}", code not in _ANSWERED and (status >= 500 or
-                                                                                              "Throttl" in code)
+        if code not in _ANSWERED and (status >= 500 or "Throttl" in code):
+            return f"cannot reach the source: {code}", True
+        return f"the source refused: {code}", False
     return f"cannot reach the source: {type(e).__name__}", True
 
 
