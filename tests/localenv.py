@@ -236,8 +236,8 @@ class S3Server:
         iam.create_user(UserName="duckdb-secrets-test")
         policy = iam.create_policy(PolicyName="s3-all", PolicyDocument=json.dumps({
             "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": ["s3:*", "sts:*", "iam:*", "secretsmanager:*", "ssm:*", "kms:*"],
-                           "Resource": "*"}]}))
+            "Statement": [{"Effect": "Allow", "Resource": "*",
+                           "Action": ["s3:*", "sts:*", "iam:*", "secretsmanager:*", "ssm:*", "kms:*"]}]}))
         iam.attach_user_policy(UserName="duckdb-secrets-test", PolicyArn=policy["Policy"]["Arn"])
         key = iam.create_access_key(UserName="duckdb-secrets-test")["AccessKey"]
         self.key_id, self.secret = key["AccessKeyId"], key["SecretAccessKey"]
