@@ -112,7 +112,39 @@ def render():
             else:
                 out.append("No options besides `provider` and `scope`.")
             out += ["", "```sql", _example(t, p), "```"]
-    return "\n".join(out) + "\n"
+    return "\n".join(out + _sources()) + "\n"
+
+
+def _kind(o):
+    if o.choices:
+        return ("one or more of " if o.sep else "one of ") + ", ".join(f"`{c}`" for c in o.choices)
+    return catalog.KIND_DOC[o.kind]
+
+
+def _sources():
+    """The source types (catalog.SOURCES): servers that hold no secret but the values of others' mappings."""
+    out = ["", "# Sources", "",
+           "Servers of these types are not DuckDB secrets: a user mapping of another server names one "
+           "(`source`, `source_id`, and `source_option` when the value is one option's plain text) instead of "
+           "holding values, and the values are fetched when the engine takes its secrets (docs/sources.md). A "
+           "value never sets " + ", ".join(f"`{o}`" for o in sorted(catalog.NOT_FROM_SOURCE - catalog.REFERENCE))
+           + ": where requests go and what a secret covers stay on the server."]
+    for t in catalog.SOURCES.values():
+        out += ["", f"## {t.name}", "", t.doc, "", "| option | value | where | default |", "| --- | --- | --- | --- |"]
+        for name in sorted(t.server_options):
+            o = t.server_options[name]
+            default = t.defaults.get(name)
+            shown = ("required" if name in t.required else
+                     f"{default // 60}min" if name in ("ttl", "max_stale") and default and default % 60 == 0 else
+                     f"{default}s" if default is not None else "")
+            out.append(f"| `{name}` | {_kind(o)} | SERVER | {shown} |")
+        for name in sorted(t.mapping_options):
+            where = "USER MAPPING (sensitive)" if name in catalog.SENSITIVE else "USER MAPPING"
+            out.append(f"| `{name}` | {_kind(t.mapping_options[name])} | {where} | |")
+        opts = ", ".join(f"{k} '{v}'" for k, v in t.example.items())
+        out += ["", "```sql", f"CREATE SERVER my_{t.name} TYPE '{t.name}' FOREIGN DATA WRAPPER duckdb\n"
+                f"  OPTIONS ({opts});", "```"]
+    return out
 
 
 if __name__ == "__main__":
