@@ -120,6 +120,7 @@ def servers(plpy, GD, sess, role, oids):
             old = sess.state.servers.get(o)
             if old is not None and old.key is not None:
                 specs.pop(old.key, None)
+    ctx.keys.new_sync()         # a key file's own problem: one WARNING per sync
     out = [_server_secret(plpy, sess, ctx.policy, row, bool(trust.get(row["oid"])), ctx.keys, specs)
            for row in rows]
     sess.specs = specs
@@ -148,8 +149,9 @@ def _server_secret(plpy, sess, policy, row, trusted, keys, specs):
     except MissingMapping as e:
         return skip(f"no user mapping gives what it needs: {e.message}")
     except crypto.KeyProblem as e:
-        # Never a crash, never a half secret: the others load, this one says why.
-        return skip(f"cannot decrypt: {e}", skipping(f"cannot decrypt: {e}"))
+        # Never a crash, never a half secret: the others load, this one says why
+        # (a problem of the key file itself is warned about once, not per server).
+        return skip(f"cannot decrypt: {e}", keys.warning(e, skipping(f"cannot decrypt: {e}")))
     except PgError as e:
         # Validated at DDL time; can only happen after a catalogue change
         # (an upgrade) or a catalog edit behind our back. Skip it loudly.
