@@ -401,7 +401,7 @@ def test_a_malformed_kms_line_is_not_a_key(keyfile_here, line):
 
 
 @pytest.mark.inprocess
-def test_an_unreachable_kms_leaves_the_plain_lines_usable(keyfile_here):
+def test_an_unreachable_kms_leaves_the_plain_lines_usable(keyfile_here, monkeypatch):
     wrapped = base64.b64encode(b"\x01" * 96).decode()
     _write(keyfile_here, f"kms:arn:aws:kms:eu-west-1:111122223333:key/abc:{wrapped}", KEY1)
     t0 = time.monotonic()
@@ -428,6 +428,13 @@ def test_an_unreachable_kms_leaves_the_plain_lines_usable(keyfile_here):
     t0 = time.monotonic()
     assert crypto.load(keyfile_here.path).failed
     assert time.monotonic() - t0 < 1 and len(crypto._kms_failed) == n
+    # Then asked again, by a keyring that holds the failed line too.
+    asked = []
+    real = crypto._kms_decrypt
+    monkeypatch.setattr(crypto, "_kms_decrypt", lambda *a: asked.append(1) or real(*a))
+    assert ring.keys().failed and asked == []
+    monkeypatch.setattr(crypto, "KMS_RETRY_AFTER", 0)
+    assert ring.keys().failed and asked == [1]
 
 
 @pytest.mark.inprocess

@@ -292,7 +292,8 @@ class Keyring:
         if self._warned:
             return None
         self._warned = True
-        return text + " (and so every other server whose values need that key: see duckdb.secrets())"
+        return text + (" (the same goes for every other server with values this key file cannot open now; "
+                       "duckdb.secrets() lists them)")
 
     @property
     def configured(self):
