@@ -109,6 +109,7 @@ def servers(plpy, GD, sess, role, oids):
     Values user mappings take from sources are fetched here (resolve_sources);
     sess.sources_due says when they must be fetched again."""
     ctx = sess.context
+    ctx.keys.new_sync()         # a key file's own problem: one WARNING per sync
     with tokens.issued(GD, tokens.CALLER, role, oids) as nonce:
         plan = sess.plan(plpy, "call_role_secrets", "SELECT * FROM duckdb._role_secrets($1)", ["text"])
         rows = list(plpy.execute(plan, [nonce]))
@@ -224,8 +225,9 @@ def _server_secret(plpy, sess, policy, row, trusted, keys, specs, fetched=None):
     except MissingMapping as e:
         return skip(f"no user mapping gives what it needs: {e.message}")
     except crypto.KeyProblem as e:
-        # Never a crash, never a half secret: the others load, this one says why.
-        return skip(f"cannot decrypt: {e}", skipping(f"cannot decrypt: {e}"))
+        # Never a crash, never a half secret: the others load, this one says why
+        # (a problem of the key file itself is warned about once, not per server).
+        return skip(f"cannot decrypt: {e}", keys.warning(e, skipping(f"cannot decrypt: {e}")))
     except PgError as e:
         # Validated at DDL time; can only happen after a catalogue change
         # (an upgrade) or a catalog edit behind our back. Skip it loudly.
