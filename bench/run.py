@@ -296,6 +296,61 @@ class Bench:
             admin.execute("SELECT pg_reload_conf()")
         self.record(f"9. fresh engine with {n:,} encrypted secrets vs plaintext", sealed * 1e3, plain * 1e3, "ms", 1.2)
 
+    # --- 11. values from a source ------------------------------------------------
+
+    def first_query(self, reps):
+        """Median time of the first query of a new connection: backend, engine, full sync."""
+        times = []
+        for _ in range(reps):
+            with self.connect() as c:
+                t0 = time.perf_counter()
+                c.execute(SELECT_1).fetchall()
+                times.append(time.perf_counter() - t0)
+        return median(times)
+
+    def sources(self, n=100):
+        """n secrets whose PUBLIC mappings name ids of a Secrets Manager source (moto,
+        on this machine) against the same n secrets with stored values: the first
+        query of a new connection; and what a ttl expiry adds to the next query."""
+        sm = self.s3.client("secretsmanager")
+        value = json.dumps({"key_id": self.s3.key_id, "secret": self.s3.secret})
+        existing = {s["Name"] for page in sm.get_paginator("list_secrets").paginate() for s in page["SecretList"]}
+        for i in range(1, n + 1):
+            if f"bench/{i}" not in existing:
+                sm.create_secret(Name=f"bench/{i}", SecretString=value)
+        with self.connect() as admin:
+            self.set_secrets(admin, n, valid=True)
+            stored = self.first_query(REPS)
+            admin.execute("ALTER EVENT TRIGGER duckdb_secrets_ddl DISABLE")
+            admin.execute(f"CREATE SERVER vault TYPE 'aws_secrets_manager' FOREIGN DATA WRAPPER duckdb OPTIONS "
+                          f"(region 'us-east-1', endpoint '{self.s3.url}', allowed_ids 'bench/*', ttl '5min')")
+            admin.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER vault OPTIONS (key_id '{self.s3.key_id}', "
+                          f"secret '{self.s3.secret}')")
+            admin.execute(f"""
+                DO $$ BEGIN FOR i IN 1..{n} LOOP
+                  EXECUTE format('DROP USER MAPPING FOR PUBLIC SERVER b%s', i);
+                  EXECUTE format('CREATE USER MAPPING FOR PUBLIC SERVER b%s OPTIONS (source ''vault'', '
+                                 'source_id ''bench/%s'')', i, i);
+                END LOOP; END $$""")
+            admin.execute("SELECT duckdb._bump()")
+            admin.execute("ALTER EVENT TRIGGER duckdb_secrets_ddl ENABLE")
+            held = admin.execute("SELECT count(*) FROM duckdb.secrets() WHERE storage = 'memory'").fetchone()[0]
+            assert held >= n, held
+            fetched = self.first_query(REPS)
+            self.record(f"11a. first query of a new connection, {n} secrets whose values come from Secrets Manager "
+                        "(local moto) vs stored in the user mappings", fetched * 1e3, stored * 1e3, "ms")
+            with self.connect() as c:
+                warm = self.warm(c, SELECT_1, calls=50)
+                expired = []
+                for _ in range(REPS):
+                    c.execute("DO $$ import datetime, duckdb_secrets.aws as aws; "
+                              "aws.ADVANCE += datetime.timedelta(seconds=301) $$ LANGUAGE plpython3u")
+                    t0 = time.perf_counter()
+                    c.execute(SELECT_1).fetchall()
+                    expired.append(time.perf_counter() - t0)
+            self.record(f"11b. the query after the source's ttl expired ({n} values fetched again) vs a warm query",
+                        median(expired) * 1e3, warm * 1e3, "ms")
+
     # --- 4. memory -------------------------------------------------------------
 
     def memory(self):
@@ -648,7 +703,7 @@ def main():
     try:
         b.start()
         steps = (b.cold_start, b.warm_overhead, b.sync, b.memory, b.throughput, b.concurrency, b.egress,
-                 b.stop_time, b.encryption, b.point_lookup)
+                 b.stop_time, b.encryption, b.point_lookup, b.sources)
         # BENCH_ONLY=memory,cold_start: those steps only, printed, results.md left alone
         only = [n for n in os.environ.get("BENCH_ONLY", "").split(",") if n]
         for step in steps:

@@ -155,9 +155,27 @@ def _aws_error(e):
     return f"cannot reach the source: {type(e).__name__}", True
 
 
+# botocore clients by source key: making one costs ~40 ms (a botocore session,
+# its service model). A client made with the server's credential chain is
+# made anew before those credentials expire (or after CHAIN_CLIENT_AGE).
+_clients = {}
+CHAIN_CLIENT_AGE = datetime.timedelta(minutes=15)
+
+
 def _client(source, settings):
+    now = aws.now()
+    hit = _clients.get(source.key)
+    if hit is not None and (hit[1] is None or now < hit[1]):
+        return hit[0]
+    client, until = _new_client(source, settings, now)
+    _clients[source.key] = (client, until)
+    return client
+
+
+def _new_client(source, settings, now):
     import botocore.config
     params, creds = source.spec["params"], source.spec["credentials"]
+    until = None
     sess = aws._session({"region": params.get("region"), "profile": params.get("profile")}, settings)
     if source.spec["provider"] == "credential_chain":
         found = aws.resolve({k: params[k] for k in ("chain", "profile", "region") if params.get(k)},
@@ -165,13 +183,14 @@ def _client(source, settings):
         if found is None:
             raise LookupError("no AWS credentials in the server's credential chain")
         creds = {"key_id": found.key_id, "secret": found.secret, "session_token": found.token}
+        until = min(x for x in (now + CHAIN_CLIENT_AGE, settings.due(found)) if x is not None)
     config = botocore.config.Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 2,
                                                                                 "mode": "standard"})
     service = validation.source_type(source.name, source.spec["type"]).service
     return sess.create_client(service, region_name=params.get("region") or "us-east-1",
                               endpoint_url=params.get("endpoint"), config=config,
                               aws_access_key_id=creds.get("key_id"), aws_secret_access_key=creds.get("secret"),
-                              aws_session_token=creds.get("session_token") or None)
+                              aws_session_token=creds.get("session_token") or None), until
 
 
 def _secrets_manager(client, ids):
