@@ -65,3 +65,26 @@ SELECT srvname, srvtype, srvoptions FROM pg_foreign_server ORDER BY srvname;
 SELECT srvname, umoptions IS NOT NULL AS has_options FROM pg_user_mappings ORDER BY srvname, usename;
 
 DROP SERVER s3_ok, s3_upper, r2_ok, s3_two_scopes, s3_headers CASCADE;
+
+-- Sources: servers that hold no secret; user mappings of other servers name them.
+CREATE SERVER vault TYPE 'aws_secrets_manager' FOREIGN DATA WRAPPER duckdb
+  OPTIONS (region 'us-east-1', endpoint 'http://127.0.0.1:9', allowed_ids 'prod/analytics/*, prod/shared', ttl '5min');
+CREATE SERVER bad TYPE 'aws_ssm_parameter' FOREIGN DATA WRAPPER duckdb OPTIONS (region 'us-east-1');
+CREATE SERVER bad TYPE 'aws_ssm_parameter' FOREIGN DATA WRAPPER duckdb OPTIONS (allowed_ids 'x', ttl 'soon');
+CREATE SERVER bad TYPE 'aws_ssm_parameter' FOREIGN DATA WRAPPER duckdb OPTIONS (allowed_ids 'x', endpoint 'ftp://h');
+CREATE SERVER bad TYPE 'aws_ssm_parameter' FOREIGN DATA WRAPPER duckdb OPTIONS (allowed_ids 'x', scope 's3://b');
+CREATE SERVER bad TYPE 'file_directory' FOREIGN DATA WRAPPER duckdb OPTIONS (directory 'relative', allowed_ids '*');
+-- The source's own credentials: in its user mapping; the server's identity only on the server or for PUBLIC.
+CREATE USER MAPPING FOR PUBLIC SERVER vault OPTIONS (key_id 'AKIAEXAMPLE', secret 'example');
+CREATE USER MAPPING FOR CURRENT_USER SERVER vault OPTIONS (provider 'credential_chain');
+CREATE SERVER lake TYPE 's3' FOREIGN DATA WRAPPER duckdb OPTIONS (region 'us-east-1', scope 's3://lake');
+-- A reference is checked at the DDL; nothing is fetched.
+CREATE USER MAPPING FOR CURRENT_USER SERVER lake OPTIONS (source 'vault');
+CREATE USER MAPPING FOR CURRENT_USER SERVER lake OPTIONS (source 'nope', source_id 'prod/analytics/x');
+CREATE USER MAPPING FOR CURRENT_USER SERVER lake OPTIONS (source 'lake', source_id 'prod/analytics/x');
+CREATE USER MAPPING FOR CURRENT_USER SERVER lake OPTIONS (source 'vault', source_id 'prod/other');
+CREATE USER MAPPING FOR CURRENT_USER SERVER lake OPTIONS (source 'vault', source_id 'prod/analytics/x', source_option 'endpoint');
+CREATE USER MAPPING FOR CURRENT_USER SERVER lake OPTIONS (source 'vault', source_id 'prod/analytics/x', source_option 'nope');
+CREATE USER MAPPING FOR CURRENT_USER SERVER lake OPTIONS (source 'vault', source_id 'prod/shared', source_option 'secret', key_id 'AKIAEXAMPLE');
+SELECT srvname, umoptions FROM pg_user_mappings WHERE srvname = 'lake';
+DROP SERVER vault, lake CASCADE;
