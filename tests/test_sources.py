@@ -407,3 +407,54 @@ def test_values_never_stored(db, aws, cluster, tmp_path):
                            "-U", "postgres", db.dbname], capture_output=True, text=True)
     assert dump.returncode == 0, dump.stderr
     assert sid in dump.stdout and secret not in dump.stdout
+
+
+def test_a_dump_restores_with_references_and_no_values(db, aws, cluster):
+    """pg_dump puts lake's mappings before the server vault they name: the restore
+    (check_function_bodies off) takes them, and reads work in the copy."""
+    key_id, secret = aws.new_key()
+    sid = aws.secret({"key_id": key_id, "secret": secret})
+    db.conn.execute(vault_sql(aws, name="zvault"))
+    db.conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER zvault "
+                    f"OPTIONS (key_id '{aws.s3.key_id}', secret '{aws.s3.secret}')")
+    db.conn.execute(s3_server_sql("lake", aws.s3, scope="s3://bucket"))
+    refer(db, "PUBLIC", sid, source="zvault")
+    dump = subprocess.run([os.path.join(localenv.PG_BIN, "pg_dump"), "-h", cluster.host, "-p", str(cluster.port),
+                           "-U", "postgres", db.dbname], capture_output=True, text=True, check=True).stdout
+    assert dump.index("SERVER lake") < dump.index("SERVER zvault") and secret not in dump
+    target = f"{db.dbname}_copy"
+    db.conn.execute(f"DROP DATABASE IF EXISTS {target}")
+    db.conn.execute(f"CREATE DATABASE {target}")
+    try:
+        restore = subprocess.run([os.path.join(localenv.PG_BIN, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                                  "-h", cluster.host, "-p", str(cluster.port), "-U", "postgres", "-d", target],
+                                 input=dump, capture_output=True, text=True)
+        assert restore.returncode == 0, restore.stderr
+        with psycopg.connect(cluster.dsn(target), autocommit=True) as c:
+            assert c.execute(READ).fetchone() == (10, 45)
+    finally:
+        db.conn.execute(f"DROP DATABASE IF EXISTS {target} WITH (FORCE)")
+
+
+def test_the_server_stays_manageable_when_a_reference_stops_passing(db, aws):
+    key_id, secret = aws.new_key()
+    sid = aws.secret({"key_id": key_id, "secret": secret})
+    reader = setup(db, aws)
+    refer(db, reader, sid)
+    db.conn.execute(f'REVOKE USAGE ON FOREIGN SERVER vault FROM "{reader}"')
+    warnings = []
+    db.conn.add_notice_handler(lambda d: warnings.append(d.message_primary) if d.severity == "WARNING" else None)
+    db.conn.execute("ALTER SERVER lake OPTIONS (SET region 'us-east-1')")
+    assert any("will be skipped" in w and "no USAGE" in w for w in warnings), warnings
+
+
+def test_a_source_backed_secret_is_not_written_to_a_secret_table(db, aws):
+    key_id, secret = aws.new_key()
+    sid = aws.secret({"key_id": key_id, "secret": secret})
+    reader = setup(db, aws)
+    refer(db, "PUBLIC", sid)
+    with pytest.raises(psycopg.Error) as e:
+        db.conn.execute("SELECT duckdb.store_table_secret('lake', include_sensitive => true)")
+    assert_clean_error(e.value, secret)
+    assert "source" in str(e.value)
+    del reader

@@ -12,6 +12,7 @@ import re
 
 from . import __version__, collect, explain, extensions, fingerprint, masking, params, query, storage, sync, validation
 from .errors import (
+    FEATURE_NOT_SUPPORTED,
     INSUFFICIENT_PRIVILEGE,
     NULL_VALUE_NOT_ALLOWED,
     UNDEFINED_OBJECT,
@@ -442,6 +443,13 @@ def store_table_secret(plpy, GD, server_name, table_name, include_sensitive):
         raise PgError(UNDEFINED_OBJECT, f'no DuckDB secret for server "{validation.shown(server_name)}"',
                       hint="duckdb.secrets() lists the secrets the current role can use; the server needs "
                            "a user mapping for this role (or PUBLIC) if it has sensitive options.")
+    if any(srv.srvname == server_name and srv.key and srv.key[-1] is not None
+           for srv in (sess.state.servers.values() if sess.state else ())):
+        raise PgError(FEATURE_NOT_SUPPORTED, f'the secret of server "{validation.shown(server_name)}" takes its '
+                                             "values from a source: they are not written to a table",
+                      detail="Values from a source are kept in the backend's memory and the engine only.",
+                      hint="Store a secret whose values are in its user mapping, or let DuckDB clients read "
+                           "the source themselves.")
     spec = found[0][1].spec
     return _value(storage.store(plpy, sess, server_name, table_name, bool(include_sensitive), spec))
 

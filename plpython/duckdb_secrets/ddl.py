@@ -179,8 +179,16 @@ def check_server(plpy, sess, srv, umid=None, keys=None):
                 _check_source_server(plpy, sess, srv, source, umoptions, usename)
                 continue
             ref, own = validation.reference(umoptions)
-            if ref is not None:
-                _check_reference(plpy, sess, srv, ref, umuser, usename)
+            if ref is not None and not _restoring(plpy):
+                try:
+                    _check_reference(plpy, sess, srv, ref, umuser, usename)
+                except PgError as e:
+                    if umid is not None:
+                        raise
+                    # A change of the server itself: its other mappings' references
+                    # stay manageable; each sync checks them again and skips what fails.
+                    plpy.warning(f'the user mapping for {validation.shown(usename)} on server '
+                                 f'"{validation.shown(name)}" will be skipped: {e.message}', hint=e.hint)
             try:
                 spec = validation.secret_spec(name, srv["srvtype"], srv["srvoptions"], own)
             except MissingMapping:
@@ -207,6 +215,13 @@ SELECT s.oid, s.srvname::text AS srvname, s.srvtype, s.srvoptions, w.fdwname::te
   JOIN pg_catalog.pg_roles a ON a.oid = s.srvowner
  WHERE s.srvname = $1
 """
+
+
+def _restoring(plpy):
+    """check_function_bodies off: how pg_dump's scripts restore (a mapping may come
+    before the source it names). Checks that depend on other objects wait for the
+    sync, which makes them anyway."""
+    return plpy.execute("SELECT pg_catalog.current_setting('check_function_bodies') AS v")[0]["v"] == "off"
 
 
 def _source_owner_refusal(plpy, sess, source, srv):
@@ -328,7 +343,7 @@ def _check_aws(plpy, sess, name, spec):
     they are not checked while check_function_bodies is off -- which is how
     pg_dump's scripts restore (on a host without those credentials, and with
     servers created in name order)."""
-    if plpy.execute("SELECT pg_catalog.current_setting('check_function_bodies') AS v")[0]["v"] == "off":
+    if _restoring(plpy):
         return
     params = spec["params"]
     stype = catalog.TYPES[spec["type"]]

@@ -8,6 +8,7 @@ validated specs, resolved credentials and tokens (collect.py, derive.py), and
 the pending result of a duckdb.query (api.py, query.py).
 """
 
+import datetime
 from collections import namedtuple
 
 from . import crypto, storage
@@ -53,7 +54,7 @@ class Session:
     # recycles has just filled them), the administrator's settings and where
     # the secret table is.
     KEPT = ("plans", "scratch", "caller", "deadline", "specs", "digests", "derived", "context", "table_args",
-            "orphans", "source_cache", "sources_warned", "sources_force")
+            "orphans", "source_cache", "sources_warned", "sources_force", "sources_invalidated")
 
     def __init__(self):
         self.engine = None
@@ -92,6 +93,7 @@ class Session:
         self.sources_force = False  # the next sync fetches every source value anew (duckdb.refresh_secrets)
         self.sources_fetched = 0    # how many values syncs fetched from sources (duckdb.refresh_secrets)
         self.sources_warned = {}    # server oid -> the WARNING its source failure gave (said once)
+        self.sources_invalidated = datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
         # (duckdb.secret_storage_table as last seen, [schema] or None, table name or None)
         self.table_args = (None, [storage.DEFAULT_SCHEMA], storage.DEFAULT_TABLE)
 

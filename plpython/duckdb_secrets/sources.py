@@ -84,6 +84,17 @@ def due(source, entry):
     return entry.fetched + source.ttl
 
 
+def _timeouts(sess):
+    """(connect, read) timeouts of a request: at most 3 s and 5 s, and within the
+    statement's statement_timeout (a cancel is not seen while boto3 waits)."""
+    import time
+    left = None if sess.deadline is None else sess.deadline - time.time()
+    if left is None:
+        return 3.0, 5.0
+    left = max(0.5, round(left * 2) / 2)      # in half seconds: a few clients, not one per statement
+    return min(3.0, left), min(5.0, left)
+
+
 def fetch(sess, wanted, now, settings, force=False):
     """{(source key, id): (value or None, why or None, stale)} for wanted
     {source key: (Source, set of ids)}, and when the next fetch is due.
@@ -94,7 +105,7 @@ def fetch(sess, wanted, now, settings, force=False):
         stale = sorted(i for i in ids if force or (key, i) not in cache or now >= due(source, cache[(key, i)]))
         if stale:
             sess.sources_fetched += len(stale)
-            for i, (value, why) in _fetch_ids(source, stale, settings).items():
+            for i, (value, why) in _fetch_ids(source, stale, settings, _timeouts(sess)).items():
                 old = cache.get((key, i))
                 if why is None:
                     cache[(key, i)] = Entry(value, now, now)
@@ -112,21 +123,30 @@ def fetch(sess, wanted, now, settings, force=False):
     return out, next_due
 
 
+# A failed authentication makes the values be fetched again at most this often:
+# a role repeating a failing query does not hammer the source.
+AGAIN = datetime.timedelta(seconds=10)
+_EPOCH = datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
+
+
 def invalidate(sess):
-    """A query failed authentication: every fetched value is asked for again at the next sync."""
-    if sess.source_cache:
-        for entry in sess.source_cache.values():
-            entry.fetched = datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
-        sess.refresh_at = aws.now()
+    """A query failed authentication: every value is asked for again at the next sync."""
+    now = aws.now()
+    if now - sess.sources_invalidated < AGAIN:
+        return
+    sess.sources_invalidated = now
+    for entry in sess.source_cache.values():
+        entry.fetched = _EPOCH
+    sess.refresh_at = now
 
 
-def _fetch_ids(source, ids, settings):
+def _fetch_ids(source, ids, settings, timeouts):
     """{id: (value, None) or (None, (why, unreachable))}."""
     kind = source.spec["type"]
     if kind == "file_directory":
         return {i: _read_file(source.spec["params"]["directory"], i) for i in ids}
     try:
-        client = _client(source, settings)
+        client = _client(source, settings, timeouts)
     except Exception as e:      # noqa: BLE001 - any failure to build a client: said, never raised
         why = getattr(e, "message", None) or type(e).__name__
         return {i: (None, (f"cannot reach the source: {why}", True)) for i in ids}
@@ -162,17 +182,17 @@ _clients = {}
 CHAIN_CLIENT_AGE = datetime.timedelta(minutes=15)
 
 
-def _client(source, settings):
+def _client(source, settings, timeouts):
     now = aws.now()
-    hit = _clients.get(source.key)
+    hit = _clients.get((source.key, timeouts))
     if hit is not None and (hit[1] is None or now < hit[1]):
         return hit[0]
-    client, until = _new_client(source, settings, now)
-    _clients[source.key] = (client, until)
+    client, until = _new_client(source, settings, now, timeouts)
+    _clients[(source.key, timeouts)] = (client, until)
     return client
 
 
-def _new_client(source, settings, now):
+def _new_client(source, settings, now, timeouts):
     import botocore.config
     params, creds = source.spec["params"], source.spec["credentials"]
     until = None
@@ -184,8 +204,8 @@ def _new_client(source, settings, now):
             raise LookupError("no AWS credentials in the server's credential chain")
         creds = {"key_id": found.key_id, "secret": found.secret, "session_token": found.token}
         until = min(x for x in (now + CHAIN_CLIENT_AGE, settings.due(found)) if x is not None)
-    config = botocore.config.Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 2,
-                                                                                "mode": "standard"})
+    config = botocore.config.Config(connect_timeout=timeouts[0], read_timeout=timeouts[1],
+                                    retries={"max_attempts": 2, "mode": "standard"})
     service = validation.source_type(source.name, source.spec["type"]).service
     return sess.create_client(service, region_name=params.get("region") or "us-east-1",
                               endpoint_url=params.get("endpoint"), config=config,
