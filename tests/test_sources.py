@@ -46,6 +46,11 @@ class Aws:
     def delete_key(self, key_id):
         self.iam.delete_access_key(UserName=self.users[key_id], AccessKeyId=key_id)
 
+    def keyed_secret(self, prefix="prod/analytics/"):
+        """(key id, secret, the id of a new secret holding them as JSON)."""
+        key_id, secret = self.new_key()
+        return key_id, secret, self.secret({"key_id": key_id, "secret": secret}, prefix)
+
     def secret(self, value, prefix="prod/analytics/"):
         """A new Secrets Manager secret holding value (a dict: as JSON); its id."""
         sid = f"{prefix}{uuid.uuid4().hex[:8]}"
@@ -83,6 +88,17 @@ def refer(db, role, sid, server="lake", source="vault", extra=""):
                     f"OPTIONS (source '{source}', source_id '{sid}'{extra})")
 
 
+def reading(db, aws, extra=""):
+    """A reader whose mapping of lake names a new secret of vault, and its session,
+    which has read through it: (session, reader, key id, secret, secret id)."""
+    key_id, secret, sid = aws.keyed_secret()
+    reader = setup(db, aws, extra=extra)
+    refer(db, reader, sid)
+    conn = db.connect(reader)
+    assert conn.execute(READ).fetchone() == (10, 45)
+    return conn, reader, key_id, secret, sid
+
+
 def skipped(conn, server="lake"):
     rows = conn.execute("SELECT storage, secret_string FROM duckdb.secrets() WHERE server = %s OR name = %s",
                         (server, server)).fetchall()
@@ -90,8 +106,7 @@ def skipped(conn, server="lake"):
 
 
 def test_read_s3_with_a_key_from_secrets_manager(db, aws):
-    key_id, secret = aws.new_key()
-    sid = aws.secret({"key_id": key_id, "secret": secret})
+    key_id, secret, sid = aws.keyed_secret()
     reader = setup(db, aws)
     before = aws.proxy.count()
     refer(db, reader, sid)
@@ -109,12 +124,7 @@ def test_read_s3_with_a_key_from_secrets_manager(db, aws):
 
 
 def test_rotation_reaches_running_sessions_after_ttl(db, aws):
-    old_id, old_secret = aws.new_key()
-    sid = aws.secret({"key_id": old_id, "secret": old_secret})
-    reader = setup(db, aws, extra=", ttl '5min'")
-    refer(db, reader, sid)
-    conn = db.connect(reader)
-    assert conn.execute(READ).fetchone() == (10, 45)
+    conn, reader, old_id, old_secret, sid = reading(db, aws, extra=", ttl '5min'")
     su = db.connect()                   # the clock is moved by a superuser, in its own backend
     su.execute(f'SET ROLE "{reader}"')
     assert su.execute(READ).fetchone() == (10, 45)
@@ -133,12 +143,7 @@ def test_rotation_reaches_running_sessions_after_ttl(db, aws):
 
 
 def test_a_refused_credential_makes_the_next_query_fetch_again(db, aws):
-    old_id, old_secret = aws.new_key()
-    sid = aws.secret({"key_id": old_id, "secret": old_secret})
-    reader = setup(db, aws, extra=", ttl '1h'")
-    refer(db, reader, sid)
-    conn = db.connect(reader)
-    assert conn.execute(READ).fetchone() == (10, 45)
+    conn, reader, old_id, old_secret, sid = reading(db, aws, extra=", ttl '1h'")
     new_id, new_secret = aws.new_key()
     aws.sm.put_secret_value(SecretId=sid, SecretString=json.dumps({"key_id": new_id, "secret": new_secret}))
     aws.delete_key(old_id)
@@ -151,12 +156,7 @@ def test_a_refused_credential_makes_the_next_query_fetch_again(db, aws):
 
 
 def test_refresh_secrets_fetches_now(db, aws):
-    key_id, secret = aws.new_key()
-    sid = aws.secret({"key_id": key_id, "secret": secret})
-    reader = setup(db, aws)
-    refer(db, reader, sid)
-    conn = db.connect(reader)
-    assert conn.execute(READ).fetchone() == (10, 45)
+    conn, reader, key_id, secret, sid = reading(db, aws)
     before = aws.proxy.count(*SM_ACTIONS)
     assert conn.execute("SELECT duckdb.refresh_secrets()").fetchone() == (1,)
     assert aws.proxy.count(*SM_ACTIONS) == before + 1
@@ -211,12 +211,7 @@ def test_refused_at_ddl_with_no_request(db, aws, case):
 
 
 def test_usage_revoked_after_the_ddl_skips_at_the_next_sync(db, aws):
-    key_id, secret = aws.new_key()
-    sid = aws.secret({"key_id": key_id, "secret": secret})
-    reader = setup(db, aws)
-    refer(db, reader, sid)
-    conn = db.connect(reader)
-    assert conn.execute(READ).fetchone() == (10, 45)
+    conn, reader, key_id, secret, sid = reading(db, aws)
     db.conn.execute(f'REVOKE USAGE ON FOREIGN SERVER vault FROM "{reader}"')
     before = aws.proxy.count()
     why = skipped(conn)
@@ -232,8 +227,7 @@ def test_usage_revoked_after_the_ddl_skips_at_the_next_sync(db, aws):
 
 
 def test_a_public_mapping_is_checked_for_each_role(db, aws):
-    key_id, secret = aws.new_key()
-    sid = aws.secret({"key_id": key_id, "secret": secret})
+    key_id, secret, sid = aws.keyed_secret()
     reader = setup(db, aws)
     other = db.role("other")
     db.conn.execute(f'GRANT USAGE ON FOREIGN SERVER lake TO "{other}"; GRANT duckdb_query TO "{other}"')
@@ -303,8 +297,7 @@ def test_ddl_refusals(db, aws):
 
 
 def test_unreachable_source_keeps_the_last_value_for_max_stale(db, aws, log_since):
-    key_id, secret = aws.new_key()
-    sid = aws.secret({"key_id": key_id, "secret": secret})
+    key_id, secret, sid = aws.keyed_secret()
     db.conn.execute(vault_sql(aws, extra=", ttl '1min', max_stale '10min'"))
     db.conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER vault "
                     f"OPTIONS (key_id '{aws.s3.key_id}', secret '{aws.s3.secret}')")
@@ -393,12 +386,7 @@ def test_file_directory_rotated_the_kubernetes_way(db, aws, tmp_path):
 
 def test_values_never_stored(db, aws, cluster, tmp_path):
     """No catalog row, dump, data-directory file or log line holds a fetched value."""
-    key_id, secret = aws.new_key()
-    sid = aws.secret({"key_id": key_id, "secret": secret})
-    reader = setup(db, aws)
-    refer(db, reader, sid)
-    conn = db.connect(reader)
-    assert conn.execute(READ).fetchone() == (10, 45)
+    conn, reader, key_id, secret, sid = reading(db, aws)
     conn.execute("SELECT * FROM duckdb.secrets()").fetchall()
     db.conn.execute("CHECKPOINT")
     found = subprocess.run(["grep", "-rlaF", secret, cluster.data], capture_output=True, text=True)
@@ -412,8 +400,7 @@ def test_values_never_stored(db, aws, cluster, tmp_path):
 def test_a_dump_restores_with_references_and_no_values(db, aws, cluster):
     """pg_dump puts lake's mappings before the server vault they name: the restore
     (check_function_bodies off) takes them, and reads work in the copy."""
-    key_id, secret = aws.new_key()
-    sid = aws.secret({"key_id": key_id, "secret": secret})
+    key_id, secret, sid = aws.keyed_secret()
     db.conn.execute(vault_sql(aws, name="zvault"))
     db.conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER zvault "
                     f"OPTIONS (key_id '{aws.s3.key_id}', secret '{aws.s3.secret}')")
@@ -437,8 +424,7 @@ def test_a_dump_restores_with_references_and_no_values(db, aws, cluster):
 
 
 def test_the_server_stays_manageable_when_a_reference_stops_passing(db, aws):
-    key_id, secret = aws.new_key()
-    sid = aws.secret({"key_id": key_id, "secret": secret})
+    key_id, secret, sid = aws.keyed_secret()
     reader = setup(db, aws)
     refer(db, reader, sid)
     db.conn.execute(f'REVOKE USAGE ON FOREIGN SERVER vault FROM "{reader}"')
@@ -449,8 +435,7 @@ def test_the_server_stays_manageable_when_a_reference_stops_passing(db, aws):
 
 
 def test_a_source_backed_secret_is_not_written_to_a_secret_table(db, aws):
-    key_id, secret = aws.new_key()
-    sid = aws.secret({"key_id": key_id, "secret": secret})
+    key_id, secret, sid = aws.keyed_secret()
     reader = setup(db, aws)
     refer(db, "PUBLIC", sid)
     with pytest.raises(psycopg.Error) as e:
