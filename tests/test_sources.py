@@ -278,7 +278,8 @@ def test_ddl_refusals(db, aws):
         ("OPTIONS (source 'nope', source_id 'prod/analytics/x')", "does not exist"),
         ("OPTIONS (source 'lake', source_id 'prod/analytics/x')", "is not a source"),
         ("OPTIONS (source 'vault', source_id 'prod/analytics/x', source_option 'endpoint')", "cannot come from"),
-        ("OPTIONS (source 'vault', source_id 'prod/analytics/x', source_option 'nope')", "is not an option"),
+        ("OPTIONS (source 'vault', source_id 'prod/analytics/x', source_option 'nope')", "not a sensitive option"),
+        ("OPTIONS (source 'vault', source_id 'prod/analytics/x', source_option 'password')", "is not an option"),
     ]
     for options, said in cases:
         with pytest.raises(psycopg.Error) as e:
@@ -443,3 +444,70 @@ def test_a_source_backed_secret_is_not_written_to_a_secret_table(db, aws):
     assert_clean_error(e.value, secret)
     assert "source" in str(e.value)
     del reader
+
+
+@pytest.mark.parametrize("option", ["key_id", "region", "KEY_ID"])
+def test_a_plain_value_never_fills_an_option_that_is_shown(db, aws, option):
+    """Red team: source_option 'key_id' (or region) showed an SSM secret, or a whole JSON
+    secret, in clear in duckdb.secrets() and in DuckDB's errors."""
+    key_id, secret, sid = aws.keyed_secret()
+    reader = setup(db, aws)
+    conn = db.connect(reader)
+    with pytest.raises(psycopg.Error) as e:
+        conn.execute(f"CREATE USER MAPPING FOR CURRENT_USER SERVER lake OPTIONS (source 'vault', "
+                     f"source_id '{sid}', source_option '{option}')")
+    assert "not a sensitive option" in e.value.diag.message_primary
+    with pytest.raises(psycopg.Error):
+        conn.execute("SELECT duckdb.set_user_mapping('lake', current_user, %s)",
+                     (json.dumps({"source": "vault", "source_id": sid, "source_option": option}),))
+    # written while DDL checks wait (check_function_bodies off, as a restore): the sync refuses it
+    conn.execute("SET check_function_bodies = off")
+    with pytest.raises(psycopg.Error):
+        conn.execute(f"CREATE USER MAPPING FOR CURRENT_USER SERVER lake OPTIONS (source 'vault', "
+                     f"source_id '{sid}', source_option '{option}')")
+    assert secret not in str(conn.execute("SELECT * FROM duckdb.secrets()").fetchall())
+
+
+def test_a_file_id_cannot_climb_out_of_allowed_ids(db, aws):
+    """Red team: allowed_ids 'lake-*' let 'lake-/../admin.secret' read another file of the directory."""
+    base = localenv.scratch_dir("ds_files_")
+    _, secret = aws.new_key()
+    for name, text in (("lake-reader", secret), ("admin.secret", secret)):
+        with open(os.path.join(base, name), "w") as f:
+            f.write(text)
+    localenv._chown_postgres(base)
+    db.conn.execute(f"CREATE SERVER files TYPE 'file_directory' FOREIGN DATA WRAPPER duckdb "
+                    f"OPTIONS (directory '{base}', allowed_ids 'lake-*')")
+    db.conn.execute(s3_server_sql("lake", aws.s3, scope="s3://bucket"))
+    reader = db.role("reader")
+    db.conn.execute(f'GRANT USAGE ON FOREIGN SERVER lake, files TO "{reader}"; GRANT duckdb_query TO "{reader}"')
+    conn = db.connect(reader)
+    for sid in ("lake-/../admin.secret", "lake-reader/../admin.secret", "lake-x/./../admin.secret", "lake-//x"):
+        mapping = (f"CREATE USER MAPPING FOR CURRENT_USER SERVER lake OPTIONS (key_id 'k', source 'files', "
+                   f"source_id '{sid}', source_option 'secret')")
+        with pytest.raises(psycopg.Error) as e:
+            conn.execute(mapping)
+        assert "relative path" in e.value.diag.message_primary, sid
+        conn.execute("SET check_function_bodies = off")     # the DDL's checks wait: the sync's do not
+        conn.execute(mapping)
+        why = skipped(conn)
+        assert why and "relative path" in why[0], why
+        conn.execute("RESET check_function_bodies")
+        conn.execute("DROP USER MAPPING FOR CURRENT_USER SERVER lake")
+
+
+def test_refresh_and_errors_of_set_user_mapping(db, aws):
+    """Red team: the first refresh_secrets() of a session said 0; a refused set_user_mapping
+    masked the source's name; a loop of refresh_secrets() fetched at every call."""
+    key_id, secret, sid = aws.keyed_secret()
+    reader = setup(db, aws)
+    refer(db, reader, sid)
+    conn = db.connect(reader)
+    before = aws.proxy.count(*SM_ACTIONS)
+    assert conn.execute("SELECT duckdb.refresh_secrets()").fetchone() == (1,)
+    assert conn.execute("SELECT duckdb.refresh_secrets()").fetchone() == (0,), "not again within 10 s"
+    assert aws.proxy.count(*SM_ACTIONS) == before + 1
+    with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
+        conn.execute("SELECT duckdb.set_user_mapping('lake', current_user, %s)",
+                     (json.dumps({"source": "vault", "source_id": "other/x"}),))
+    assert 'source server "vault"' in e.value.diag.message_primary

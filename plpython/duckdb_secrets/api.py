@@ -10,7 +10,20 @@ import functools
 import json
 import re
 
-from . import __version__, collect, explain, extensions, fingerprint, masking, params, query, storage, sync, validation
+from . import (
+    __version__,
+    catalog,
+    collect,
+    explain,
+    extensions,
+    fingerprint,
+    masking,
+    params,
+    query,
+    storage,
+    sync,
+    validation,
+)
 from .errors import (
     FEATURE_NOT_SUPPORTED,
     INSUFFICIENT_PRIVILEGE,
@@ -115,7 +128,9 @@ def set_user_mapping(plpy, GD, server_name, role_name, options):
         return _value(value)
     try:
         given = params.load_json(options or "{}", "the options")
-        values = [str(v) for v in given.values() if v is not None] if isinstance(given, dict) else []
+        # every value but a reference's (a source's name and an id are no secrets)
+        values = ([str(v) for k, v in given.items() if v is not None and str(k).lower() not in catalog.REFERENCE]
+                  if isinstance(given, dict) else [])
     except PgError:
         values = None       # not read: every word of the options is masked
     if values is None:
@@ -377,10 +392,15 @@ def recycle(plpy, GD):
 def refresh_secrets(plpy, GD):
     """duckdb.refresh_secrets(): every value the role's user mappings take from
     sources fetched now, and the engine in line; how many were fetched."""
-    from . import aws
+    from . import aws, sources
     sess = session(GD)
-    sess.sources_force, sess.sources_fetched = True, 0
-    sess.refresh_at = aws.now()     # a full sync, whatever the fingerprint says
+    now = aws.now()
+    # fetching anew at most every sources.AGAIN: a loop of calls does not hammer the source
+    sess.sources_force = now - sess.sources_invalidated >= sources.AGAIN
+    if sess.sources_force:
+        sess.sources_invalidated = now
+    sess.sources_fetched = 0
+    sess.refresh_at = now           # a full sync, whatever the fingerprint says
     sync.ensure(plpy, GD)
     return _value(str(sess.sources_fetched))
 

@@ -273,6 +273,9 @@ def _check_reference(plpy, sess, srv, ref, umuser, usename):
                                               f'"{shown}"',
                       hint=f"GRANT USAGE ON FOREIGN SERVER {plpy.quote_ident(source_row['srvname'])} TO "
                            f"{plpy.quote_ident(usename)};")
+    problem = validation.file_id_problem(ref["id"]) if source.name == "file_directory" else None
+    if problem is not None:
+        raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, problem)
     allowed = {"params": {"allowed_ids": _listed_option(source_row["srvoptions"], "allowed_ids")}}
     if not validation.id_allowed(allowed, ref["id"]):
         raise PgError(INSUFFICIENT_PRIVILEGE, f'source_id is not among the allowed_ids of source server "{shown}"',

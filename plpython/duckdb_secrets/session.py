@@ -54,7 +54,8 @@ class Session:
     # recycles has just filled them), the administrator's settings and where
     # the secret table is.
     KEPT = ("plans", "scratch", "caller", "deadline", "specs", "digests", "derived", "context", "table_args",
-            "orphans", "source_cache", "sources_warned", "sources_force", "sources_invalidated")
+            "orphans", "source_cache", "sources_warned", "sources_force", "sources_invalidated",
+            "sources_fetched")
 
     def __init__(self):
         self.engine = None

@@ -72,6 +72,10 @@ def check(ref, source, trusted, superuser_owner, role_super):
     if not trusted:
         return (f'source server "{name}" is owned by a role that is not an administrator '
                 "(a superuser or one of duckdb.trusted_server_owners)")
+    if stype.name == "file_directory":
+        problem = validation.file_id_problem(ref["id"])
+        if problem is not None:
+            return problem
     if not validation.id_allowed(source.spec, ref["id"]):
         return f'source_id is not among the allowed_ids of source server "{name}"'
     return None
@@ -259,8 +263,9 @@ def _ssm(client, ids):
 
 def _read_file(directory, name):
     """(text, None) of a file in the directory, or (None, (why, unreachable))."""
-    if name.startswith("/") or "\0" in name:
-        return None, ("source_id must name a file inside the directory", False)
+    problem = validation.file_id_problem(name)
+    if problem is not None:
+        return None, (problem, False)
     real_dir = os.path.realpath(directory)
     real = os.path.realpath(os.path.join(directory, name))
     if not real.startswith(real_dir.rstrip("/") + "/"):

@@ -688,7 +688,23 @@ def reference(mapping_options):
             raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, f'source_option "{shown(option)}" cannot come from a source',
                           detail="A source gives a secret's credentials, never where its requests go or what it "
                                  "covers.")
+        if option not in catalog.SENSITIVE:
+            # whoever writes the mapping chooses the option: a value shown in
+            # clear (key_id, region) would show whatever the id holds
+            raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, f'source_option "{shown(option)}" is not a sensitive option',
+                          detail="A plain value from a source fills a sensitive option only (secret, password, "
+                                 "token, ...): those are never shown. Other options come in a JSON object, whose "
+                                 "keys the source's writer chose, or in the user mapping itself.")
     return {"source": ref[catalog.SOURCE], "id": ref[catalog.SOURCE_ID], "option": option}, rest
+
+
+def file_id_problem(source_id):
+    """Why an id cannot name a file of a file_directory source (None: it can):
+    a relative path of names, never ".", ".." or empty components."""
+    parts = source_id.split("/")
+    if source_id.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\0" in source_id:
+        return "source_id must name a file inside the directory: a relative path without \".\", \"..\" or empty parts"
+    return None
 
 
 def id_allowed(source, source_id):
