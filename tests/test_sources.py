@@ -150,6 +150,7 @@ def test_a_refused_credential_makes_the_next_query_fetch_again(db, aws):
     with pytest.raises(psycopg.Error) as e:
         conn.execute(READ)              # the engine still holds the deleted key
     assert_clean_error(e.value, old_secret, new_secret)
+    assert "the next query fetches the current value" in e.value.diag.message_hint
     before = aws.proxy.count(*SM_ACTIONS)
     assert conn.execute(READ).fetchone() == (10, 45), "fetched again at once, not after the hour"
     assert aws.proxy.count(*SM_ACTIONS) == before + 1
@@ -315,8 +316,9 @@ def test_unreachable_source_keeps_the_last_value_for_max_stale(db, aws, log_sinc
         advance_clock(conn, 600)        # max_stale passed: skipped, with one WARNING
         assert skipped(conn)
         assert skipped(conn)
-        with pytest.raises(psycopg.Error):
-            conn.execute(READ)
+        with pytest.raises(psycopg.errors.SqlclientUnableToEstablishSqlconnection) as e:
+            conn.execute(READ)          # 08001: the source is down, not a permission problem
+        assert "refresh_secrets" in e.value.diag.message_hint
         advance_clock(conn, 120)
         skipped(conn)
         said = [w for w in warnings if "lake" in w]
@@ -511,3 +513,67 @@ def test_refresh_and_errors_of_set_user_mapping(db, aws):
         conn.execute("SELECT duckdb.set_user_mapping('lake', current_user, %s)",
                      (json.dumps({"source": "vault", "source_id": "other/x"}),))
     assert 'source server "vault"' in e.value.diag.message_primary
+
+
+def test_a_hung_source_costs_one_query_seconds_not_every_query(db, aws):
+    """Walk-through: a source that accepted connections and never answered stalled
+    every query ~15 s. Now: one try per 30 s, each within a few seconds and within
+    statement_timeout."""
+    import socket
+    import time
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(64)                     # connections complete; nothing is ever answered
+    try:
+        key_id, secret, sid = aws.keyed_secret()
+        db.conn.execute(f"CREATE SERVER vault TYPE 'aws_secrets_manager' FOREIGN DATA WRAPPER duckdb OPTIONS "
+                        f"(endpoint 'http://127.0.0.1:{hole.getsockname()[1]}', allowed_ids 'prod/*', ttl '5s')")
+        db.conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER vault "
+                        f"OPTIONS (key_id '{aws.s3.key_id}', secret '{aws.s3.secret}')")
+        db.conn.execute(s3_server_sql("lake", aws.s3, scope="s3://bucket"))
+        refer(db, "CURRENT_USER", sid)
+        conn = db.connect()
+        conn.execute("SET statement_timeout = '1500ms'")
+        t0 = time.monotonic()
+        with pytest.raises(psycopg.Error):
+            conn.execute(READ)
+        assert time.monotonic() - t0 < 3, "bounded by statement_timeout"
+        conn.execute("RESET statement_timeout")
+        t0 = time.monotonic()
+        with pytest.raises(psycopg.errors.SqlclientUnableToEstablishSqlconnection) as e:
+            conn.execute(READ)
+        assert time.monotonic() - t0 < 6.5
+        assert sid in e.value.diag.message_detail and "cannot reach" in e.value.diag.message_detail
+        t0 = time.monotonic()
+        with pytest.raises(psycopg.Error):
+            conn.execute(READ)
+        assert time.monotonic() - t0 < 1, "not tried again within 30 s"
+    finally:
+        hole.close()
+
+
+def test_what_an_administrator_is_told(db, aws):
+    """Walk-through: a credential chain that finds nothing, a narrowed allowed_ids, an id
+    that does not exist, a typo in a value's key, a rotation's first failed query."""
+    warnings = []
+    db.conn.add_notice_handler(lambda d: warnings.append(d.message_primary) if d.severity == "WARNING" else None)
+    db.conn.execute(vault_sql(aws, extra=", ttl '5m'"))
+    db.conn.execute("CREATE USER MAPPING FOR PUBLIC SERVER vault OPTIONS (provider 'credential_chain')")
+    assert any("no AWS credentials found" in w for w in warnings), warnings
+    db.conn.execute("DROP USER MAPPING FOR PUBLIC SERVER vault")
+    db.conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER vault "
+                    f"OPTIONS (key_id '{aws.s3.key_id}', secret '{aws.s3.secret}')")
+    db.conn.execute(s3_server_sql("lake", aws.s3, scope="s3://bucket"))
+    key_id, secret = aws.new_key()
+    typo = aws.secret({"key_id": key_id, "secert": secret})
+    refer(db, "CURRENT_USER", typo)
+    why = skipped(db.connect())
+    assert why and f'source_id "{typo}"' in why[0] and 'invalid option "secert"' in why[0] and '"secret"' in why[0]
+    assert secret not in why[0]
+    db.conn.execute("DROP USER MAPPING FOR CURRENT_USER SERVER lake")
+    refer(db, "CURRENT_USER", "prod/analytics/nope")
+    why = skipped(db.connect())
+    assert why and 'source_id "prod/analytics/nope"' in why[0] and "ResourceNotFoundException" in why[0]
+    warnings.clear()
+    db.conn.execute("ALTER SERVER vault OPTIONS (SET allowed_ids 'prod/other/*')")
+    assert any("outside the allowed_ids" in w for w in warnings), warnings

@@ -226,6 +226,16 @@ _AUTH_FAILED = re.compile(r"HTTP (401|403)\b|InvalidAccessKeyId|SignatureDoesNot
                           r"|password authentication failed|Unauthorized|Forbidden")
 
 
+def _held_scopes(sess):
+    """The URL prefixes the secrets the engine holds cover (a secret without a scope: its type's)."""
+    out = []
+    for loaded in sess.loaded.values():
+        spec = loaded.spec
+        stype = catalog.TYPES.get(spec.get("type"))
+        out += list(spec.get("scope") or (stype.default_scope if stype else ()))
+    return out
+
+
 def _explained(plpy, GD, sql, err, bound=None):
     """err told in PostgreSQL's terms (explain.py), masked as _quiet_if_credentials does:
     a path or URL refused by configuration; a URL whose secret the role does not
@@ -236,6 +246,9 @@ def _explained(plpy, GD, sql, err, bound=None):
     if sess.source_cache and _AUTH_FAILED.search(err.message or ""):
         from . import sources
         sources.invalidate(sess)    # a rotated credential: the next query fetches the source's value again
+        if err.hint is None:
+            err.hint = ("If the credential was rotated in its source (docs/sources.md), the next query fetches "
+                        "the current value.")
     found = None
     if err.sqlstate in explain.REACH:
         found = _literals(plpy, GD, sql)
@@ -245,7 +258,7 @@ def _explained(plpy, GD, sql, err, bound=None):
             new = explain.skipped_secret(err, sess.skipped, urls, role)
             if new is err and sess.engine is not None and not sess.engine.policy.superuser:
                 rows = plpy.execute(sess.plan(plpy, "no_usage", explain.NO_USAGE_SQL))
-                new = explain.no_usage(err, rows, urls, role)
+                new = explain.no_usage(err, rows, urls, role, _held_scopes(sess))
             err = new
     elif err.sqlstate in explain.CATALOG:
         role = plpy.execute("SELECT current_user AS r")[0]["r"]

@@ -181,7 +181,7 @@ def resolve_sources(plpy, sess, ctx, source_rows, rows, trust):
     values, sess.sources_due = sources.fetch(sess, wanted, aws.now(), ctx.settings, force)
     for oid, (source, ref) in checked.items():
         value, why, _stale = values[(source.key, ref["id"])]
-        where = f'source server "{validation.shown(source.name)}"'
+        where = f'source server "{validation.shown(source.name)}" (source_id "{validation.shown(ref["id"])}")'
         if value is None:
             out[oid] = f"could not fetch its value from {where}: {why}"
             continue
@@ -191,7 +191,7 @@ def resolve_sources(plpy, sess, ctx, source_rows, rows, trust):
             out[oid] = e.message
             continue
         import hashlib
-        out[oid] = (given, hashlib.sha256("\0".join(given).encode()).hexdigest())
+        out[oid] = (given, hashlib.sha256("\0".join(given).encode()).hexdigest(), where)
     return out
 
 
@@ -229,6 +229,10 @@ def _server_secret(plpy, sess, policy, row, trusted, keys, specs, fetched=None):
         # (a problem of the key file itself is warned about once, not per server).
         return skip(f"cannot decrypt: {e}", keys.warning(e, skipping(f"cannot decrypt: {e}")))
     except PgError as e:
+        if fetched is not None:
+            # a value from a source: said once, naming the source and the id, never the value
+            why = f"the value from {fetched[2]} does not validate: {e.message}" + (f" ({e.hint})" if e.hint else "")
+            return skip(why, _warn_source(sess, row, skipping(why)))
         # Validated at DDL time; can only happen after a catalogue change
         # (an upgrade) or a catalog edit behind our back. Skip it loudly.
         return skip(f"refused by validation: {e.message}", skipping(e.message))

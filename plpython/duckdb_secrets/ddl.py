@@ -242,11 +242,47 @@ def _check_source_server(plpy, sess, srv, source, umoptions, usename):
         raise PgError(INSUFFICIENT_PRIVILEGE, f'server "{validation.shown(srv["srvname"])}" cannot be a source: '
                                               f'owner "{validation.shown(srv["owner"])}" is not an administrator',
                       detail=why, hint="A superuser creates the source server, or ALTER SERVER ... OWNER TO one.")
-    try:
-        validation.source_spec(srv["srvname"], srv["srvtype"], srv["srvoptions"], umoptions, usename or "public")
-    except MissingMapping:
-        if umoptions is not None:
-            raise
+    spec = validation.source_spec(srv["srvname"], srv["srvtype"], srv["srvoptions"], umoptions,
+                                  usename or "public", need_credentials=umoptions is not None)
+    if _restoring(plpy):
+        return
+    if umoptions is None:
+        _references_outside(plpy, sess, srv, spec)
+    elif spec["provider"] == "credential_chain" and source.service is not None:
+        params = {k: spec["params"][k] for k in ("chain", "profile", "region") if spec["params"].get(k)}
+        try:
+            found = aws.resolve(params, srv["srvname"], aws.Settings.from_conf(sess.admin_conf(plpy)))
+        except PgError:
+            found = None
+        if found is None:
+            plpy.warning(f'no AWS credentials found for source server "{validation.shown(srv["srvname"])}": its '
+                         "references will be skipped until the server process has some",
+                         hint="Give the server process an AWS identity (docs/aws.md), or put key_id and secret "
+                              "in this user mapping instead of provider 'credential_chain'.")
+
+
+# The user mappings that name a source (runs as the extension owner): $1 the source's name.
+REFERENCES_SQL = """
+SELECT s.srvname::text AS srvname, coalesce(a.rolname::text, 'public') AS umrole, m.umoptions
+  FROM pg_catalog.pg_user_mapping m
+  JOIN pg_catalog.pg_foreign_server s ON s.oid = m.umserver
+  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'duckdb'
+  LEFT JOIN pg_catalog.pg_authid a ON a.oid = m.umuser
+ WHERE ('source=' || $1) = ANY (m.umoptions)
+"""
+
+
+def _references_outside(plpy, sess, srv, spec):
+    """A source's allowed_ids changed: say which user mappings it no longer serves."""
+    for r in plpy.execute(sess.plan(plpy, "references", REFERENCES_SQL, ["text"]), [srv["srvname"]]):
+        try:
+            ref, _ = validation.reference(r["umoptions"])
+        except PgError:
+            continue
+        if ref is not None and not validation.id_allowed(spec, ref["id"]):
+            plpy.warning(f'the user mapping for {validation.shown(r["umrole"])} on server '
+                         f'"{validation.shown(r["srvname"])}" names a source_id outside the allowed_ids of source '
+                         f'server "{validation.shown(srv["srvname"])}": it will be skipped')
 
 
 def _check_reference(plpy, sess, srv, ref, umuser, usename):

@@ -63,15 +63,17 @@ SELECT s.srvname::text AS srvname, s.srvtype, s.srvoptions
 """
 
 
-def no_usage(err, rows, literals, role):
+def no_usage(err, rows, literals, role, held=()):
     """err, or an error naming a server the role has no USAGE on whose secret
     would cover a URL of the statement; else, for an object-store URL no
-    secret covers, err with a HINT that says so."""
+    secret covers (held: the scopes of the secrets the engine holds), err with
+    a HINT that says so."""
     from .collect import scopes_of
     servers = {r["srvname"]: (r["srvname"], r["srvtype"], "no USAGE", scopes_of(r), None) for r in rows}
     found = covering(servers, urls(literals))
     if found is None:
-        stores = [u for u in urls(literals) if u.split("://", 1)[0].lower() in _OBJECT_STORES]
+        stores = [u for u in urls(literals) if u.split("://", 1)[0].lower() in _OBJECT_STORES
+                  and not any(u.lower().startswith(scope.lower()) for scope in held)]
         if stores and err.hint is None:
             err.hint = (f'No secret of role "{role}" covers "{stores[0]}": duckdb.secrets() lists the role\'s '
                         "secrets and their scopes.")
@@ -132,6 +134,11 @@ def _why(server, why, role):
                                          f"duckdb.set_user_mapping('{server}', '{role}', $1::jsonb) (or 'PUBLIC').")
     elif why.startswith("needs a superuser"):
         state, hint = INSUFFICIENT_PRIVILEGE, "Only superusers' engines take secrets of this type."
+    elif why.startswith(("could not fetch", "the value from", "the value of")):
+        # a source that failed: no permission problem (unable to connect, or the source's own refusal)
+        state = "08001" if "cannot reach" in why else "HV000"
+        hint = ("Its values come from a source (docs/sources.md): SELECT duckdb.refresh_secrets() fetches them "
+                "again; SELECT * FROM duckdb.secrets() shows why in secret_string.")
     elif "not an administrator" in why:
         state, hint = INSUFFICIENT_PRIVILEGE, (f'An administrator can ALTER SERVER "{server}" OWNER TO an '
                                                "administrator, or list its owner in duckdb.trusted_server_owners.")

@@ -16,6 +16,7 @@ import datetime
 import os
 
 from . import aws, validation
+from .errors import PgError
 
 # Errors of a source that answered: the value is not there or not ours to
 # read. Anything else (a connection, a timeout, throttling, a 5xx) is "cannot be
@@ -26,8 +27,12 @@ _ANSWERED = {"ResourceNotFoundException", "ParameterNotFound", "AccessDeniedExce
              "IncompleteSignature", "InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredTokenException",
              "NotFound", "KMSDisabledException", "KMSInvalidStateException"}
 MAX_FILE = validation.MAX_SOURCE_VALUE
-# How soon a source that failed is tried again (at most its ttl).
+# How soon a source that failed is tried again.
 RETRY = 30
+
+
+class NoCredentials(Exception):
+    """The server's credential chain found nothing to reach a source with."""
 
 
 class Entry:
@@ -82,21 +87,25 @@ def check(ref, source, trusted, superuser_owner, role_super):
 
 
 def due(source, entry):
-    """When an id must be fetched again."""
+    """When an id must be fetched again: after its ttl; after a failure, after RETRY."""
     if entry.why is not None:
-        return entry.fetched + min(source.ttl, datetime.timedelta(seconds=RETRY))
+        return entry.fetched + datetime.timedelta(seconds=RETRY)
     return entry.fetched + source.ttl
 
 
+CONNECT_TIMEOUT, READ_TIMEOUT = 2.0, 3.0
+
+
 def _timeouts(sess):
-    """(connect, read) timeouts of a request: at most 3 s and 5 s, and within the
-    statement's statement_timeout (a cancel is not seen while boto3 waits)."""
+    """(connect, read) timeouts of a request: at most CONNECT_TIMEOUT and
+    READ_TIMEOUT, and within the statement's statement_timeout (a cancel is not
+    seen while boto3 waits)."""
     import time
     left = None if sess.deadline is None else sess.deadline - time.time()
     if left is None:
-        return 3.0, 5.0
+        return CONNECT_TIMEOUT, READ_TIMEOUT
     left = max(0.5, round(left * 2) / 2)      # in half seconds: a few clients, not one per statement
-    return min(3.0, left), min(5.0, left)
+    return min(CONNECT_TIMEOUT, left), min(READ_TIMEOUT, left)
 
 
 def fetch(sess, wanted, now, settings, force=False):
@@ -108,15 +117,17 @@ def fetch(sess, wanted, now, settings, force=False):
     for key, (source, ids) in wanted.items():
         stale = sorted(i for i in ids if force or (key, i) not in cache or now >= due(source, cache[(key, i)]))
         if stale:
-            sess.sources_fetched += len(stale)
-            for i, (value, why) in _fetch_ids(source, stale, settings, _timeouts(sess)).items():
+            got = _fetch_ids(source, stale, settings, _timeouts(sess))
+            done = aws.now()        # after the requests: a slow source's retry waits from here
+            for i, (value, why) in got.items():
                 old = cache.get((key, i))
                 if why is None:
-                    cache[(key, i)] = Entry(value, now, now)
-                elif why[1] and old is not None and old.value is not None and now < old.good + source.max_stale:
-                    cache[(key, i)] = Entry(old.value, now, old.good, why[0])     # unreachable: the last good one
+                    cache[(key, i)] = Entry(value, done, done)
+                    sess.sources_fetched += 1
+                elif why[1] and old is not None and old.value is not None and done < old.good + source.max_stale:
+                    cache[(key, i)] = Entry(old.value, done, old.good, why[0])    # unreachable: the last good one
                 else:
-                    cache[(key, i)] = Entry(None, now, old.good if old else None, why[0])
+                    cache[(key, i)] = Entry(None, done, old.good if old else None, why[0])
         for i in ids:
             entry = cache[(key, i)]
             out[(key, i)] = (entry.value, entry.why, entry.why is not None and entry.value is not None)
@@ -151,6 +162,8 @@ def _fetch_ids(source, ids, settings, timeouts):
         return {i: _read_file(source.spec["params"]["directory"], i) for i in ids}
     try:
         client = _client(source, settings, timeouts)
+    except NoCredentials as e:
+        return {i: (None, (str(e), False)) for i in ids}
     except Exception as e:      # noqa: BLE001 - any failure to build a client: said, never raised
         why = getattr(e, "message", None) or type(e).__name__
         return {i: (None, (f"cannot reach the source: {why}", True)) for i in ids}
@@ -202,14 +215,20 @@ def _new_client(source, settings, now, timeouts):
     until = None
     sess = aws._session({"region": params.get("region"), "profile": params.get("profile")}, settings)
     if source.spec["provider"] == "credential_chain":
-        found = aws.resolve({k: params[k] for k in ("chain", "profile", "region") if params.get(k)},
-                            source.name, settings)
+        try:
+            found = aws.resolve({k: params[k] for k in ("chain", "profile", "region") if params.get(k)},
+                                source.name, settings)
+        except PgError as e:
+            raise NoCredentials(e.message) from None
         if found is None:
-            raise LookupError("no AWS credentials in the server's credential chain")
+            raise NoCredentials("no AWS credentials found in the server's credential chain (provider "
+                                "'credential_chain': the postmaster's environment, the postgres OS user's ~/.aws "
+                                "files, duckdb.aws_shared_credentials_file; docs/aws.md)")
         creds = {"key_id": found.key_id, "secret": found.secret, "session_token": found.token}
         until = min(x for x in (now + CHAIN_CLIENT_AGE, settings.due(found)) if x is not None)
+    # one attempt: a source that does not answer costs a query at most connect + read timeout
     config = botocore.config.Config(connect_timeout=timeouts[0], read_timeout=timeouts[1],
-                                    retries={"max_attempts": 2, "mode": "standard"})
+                                    retries={"total_max_attempts": 1, "mode": "standard"})
     service = validation.source_type(source.name, source.spec["type"]).service
     return sess.create_client(service, region_name=params.get("region") or "us-east-1",
                               endpoint_url=params.get("endpoint"), config=config,

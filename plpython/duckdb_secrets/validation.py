@@ -571,7 +571,7 @@ def needs_server_environment(spec):
 
 # --- sources (catalog.SOURCES) and references to them --------------------------
 
-_DURATION = re.compile(r"^\s*(\d{1,9})\s*(s|sec|secs|second|seconds|min|mins|minute|minutes|h|hour|hours|d|day|days)?"
+_DURATION = re.compile(r"^\s*(\d{1,9})\s*(s|sec|secs|second|seconds|m|min|mins|minute|minutes|h|hour|hours|d|day|days)?"
                        r"\s*$", re.IGNORECASE)
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -581,9 +581,9 @@ def duration(name, value):
     m = _DURATION.match(str(value))
     if not m:
         raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, f'option "{name}" requires a duration',
-                      hint="For example 30s, 5min, 1h or 1d; a bare number is seconds.")
+                      hint="For example 30s, 5min (or 5m), 1h or 1d; a bare number is seconds.")
     unit = (m.group(2) or "s").lower()
-    return int(m.group(1)) * _DURATION_UNITS["m" if unit.startswith("min") else unit[0]]
+    return int(m.group(1)) * _DURATION_UNITS["m" if unit.startswith("m") else unit[0]]
 
 
 _CONVERT[catalog.DURATION] = duration
@@ -595,9 +595,11 @@ def source_type(server_name, srvtype):
     return catalog.SOURCES.get((srvtype or "").strip().lower())
 
 
-def source_spec(server_name, srvtype, server_options, mapping_options=None, mapping_role="public"):
+def source_spec(server_name, srvtype, server_options, mapping_options=None, mapping_role="public",
+                need_credentials=True):
     """A source server with the user mapping the role reaches it with: dict(type,
-    params, credentials). Raises PgError (MissingMapping: credentials needed)."""
+    params, credentials). Raises PgError (MissingMapping: credentials needed,
+    unless need_credentials is False: the server alone)."""
     stype = source_type(server_name, srvtype)
     where = f" for server \"{shown(server_name)}\""
     server = normalise(parse_options(server_options), where)
@@ -651,7 +653,7 @@ def source_spec(server_name, srvtype, server_options, mapping_options=None, mapp
                               detail="A role can change its own user mapping: the server's credential chain "
                                      "would then fetch for it with the server's identity.",
                               hint="Set provider 'credential_chain' on the server, or in its PUBLIC user mapping.")
-        elif not ({"key_id", "secret"} <= creds.keys()):
+        elif need_credentials and not ({"key_id", "secret"} <= creds.keys()):
             raise MissingMapping(FDW_INVALID_ATTRIBUTE_VALUE,
                                  f"a source of TYPE '{stype.name}' with PROVIDER 'config' requires options "
                                  '"key_id" and "secret"',
