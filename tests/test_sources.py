@@ -535,7 +535,7 @@ def test_a_hung_source_costs_one_query_seconds_not_every_query(db, aws):
         conn = db.connect()
         conn.execute("SET statement_timeout = '1500ms'")
         t0 = time.monotonic()
-        with pytest.raises(psycopg.Error):
+        with pytest.raises(psycopg.errors.QueryCanceled):        # 57014, as any statement_timeout
             conn.execute(READ)
         assert time.monotonic() - t0 < 3, "bounded by statement_timeout"
         conn.execute("RESET statement_timeout")
@@ -577,3 +577,80 @@ def test_what_an_administrator_is_told(db, aws):
     warnings.clear()
     db.conn.execute("ALTER SERVER vault OPTIONS (SET allowed_ids 'prod/other/*')")
     assert any("outside the allowed_ids" in w for w in warnings), warnings
+
+
+def test_a_trickling_source_is_bounded_too(db, aws):
+    """Red team 2: a source answering one byte a second never tripped a read
+    timeout (240 s for one query)."""
+    import socket
+    import threading
+    import time
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    stop = threading.Event()
+
+    def trickle():
+        while not stop.is_set():
+            server.settimeout(0.2)
+            try:
+                c, _ = server.accept()
+            except OSError:
+                continue
+            c.recv(65536)
+            body = b"HTTP/1.1 200 OK\r\nContent-Length: 200\r\n\r\n" + b"{" * 200
+            for byte in body:
+                if stop.wait(0.5):
+                    break
+                try:
+                    c.send(bytes([byte]))
+                except OSError:
+                    break
+            c.close()
+
+    t = threading.Thread(target=trickle, daemon=True)
+    t.start()
+    try:
+        _, secret, sid = aws.keyed_secret()
+        db.conn.execute(f"CREATE SERVER vault TYPE 'aws_secrets_manager' FOREIGN DATA WRAPPER duckdb OPTIONS "
+                        f"(endpoint 'http://127.0.0.1:{server.getsockname()[1]}', allowed_ids 'prod/*')")
+        db.conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER vault "
+                        f"OPTIONS (key_id '{aws.s3.key_id}', secret '{aws.s3.secret}')")
+        db.conn.execute(s3_server_sql("lake", aws.s3, scope="s3://bucket"))
+        refer(db, "CURRENT_USER", sid)
+        conn = db.connect()
+        t0 = time.monotonic()
+        assert conn.execute("SELECT * FROM duckdb.query('SELECT 42') AS t(a int)").fetchone() == (42,)
+        assert time.monotonic() - t0 < 8
+        assert "no answer within" in skipped(conn)[0]
+    finally:
+        stop.set()
+        t.join(5)
+        server.close()
+
+
+def test_hostile_values_are_skipped_alone(db, aws):
+    """Red team 2: a lone surrogate (valid JSON, not UTF-8) broke every engine use of
+    the role; a Bearer header value (or a header named like a password) showed in
+    duckdb.secrets()."""
+    key_id, secret = aws.new_key()
+    reader = setup(db, aws)
+    conn = db.connect(reader)
+    bad = aws.secret('{"key_id": "%s", "secret": "x\\ud800y"}' % key_id)
+    refer(db, reader, bad)
+    assert conn.execute("SELECT * FROM duckdb.query('SELECT 42') AS t(a int)").fetchone() == (42,)
+    why = skipped(conn)
+    assert why and "UTF-8" in why[0], why
+    db.conn.execute(f'DROP USER MAPPING FOR "{reader}" SERVER lake')
+    token = "tok-" + uuid.uuid4().hex
+    _SECRETS_TO_WATCH.append(token)
+    headers = aws.secret({"key_id": key_id, "secret": secret,
+                          "extra_http_headers": f"X-Foo=Bearer {token}, X-Pwd={token}2, X-Sig={token}3"})
+    refer(db, reader, headers)
+    listed = str(conn.execute("SELECT secret_string FROM duckdb.secrets()").fetchall())
+    assert token not in listed and "X-Foo=redacted" in listed, listed
+    db.conn.execute(f'DROP USER MAPPING FOR "{reader}" SERVER lake')
+    db.conn.execute("SELECT duckdb.set_user_mapping('lake', 'PUBLIC', %s)",
+                    (json.dumps({"key_id": key_id, "secret": secret, "extra_http_headers": f"X-A=Basic {token}"}),))
+    listed = str(conn.execute("SELECT secret_string FROM duckdb.secrets()").fetchall())
+    assert token not in listed, listed

@@ -36,8 +36,9 @@ MAY_CARRY_CREDENTIALS = frozenset({"extra_http_headers", "dbname", "host", "opti
                                    "metadata_parameters"})
 # Encrypted at rest in user mappings (duckdb.encryption_key_file).
 SEALED = SENSITIVE | MAY_CARRY_CREDENTIALS
-_CREDENTIAL_HEADER = re.compile(r"(?i)^(authorization|proxy-authorization|cookie)$|token|secret|passw|api[-_]?key"
-                                r"|auth|signature|credential|session|pat$|jwt|bearer")
+_CREDENTIAL_HEADER = re.compile(r"(?i)^(authorization|proxy-authorization|cookie)$|token|secret|pass(w|phrase)|pwd"
+                                r"|api[-_]?key|auth|signature|(^|[-_])sig($|[-_])|credential|session|pat$|jwt"
+                                r"|bearer|(^|[-_])access($|[-_])|cert")
 # A password or token inside a connection string or URL: libpq/MySQL keywords
 # (also percent-encoded: decoded first), user:password@, signed query strings.
 _EMBEDDED_PASSWORD = re.compile(
@@ -51,6 +52,12 @@ _CREDENTIAL_PARAMETER = re.compile(r"(?i)passw|pwd|token|(^|_)key$|credential|au
 def credential_header(name):
     """Whether an HTTP header of this name carries a credential."""
     return bool(_CREDENTIAL_HEADER.search(str(name)))
+
+
+def credential_entry(option, key, value):
+    """Whether an entry of a map option carries a credential: by its key, or by
+    its value (Bearer ..., Basic ...)."""
+    return credential_key(option, key) or credential_value(value)
 
 
 def credential_key(option, key):

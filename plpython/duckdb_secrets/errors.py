@@ -164,6 +164,11 @@ def pg_error(plpy, exc):
     """Any exception as a PgError (a PgError as it is)."""
     if isinstance(exc, PgError):
         return exc
+    if isinstance(exc, plpy.Error) and getattr(exc, "sqlstate", None):
+        # PostgreSQL's own error raised inside a plpy call (a cancel or a
+        # statement_timeout seen while a WARNING was sent): its SQLSTATE kept.
+        return PgError(exc.sqlstate, str(exc.args[0]) if exc.args else str(exc),
+                       getattr(exc, "detail", None), getattr(exc, "hint", None))
     if isinstance(exc, plpy.SPIError):
         # An error from SQL we ran (e.g. the event trigger refusing DDL):
         # passed on with its own SQLSTATE, message, detail and hint.

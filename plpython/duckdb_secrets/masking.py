@@ -109,7 +109,7 @@ def sensitive_values(spec):
     for option in ("extra_http_headers", "metadata_parameters"):
         entries = spec["params"].get(option)
         if isinstance(entries, dict):
-            out += [str(v) for k, v in entries.items() if catalog.credential_key(option, k)]
+            out += [str(v) for k, v in entries.items() if catalog.credential_entry(option, k, v)]
     params = spec["params"]
     if params.get("client_id") and params.get("client_secret"):
         # OAuth2 client credentials travel as Basic base64(id:secret); a token
@@ -168,7 +168,7 @@ def redacted(spec):
         elif isinstance(v, bool):
             v = "true" if v else "false"
         elif isinstance(v, dict):
-            v = "{" + ", ".join(f"{a}={'redacted' if catalog.credential_key(k, a) else b}"
+            v = "{" + ", ".join(f"{a}={'redacted' if catalog.credential_entry(k, a, b) else b}"
                                 for a, b in v.items()) + "}"
         parts.append(f"{k}={v}")
     return ";".join(parts)

@@ -97,15 +97,15 @@ CONNECT_TIMEOUT, READ_TIMEOUT = 2.0, 3.0
 
 
 def _timeouts(sess):
-    """(connect, read) timeouts of a request: at most CONNECT_TIMEOUT and
-    READ_TIMEOUT, and within the statement's statement_timeout (a cancel is not
-    seen while boto3 waits)."""
+    """(connect, read, all requests) timeouts of a fetch: at most CONNECT_TIMEOUT,
+    READ_TIMEOUT and their sum, and within the statement's statement_timeout (a
+    cancel is not seen while boto3 waits)."""
     import time
     left = None if sess.deadline is None else sess.deadline - time.time()
     if left is None:
-        return CONNECT_TIMEOUT, READ_TIMEOUT
+        return CONNECT_TIMEOUT, READ_TIMEOUT, CONNECT_TIMEOUT + READ_TIMEOUT
     left = max(0.5, round(left * 2) / 2)      # in half seconds: a few clients, not one per statement
-    return min(CONNECT_TIMEOUT, left), min(READ_TIMEOUT, left)
+    return min(CONNECT_TIMEOUT, left), min(READ_TIMEOUT, left), min(CONNECT_TIMEOUT + READ_TIMEOUT, left)
 
 
 def fetch(sess, wanted, now, settings, force=False):
@@ -169,15 +169,28 @@ def _fetch_ids(source, ids, settings, timeouts):
         return {i: (None, (f"cannot reach the source: {why}", True)) for i in ids}
     service = validation.source_type(source.name, kind)
     out = {}
-    for start in range(0, len(ids), service.batch):
-        chunk = ids[start:start + service.batch]
-        try:
-            got = (_secrets_manager if kind == "aws_secrets_manager" else _ssm)(client, chunk)
-        except Exception as e:  # noqa: BLE001
-            why = _aws_error(e)
-            got = {i: (None, why) for i in chunk}
-        out.update(got)
-    return out
+
+    def requests():
+        for start in range(0, len(ids), service.batch):
+            chunk = ids[start:start + service.batch]
+            try:
+                got = (_secrets_manager if kind == "aws_secrets_manager" else _ssm)(client, chunk)
+            except Exception as e:  # noqa: BLE001
+                why = _aws_error(e)
+                got = {i: (None, why) for i in chunk}
+            out.update(got)
+
+    # A source that answers one byte at a time never trips a read timeout: the
+    # requests run in a thread the backend waits for at most the whole budget
+    # (left behind after it, the thread ends with its socket's next timeout).
+    import threading
+    worker = threading.Thread(target=requests, name="duckdb_secrets source", daemon=True)
+    worker.start()
+    worker.join(timeouts[2])
+    done = dict(out)
+    for i in ids:
+        done.setdefault(i, (None, (f"cannot reach the source: no answer within {timeouts[2]:g} s", True)))
+    return done
 
 
 def _aws_error(e):
@@ -201,11 +214,11 @@ CHAIN_CLIENT_AGE = datetime.timedelta(minutes=15)
 
 def _client(source, settings, timeouts):
     now = aws.now()
-    hit = _clients.get((source.key, timeouts))
+    hit = _clients.get((source.key, timeouts[:2]))
     if hit is not None and (hit[1] is None or now < hit[1]):
         return hit[0]
     client, until = _new_client(source, settings, now, timeouts)
-    _clients[(source.key, timeouts)] = (client, until)
+    _clients[(source.key, timeouts[:2])] = (client, until)
     return client
 
 

@@ -722,11 +722,22 @@ def id_allowed(source, source_id):
 MAX_SOURCE_VALUE = 65536
 
 
+def _utf8(text):
+    """Whether text encodes as UTF-8 (JSON's \\ud800 escapes decode to lone surrogates, which do not)."""
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
 def source_values(ref, value, where):
     """The user-mapping options a fetched value gives ("name=value" list).
     value: the text the source holds. Never puts the value in a message."""
     if len(value) > MAX_SOURCE_VALUE:
         raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, f"the value of {where} is larger than {MAX_SOURCE_VALUE} bytes")
+    if not _utf8(value):
+        raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, f"the value of {where} is not valid UTF-8 text")
     if ref["option"] is not None:
         if ref["option"] in catalog.NOT_FROM_SOURCE:
             raise PgError(FDW_INVALID_ATTRIBUTE_VALUE,
@@ -752,10 +763,15 @@ def source_values(ref, value, where):
                                                        "source may not set",
                           detail="A source gives a secret's credentials, never where its requests go or what it "
                                  "covers: set such options on the server.")
+        if not _utf8(name):
+            raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, f"a key of the value of {where} is not valid UTF-8 text")
         if isinstance(v, bool):
             v = "true" if v else "false"
         elif isinstance(v, (int, float, str)):
             v = str(v)
+            if not _utf8(v):
+                raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, f'option "{shown(name)}" in the value of {where} is not '
+                                                           "valid UTF-8 text")
         else:
             raise PgError(FDW_INVALID_ATTRIBUTE_VALUE, f'option "{shown(name)}" in the value of {where} must be a '
                                                        "string, a number or a boolean")
