@@ -391,3 +391,27 @@ def test_options_that_may_carry_credentials_are_encrypted_in_a_mapping(db, keyfi
     assert umoptions(db, "h", "postgres")["extra_http_headers"].startswith(SEALED)
     shown = db.conn.execute("SELECT secret_string FROM duckdb.secrets() WHERE name = 'h'").fetchone()[0]
     assert "Authorization=redacted" in shown and "CANARY-enc-h" not in shown
+
+
+def test_a_superuser_is_told_who_else_can_read_the_key_file(db, keyfile):
+    """Issue 31 item 5: members of the file roles read the key file with COPY; a
+    superuser's duckdb.secrets() and duckdb.engine() name them in one WARNING."""
+    reader = db.role("filereader")
+    db.conn.execute(f'GRANT pg_read_server_files TO "{reader}"')
+    try:
+        for sql in ("SELECT * FROM duckdb.secrets()", "SELECT * FROM duckdb.engine()"):
+            warnings = []
+            conn = db.connect()
+            conn.add_notice_handler(lambda d: warnings.append(d.message_primary) if d.severity == "WARNING" else None)
+            conn.execute(sql).fetchall()
+            said = [w for w in warnings if "can read duckdb.encryption_key_file" in w]
+            assert len(said) == 1 and reader in said[0], warnings
+        # a role that is not a superuser is not told (nor shown who holds what)
+        other = db.role("plain")
+        warnings = []
+        conn = db.connect(other)
+        conn.add_notice_handler(lambda d: warnings.append(d.message_primary))
+        conn.execute("SELECT * FROM duckdb.secrets()").fetchall()
+        assert not [w for w in warnings if "encryption_key_file" in w]
+    finally:
+        db.conn.execute(f'DROP ROLE "{reader}"')

@@ -418,10 +418,38 @@ def refresh_secrets(plpy, GD):
     return _value(str(sess.sources_fetched))
 
 
+# Roles that are not superusers and can read server files (COPY ... FROM, or a
+# program's output): they can read duckdb.encryption_key_file.
+FILE_READERS_SQL = """
+SELECT pg_catalog.string_agg(pg_catalog.quote_ident(r.rolname), ', ' ORDER BY r.rolname) AS names
+  FROM pg_catalog.pg_roles r
+ WHERE NOT r.rolsuper AND r.rolname !~ '^pg_'
+   AND (pg_catalog.pg_has_role(r.oid, 'pg_read_server_files', 'MEMBER')
+        OR pg_catalog.pg_has_role(r.oid, 'pg_write_server_files', 'MEMBER')
+        OR pg_catalog.pg_has_role(r.oid, 'pg_execute_server_program', 'MEMBER'))
+"""
+
+
+def _key_readers_warning(plpy, sess):
+    """For a superuser, while a key file is set: one WARNING naming the roles
+    that are not superusers and can read it anyway (docs/security.md)."""
+    policy = sess.engine.policy if sess.engine is not None else None
+    if policy is None or not policy.superuser or sess.context is None or not sess.context.keys.configured:
+        return
+    names = plpy.execute(sess.plan(plpy, "file_readers", FILE_READERS_SQL))[0]["names"]
+    if names:
+        plpy.warning(f"roles that are not superusers can read duckdb.encryption_key_file: {names}",
+                     detail="Members of pg_read_server_files, pg_write_server_files and pg_execute_server_program "
+                            "can read any file the server can, the key file included (COPY ... FROM): with a dump "
+                            "or a backup they decrypt every stored value.",
+                     hint="Revoke those roles from them, or use a kms: line in the key file (docs/security.md).")
+
+
 @rows_entry(10)
 def secrets(plpy, GD):
     """Rows of duckdb.secrets(); the first column carries an error, if any."""
     sess = sync.ensure(plpy, GD)
+    _key_readers_warning(plpy, sess)
     rows = sess.engine.execute(
         plpy, "SELECT name, type, provider, scope, storage, secret_string FROM duckdb_secrets() ORDER BY name")
     out = []
@@ -458,6 +486,7 @@ def secrets(plpy, GD):
 def engine_status(plpy, GD):
     """The row of duckdb.engine(): the current role's engine process."""
     sess = sync.ensure(plpy, GD)
+    _key_readers_warning(plpy, sess)
     e = sess.engine
     status = e.status()
     return [(None, e.pid, str(e.name), status["sandbox"], status["enforced"], status["not_enforced"],
