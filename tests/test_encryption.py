@@ -402,7 +402,8 @@ def test_a_superuser_is_told_who_else_can_read_the_key_file(db, keyfile):
         for sql in ("SELECT * FROM duckdb.secrets()", "SELECT * FROM duckdb.engine()"):
             warnings = []
             conn = db.connect()
-            conn.add_notice_handler(lambda d: warnings.append(d.message_primary) if d.severity == "WARNING" else None)
+            conn.add_notice_handler(lambda d, said=warnings: said.append(d.message_primary)
+                                    if d.severity == "WARNING" else None)
             conn.execute(sql).fetchall()
             said = [w for w in warnings if "can read duckdb.encryption_key_file" in w]
             assert len(said) == 1 and reader in said[0], warnings

@@ -26,6 +26,7 @@ computed): the egress proxy does that.
 
 import re
 
+from . import allowlist
 from .errors import INSUFFICIENT_PRIVILEGE, SYNTAX_ERROR, PgError, from_duckdb
 from .masking import path_like
 
@@ -37,60 +38,56 @@ ALLOWED_KINDS = frozenset({
     "COPY", "ATTACH", "DETACH", "TRANSACTION", "PREPARE", "EXECUTE", "ANALYZE", "MERGE_INTO",
 })
 
-# Table functions the DuckDB Python client registers for its own use: they
-# take pointers to Python objects, and a call from SQL crashes the backend
-# (and with it every session of the cluster). Nobody may call them.
-CRASHERS = frozenset({"pandas_scan", "arrow_scan", "arrow_scan_dumb", "python_map_function"})
+# What a role may call is the table in allowlist.py (every function, view,
+# setting and extension of DuckDB 1.5.5 and the shipped extensions, classified);
+# the sets below are read from it.
 
-# Dynamic SQL whose text cannot be checked before it runs.
-UNCHECKABLE = frozenset({"json_execute_serialized_sql"})
 
-# Functions that change the engine's state (logging, profiling, checkpoints,
-# credentials from the environment), show what a role may not see (secret
-# values DuckDB does not redact, request logs with headers, temporary file
-# paths) or open database connections: superusers only.
-SUPERUSER_FUNCTIONS = frozenset({
-    "enable_logging", "disable_logging", "truncate_duckdb_logs", "duckdb_logs", "duckdb_logs_parsed",
-    "duckdb_log_contexts", "enable_profiling", "disable_profiling", "checkpoint", "force_checkpoint",
-    "load_aws_credentials", "duckdb_secrets", "duckdb_temporary_files", "duckdb_external_file_cache",
-    # every setting: the spill directory's and allowed_directories hold a path of the data directory
-    # (and DuckDB's table macros over duckdb_settings() or query_table())
-    "duckdb_settings", "pg_settings", "duckdb_profiling_settings", "histogram_values",
-    # a database file opened without ATTACH: its storage, views and macros are DuckDB's, unchecked
-    "read_duckdb",
-    "postgres_attach", "postgres_configure_pool", "postgres_execute", "postgres_query", "postgres_scan",
-    "postgres_scan_pushdown", "pg_clear_cache", "read_postgres_binary",
-    "mysql_clear_cache", "mysql_debug_execution_plan", "mysql_execute", "mysql_explain_federated", "mysql_query",
-})
+def _named(table, cls=None, tag=None):
+    """The names of a table whose rule has this class and condition (None: any)."""
+    out = set()
+    for name, rule in table.items():
+        base, tags = allowlist.parts(rule)
+        if (cls is None or base == cls) and (tag is None or tag in tags):
+            out.add(name)
+    return frozenset(out)
 
-# Of those, names that are also ordinary column names: refused only when called.
-COMMON_WORDS = frozenset({"checkpoint"})
 
+# Nobody: the Python client's internal scans (they take raw pointers: a call
+# from SQL crashes the process) and dynamic SQL that cannot be checked.
+REFUSED_NAMES = _named(allowlist.FUNCTIONS, allowlist.REFUSED)
+# Superusers only, wherever the name appears (table functions and views used
+# without parentheses), and superusers only where called.
+SUPERUSER_NAMES = (_named(allowlist.FUNCTIONS, allowlist.SUPERUSER, "any-mention")
+                   | _named(allowlist.VIEWS, allowlist.SUPERUSER, "any-mention"))
+SUPERUSER_CALLS = _named(allowlist.FUNCTIONS, allowlist.SUPERUSER) - SUPERUSER_NAMES
 # Logging and profiling that write files: DuckDB applies the setting even when
 # the write is refused, and then aborts the process when the engine closes.
-FILE_OUTPUT_FUNCTIONS = frozenset({"enable_logging", "enable_profiling"})
+FILE_OUTPUT_FUNCTIONS = _named(allowlist.FUNCTIONS, tag="memory-output")
 FILE_OUTPUT_PARAMETERS = frozenset({"storage_path", "storage", "storage_config", "save_location",
                                     "profiling_output", "output"})
-
-# current_setting() and SHOW: for non-superusers only of a setting named by a
-# literal, and not of one that holds a path (the data directory's, for one).
-SETTING_FUNCTION = "current_setting"
-_PATH_SETTING = re.compile(r"director|path|dir$|_file$|^file|output|repository|home")
-
 # Functions that run (or bind and optimize: json_serialize_plan folds
 # current_setting() into its output) SQL given as their argument: only a
 # string literal, checked like a statement.
-DYNAMIC_SQL = frozenset({"query", "json_serialize_plan"})
+DYNAMIC_SQL = _named(allowlist.FUNCTIONS, tag="literal-sql")
+# current_setting() and SHOW: for non-superusers only of a setting named by a
+# literal that allowlist.SETTINGS lets every role read.
+SETTING_FUNCTIONS = _named(allowlist.FUNCTIONS, tag="literal-setting")
 # Names that are an aggregate in a select list but a table macro over
 # query_table() in FROM: refused to non-superusers in FROM.
-TABLE_MACROS = frozenset({"histogram"})
-_CLAUSES = frozenset({"select", "from", "join", "where", "group", "having", "order", "qualify", "window", "limit",
-                      "on", "using", "returning", "values", "set", "pivot", "unpivot"})
-
+TABLE_MACROS = _named(allowlist.FUNCTIONS, tag="not-in-from")
 # Functions that read a table or view named by their argument (DuckDB's views
 # duckdb_logs and pg_settings wrap refused functions): for non-superusers only
 # string literals, each checked as SELECT * FROM <name>.
-TABLE_BY_NAME = frozenset({"query_table"})
+TABLE_BY_NAME = _named(allowlist.FUNCTIONS, tag="literal-table")
+_CLAUSES = frozenset({"select", "from", "join", "where", "group", "having", "order", "qualify", "window", "limit",
+                      "on", "using", "returning", "values", "set", "pivot", "unpivot"})
+
+# DuckDB's own function and view names in an engine (not a role's macros), by
+# connection: a name among them that the table does not classify is refused.
+_OWN_NAMES = {}
+OWN_NAMES_SQL = ("SELECT function_name FROM duckdb_functions() WHERE internal "
+                 "UNION SELECT view_name FROM duckdb_views() WHERE internal")
 
 IDENTIFIER, NUMBER, STRING, OPERATOR, KEYWORD, COMMENT = range(6)
 
@@ -246,30 +243,55 @@ def _check_statement(duckdb, con, st, superuser, depth, copy_prefixes=None):
             _check_statement(duckdb, con, nested, superuser, depth + 1, copy_prefixes)
 
 
+def _own_names(con):
+    """DuckDB's own function and view names in this engine (cached per engine:
+    a role's engine loads no extension after it starts)."""
+    found = _OWN_NAMES.get(id(con))
+    if found is None or found[0] is not con:
+        names = frozenset(r[0] for r in con.cursor().execute(OWN_NAMES_SQL).fetchall())
+        found = _OWN_NAMES[id(con)] = (con, names)
+    return found[1]
+
+
+def _unclassified(con, toks, i):
+    """Whether token i names one of DuckDB's own functions (where called) or
+    views (in FROM or JOIN) that allowlist.py does not classify."""
+    name = toks[i].text
+    if name in allowlist.FUNCTIONS or name in allowlist.VIEWS:
+        return False
+    if not (_called(toks, i) or (toks[i].kind == IDENTIFIER and _clause_at(toks, i) in ("from", "join"))):
+        return False
+    return name in _own_names(con)
+
+
 def _check_functions(duckdb, con, toks, superuser, depth, copy_prefixes=None):
     for i, t in enumerate(toks):
         if t.kind not in (IDENTIFIER, KEYWORD) or t.text is None:
             continue
         name = t.text.lower()
-        if name in CRASHERS or name in UNCHECKABLE:
+        if name in REFUSED_NAMES:
             raise _refuse(f'permission denied to call function "{name}" in the DuckDB engine',
                           detail="It is internal to DuckDB's Python client or runs SQL that cannot be checked.")
-        if not superuser and name in SUPERUSER_FUNCTIONS and (name not in COMMON_WORDS or _called(toks, i)):
+        if not superuser and (name in SUPERUSER_NAMES or (name in SUPERUSER_CALLS and _called(toks, i))):
             raise _refuse(f'permission denied to call function "{name}" in the DuckDB engine',
                           detail="It changes the engine's state, shows values a role may not read or opens "
                                  "database connections: only superusers may call it.")
+        if not superuser and _unclassified(con, toks, i):
+            raise _refuse(f'permission denied to call function "{name}" in the DuckDB engine',
+                          detail="It is not in the extension's reviewed table of DuckDB's functions "
+                                 "(plpython/duckdb_secrets/allowlist.py): only superusers may call it.")
         if name in FILE_OUTPUT_FUNCTIONS and _called(toks, i) and any(
                 u.kind in (IDENTIFIER, KEYWORD) and u.text in FILE_OUTPUT_PARAMETERS for u in toks[i + 1:]):
             raise _refuse(f'permission denied to call "{name}" with a file output in the DuckDB engine',
                           detail="Logging and profiling stay in memory: a refused file output leaves the "
                                  "engine unable to close cleanly.")
-        if not superuser and name == SETTING_FUNCTION and _called(toks, i):
+        if not superuser and name in SETTING_FUNCTIONS and _called(toks, i):
             setting = _literal_argument(toks, i)
-            if setting is None or _PATH_SETTING.search(setting.strip().lower()):
+            if setting is None or not _readable_setting(setting):
                 raise _refuse_setting(name)
         if not superuser and name == "show" and i + 1 < len(toks):
             shown = (toks[i + 1].text or "").lower()
-            if shown == "all" or _PATH_SETTING.search(shown):
+            if shown == "all" or not _readable_setting(shown):
                 raise _refuse_setting("SHOW")
         if not superuser and name in TABLE_MACROS and _called(toks, i) and _clause_at(toks, i) in ("from", "join"):
             raise _refuse(f'permission denied to call table macro "{name}" in the DuckDB engine',
@@ -293,10 +315,16 @@ def _check_functions(duckdb, con, toks, superuser, depth, copy_prefixes=None):
                 _check_statement(duckdb, con, nested, superuser, depth + 1, copy_prefixes)
 
 
+def _readable_setting(name):
+    """Whether every role may read the setting (allowlist.SETTINGS; unknown: no)."""
+    return allowlist.SETTINGS.get(name.strip().lower()) == allowlist.ALL
+
+
 def _refuse_setting(name):
     return _refuse(f'permission denied to read that setting with "{name}" in the DuckDB engine',
                    detail="Only superusers may read settings that hold paths of the server (the spill directory, "
-                          "allowed directories), or settings named by anything but a string literal.")
+                          "allowed directories) or credentials, settings DuckDB added after the extension's "
+                          "table was reviewed, or settings named by anything but a string literal.")
 
 
 def _clause_at(toks, i):

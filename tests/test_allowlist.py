@@ -1,0 +1,105 @@
+"""The policy's table (plpython/duckdb_secrets/allowlist.py): every function,
+view, setting and extension DuckDB lists with every shipped extension loaded is
+classified, and a name DuckDB knows that the table does not is refused to roles
+that are not superusers (default deny)."""
+
+import psycopg
+import pytest
+
+from duckdb_secrets import allowlist, shipped, statements
+from duckdb_secrets.errors import PgError
+
+
+def _names(conn, sql, width=1):
+    cols = ", ".join(f"c{i} text" for i in range(width))
+    return conn.execute(f"SELECT * FROM duckdb.query($q${sql}$q$) AS t({cols})").fetchall()
+
+
+def test_every_name_duckdb_lists_is_classified(db):
+    """A DuckDB upgrade (or a new shipped extension) adds names: this fails until
+    each is reviewed into allowlist.py."""
+    c = db.conn
+    for name in shipped.LOAD_ORDER:
+        c.execute("SELECT duckdb.load_extension(%s)", (name,))
+    missing = []
+    for (name,) in _names(c, "SELECT DISTINCT function_name FROM duckdb_functions() WHERE internal"):
+        if name not in allowlist.FUNCTIONS:
+            missing.append(f"function {name}")
+    for (name,) in _names(c, "SELECT DISTINCT view_name FROM duckdb_views() WHERE internal"):
+        if name not in allowlist.VIEWS:
+            missing.append(f"view {name}")
+    for (name,) in _names(c, "SELECT name FROM duckdb_settings()"):
+        if name not in allowlist.SETTINGS:
+            missing.append(f"setting {name}")
+    for (name,) in _names(c, "SELECT extension_name FROM duckdb_extensions()"):
+        if name not in allowlist.EXTENSIONS:
+            missing.append(f"extension {name}")
+    assert not missing, "not classified in plpython/duckdb_secrets/allowlist.py: " + ", ".join(missing)
+    # and every extension a role's engine may hold is one the table lets every role have
+    assert {n for n in shipped.role_extensions()} <= {n for n, r in allowlist.EXTENSIONS.items() if r == "all"}
+
+
+def test_every_rule_is_one_the_check_knows():
+    known = {"all", "superuser", "refused"}
+    conditions = {"any-mention", "literal-sql", "literal-table", "literal-setting", "not-in-from", "memory-output"}
+    for table in (allowlist.FUNCTIONS, allowlist.VIEWS, allowlist.SETTINGS, allowlist.EXTENSIONS):
+        for name, rule in table.items():
+            base, tags = allowlist.parts(rule)
+            assert base in known and tags <= conditions, (name, rule)
+
+
+class _Policy:
+    superuser = False
+
+    def copy_prefixes(self, extensions):
+        return ("s3://",)
+
+
+@pytest.mark.inprocess
+def test_a_name_duckdb_knows_and_the_table_does_not_is_refused(monkeypatch):
+    import duckdb
+    con = duckdb.connect()
+    try:
+        sql = "SELECT upper('x'), ('y').lower() AS m"
+        statements.check(duckdb, con, sql, _Policy())
+        for name in ("upper", "lower"):
+            functions = dict(allowlist.FUNCTIONS)
+            del functions[name]
+            monkeypatch.setattr(allowlist, "FUNCTIONS", functions)
+            with pytest.raises(PgError) as e:
+                statements.check(duckdb, con, sql, _Policy())
+            assert e.value.sqlstate == "42501" and f'"{name}"' in e.value.message
+            assert "allowlist.py" in e.value.detail
+            monkeypatch.undo()
+        # a view DuckDB ships, named in FROM
+        views = dict(allowlist.VIEWS)
+        del views["pg_tables"]
+        monkeypatch.setattr(allowlist, "VIEWS", views)
+        for sql in ("SELECT * FROM pg_tables", "SELECT * FROM pg_catalog.pg_tables",
+                    "SELECT 1 FROM (SELECT 1) t JOIN pg_tables ON true"):
+            with pytest.raises(PgError):
+                statements.check(duckdb, con, sql, _Policy())
+        monkeypatch.undo()
+        # what is not DuckDB's own: a role's macro, a table, a column list, a type
+        con.execute("CREATE MACRO my_macro(a) AS a + 1")
+        con.execute("CREATE TABLE t (a INTEGER)")
+        for ok in ("SELECT my_macro(1)", "INSERT INTO t (a) VALUES (1)", "SELECT a::DECIMAL(10, 2) FROM t",
+                   "WITH w(x) AS (SELECT 1) SELECT x FROM w", "SELECT * FROM t AS z(b)"):
+            statements.check(duckdb, con, ok, _Policy())
+        # superusers are not held by the table
+        sup = _Policy()
+        sup.superuser = True
+        statements.check(duckdb, con, "SELECT * FROM duckdb_settings()", sup)
+    finally:
+        con.close()
+
+
+def test_settings_a_role_may_read(db):
+    """current_setting()/SHOW: the table's SETTINGS decide (paths and credentials: superusers)."""
+    role = db.role("reader")
+    db.conn.execute(f'GRANT duckdb_query TO "{role}"')
+    conn = db.connect(role)
+    assert conn.execute("SELECT * FROM duckdb.query($$ SELECT current_setting('threads') $$) AS t(v text)").fetchone()
+    for setting in ("s3_secret_access_key", "temp_directory", "search_path", "no_such_setting"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(f"SELECT * FROM duckdb.query($$ SELECT current_setting('{setting}') $$) AS t(v text)")
