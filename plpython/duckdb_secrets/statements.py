@@ -83,11 +83,12 @@ TABLE_BY_NAME = _named(allowlist.FUNCTIONS, tag="literal-table")
 _CLAUSES = frozenset({"select", "from", "join", "where", "group", "having", "order", "qualify", "window", "limit",
                       "on", "using", "returning", "values", "set", "pivot", "unpivot"})
 
-# DuckDB's own function and view names in an engine (not a role's macros), by
-# connection: a name among them that the table does not classify is refused.
-_OWN_NAMES = {}
-OWN_NAMES_SQL = ("SELECT function_name FROM duckdb_functions() WHERE internal "
-                 "UNION SELECT view_name FROM duckdb_views() WHERE internal")
+# Whether a name is one of DuckDB's own functions or views in an engine (not a
+# role's macro), asked of DuckDB once per name and engine: a name among them
+# that the table does not classify is refused.
+_OWN = {}
+OWN_NAME_SQL = ("SELECT count(*) FROM (SELECT 1 FROM duckdb_functions() WHERE internal AND function_name = $1 "
+                "UNION ALL SELECT 1 FROM duckdb_views() WHERE internal AND view_name = $1)")
 
 IDENTIFIER, NUMBER, STRING, OPERATOR, KEYWORD, COMMENT = range(6)
 
@@ -243,14 +244,19 @@ def _check_statement(duckdb, con, st, superuser, depth, copy_prefixes=None):
             _check_statement(duckdb, con, nested, superuser, depth + 1, copy_prefixes)
 
 
-def _own_names(con):
-    """DuckDB's own function and view names in this engine (cached per engine:
-    a role's engine loads no extension after it starts)."""
-    found = _OWN_NAMES.get(id(con))
+def _own_name(con, name):
+    """Whether DuckDB has a function or view of this name of its own (cached per engine)."""
+    found = _OWN.get(id(con))
     if found is None or found[0] is not con:
-        names = frozenset(r[0] for r in con.cursor().execute(OWN_NAMES_SQL).fetchall())
-        found = _OWN_NAMES[id(con)] = (con, names)
-    return found[1]
+        found = _OWN[id(con)] = (con, {})
+    known = found[1].get(name)
+    if known is None:
+        cur = con.cursor()
+        try:
+            known = found[1][name] = bool(cur.execute(OWN_NAME_SQL, [name]).fetchone()[0])
+        finally:
+            cur.close()
+    return known
 
 
 def _unclassified(con, toks, i):
@@ -261,7 +267,7 @@ def _unclassified(con, toks, i):
         return False
     if not (_called(toks, i) or (toks[i].kind == IDENTIFIER and _clause_at(toks, i) in ("from", "join"))):
         return False
-    return name in _own_names(con)
+    return _own_name(con, name)
 
 
 def _check_functions(duckdb, con, toks, superuser, depth, copy_prefixes=None):
