@@ -103,3 +103,60 @@ def test_settings_a_role_may_read(db):
     for setting in ("s3_secret_access_key", "temp_directory", "search_path", "no_such_setting"):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(f"SELECT * FROM duckdb.query($$ SELECT current_setting('{setting}') $$) AS t(v text)")
+
+
+@pytest.mark.inprocess
+def test_every_route_to_a_function_is_judged_by_the_table(tmp_path):
+    """Issue 31 item 2: a replacement scan (FROM 'x.duckdb' is read_duckdb, a
+    superuser's), method-call syntax, qualified names, and macros or views made
+    earlier (their bodies are checked when they are made)."""
+    import duckdb
+    db_file = str(tmp_path / "x.duckdb")
+    made = duckdb.connect(db_file)
+    made.execute("CREATE TABLE t AS SELECT 42 AS a")
+    made.close()
+    con = duckdb.connect()
+    try:
+        for sql in (f"SELECT * FROM '{db_file}'",
+                    f"SELECT * FROM range(1) r, '{db_file}'",
+                    f"SELECT * FROM range(1) r JOIN '{db_file}' ON true",
+                    f"SELECT * FROM '{db_file}' WHERE a = $1",              # cannot be planned ahead
+                    "SELECT * FROM 's3://bucket/never/there.duckdb'",
+                    "SELECT ('x').duckdb_secrets()",                         # method call
+                    "SELECT * FROM system.main.duckdb_settings()",           # qualified
+                    "CREATE MACRO m() AS TABLE SELECT * FROM duckdb_settings()",
+                    "CREATE VIEW v AS SELECT * FROM duckdb_settings()"):
+            with pytest.raises(PgError) as e:
+                statements.check(duckdb, con, sql, _Policy())
+            assert e.value.sqlstate == "42501", sql
+        for ok in ("SELECT * FROM 's3://bucket/x.parquet' WHERE 1 = $1", "SELECT * FROM 'data.csv.gz'",
+                   "SELECT ('x').upper()", "SELECT * FROM system.main.range(1)"):
+            statements.check(duckdb, con, ok, _Policy())
+        sup = _Policy()
+        sup.superuser = True
+        statements.check(duckdb, con, f"SELECT * FROM '{db_file}'", sup)
+    finally:
+        con.close()
+
+
+def test_a_database_file_in_from_is_refused_end_to_end(db, s3, tmp_path):
+    """FROM 's3://.../x.duckdb' would read a database file with read_duckdb: its
+    views and macros run SQL nobody checked."""
+    import duckdb
+
+    from conftest import READ, lake_and_reader
+    path = str(tmp_path / "x.duckdb")
+    made = duckdb.connect(path)
+    made.execute("CREATE VIEW v AS SELECT 42 AS a")
+    made.close()
+    with open(path, "rb") as f:
+        s3.put("attack/x.duckdb", f.read())
+    reader = lake_and_reader(db, s3)
+    db.conn.execute(f"CREATE USER MAPPING FOR \"{reader}\" SERVER lake "
+                    f"OPTIONS (key_id '{s3.key_id}', secret '{s3.secret}')")
+    conn = db.connect(reader)
+    assert conn.execute(READ).fetchone()[0] == 10
+    with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
+        conn.execute("SELECT * FROM duckdb.query($$ SELECT * FROM 's3://bucket/attack/x.duckdb' $$) AS t(a int)")
+    # refused: read_duckdb named by the plan, or a statement DuckDB could not plan ahead
+    assert "permission denied" in e.value.diag.message_primary

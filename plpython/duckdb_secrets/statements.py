@@ -236,12 +236,83 @@ def _check_statement(duckdb, con, st, superuser, depth, copy_prefixes=None):
                                "and USER MAPPING.")
         if kind == "ATTACH":
             _check_attach(toks)
+    scanned = [] if superuser else _replacement_scans(toks)
+    if not all(_plain_reader(name) for name in scanned):     # read_parquet & co need no plan (and no request)
+        _check_bound_functions(con, st.query, scanned)
     if kind == "COPY" and copy_prefixes is not None:
         _check_copy_target(toks, copy_prefixes)
     inner = _inner_statement(st.query, toks, kind)
     if inner is not None:
         for nested in _parse(duckdb, con, inner):
             _check_statement(duckdb, con, nested, superuser, depth + 1, copy_prefixes)
+
+
+# Files whose replacement scan reads them with a function every role may call
+# (read_parquet, read_csv, read_json, ...): what a statement DuckDB cannot plan
+# ahead (a parameter, a file not there yet) may name in FROM.
+PLAIN_READER_SUFFIXES = (".parquet", ".csv", ".tsv", ".txt", ".json", ".jsonl", ".ndjson")
+_COMPRESSED = (".gz", ".zst", ".gzip", ".zstd")
+
+
+def _replacement_scans(toks):
+    """The string literals that stand where a table does (FROM 'x.parquet', JOIN
+    'y.duckdb', FROM a, 'z'): DuckDB picks the function that reads each by its name."""
+    return [t.text or "" for i, t in enumerate(toks)
+            if t.kind == STRING and i > 0 and (toks[i - 1].text in ("from", "join") or (
+                toks[i - 1].text == "," and _clause_at(toks, i) in ("from", "join")))]
+
+
+def _plain_reader(name):
+    name = name.strip().lower().split("?", 1)[0]
+    for suffix in _COMPRESSED:
+        if name.endswith(suffix):
+            name = name[:-len(suffix)]
+    return name.endswith(PLAIN_READER_SUFFIXES)
+
+
+def _check_bound_functions(con, sql, scanned):
+    """The functions DuckDB's binder chose (EXPLAIN's plan: a replacement scan's
+    reader, read_duckdb for a database file among them), judged by the table.
+    A statement DuckDB cannot plan ahead names only files of plain readers."""
+    import json
+    cur = con.cursor()
+    try:
+        plan = cur.execute("EXPLAIN (FORMAT JSON) " + sql).fetchall()
+    except Exception:       # noqa: BLE001 - DuckDB's own error comes when the statement runs
+        if not all(_plain_reader(name) for name in scanned):
+            raise _refuse("permission denied to read a file in FROM that DuckDB could not check first",
+                          detail="A file named in FROM is read with the function its name calls for; DuckDB could "
+                                 "not plan the statement ahead to tell which (a parameter, a file not there).",
+                          hint="Call the reader itself: read_parquet('...'), read_csv('...'), read_json('...')."
+                          ) from None
+        return
+    finally:
+        cur.close()
+    names = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            info = node.get("extra_info")
+            if isinstance(info, dict) and isinstance(info.get("Function"), str):
+                names.add(info["Function"].lower())
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+    for row in plan:
+        try:
+            walk(json.loads(row[1]))
+        except (ValueError, IndexError, TypeError):
+            continue
+    for name in sorted(names):
+        rule = allowlist.FUNCTIONS.get(name)
+        base = allowlist.parts(rule)[0] if rule is not None else None
+        if base in (allowlist.SUPERUSER, allowlist.REFUSED) or (base is None and _own_name(con, name)):
+            raise _refuse(f'permission denied to call function "{name}" in the DuckDB engine',
+                          detail="DuckDB reads a file named in FROM with the function its name calls for; this "
+                                 "one is for superusers only (a database file's views and macros run unchecked "
+                                 "SQL).")
 
 
 def _own_name(con, name):
