@@ -125,14 +125,35 @@ def test_every_route_to_a_function_is_judged_by_the_table(tmp_path):
                     "SELECT ('x').duckdb_secrets()",                         # method call
                     "SELECT * FROM system.main.duckdb_settings()",           # qualified
                     "CREATE MACRO m() AS TABLE SELECT * FROM duckdb_settings()",
-                    # the table the plan misses is made by the statement before it
+                    # red team (policy): a PIVOT whose columns come from the data has no text of its own
+                    "PIVOT pg_settings ON name USING first(setting)",
+                    "SELECT * FROM (PIVOT (SELECT 1 a) ON a USING first(current_setting('temp_directory')))",
+                    "PIVOT (SELECT 1 k, count(*) c FROM enable_logging('HTTP')) ON k USING first(c)",
+                    # red team (policy): database files by every route
+                    'SELECT * FROM "s3://bucket/x.duckdb"', 'FROM "s3://bucket/*.duckdb" AS z',
+                    "SUMMARIZE 's3://bucket/x.duckdb'", "DESCRIBE 's3://bucket/x.duckdb'",
+                    "PIVOT 's3://bucket/x.duckdb' ON a USING sum(a)",
+                    "UNPIVOT 's3://bucket/x.duckdb' ON a INTO NAME n VALUE v",
+                    "DELETE FROM t USING 's3://bucket/x.duckdb' d",
+                    "MERGE INTO t USING 's3://bucket/x.duckdb' s ON t.a = s.a "
+                    "WHEN NOT MATCHED THEN INSERT VALUES (s.a)",
+                    "CREATE VIEW v2 AS FROM 's3://bucket/x.duckdb'",
+                    "CREATE MACRO m2() AS TABLE FROM 's3://bucket/x.duckdb'",
+                    """SELECT * FROM query_table('"s3://bucket/x.duckdb"')""",
+                    """SELECT * FROM query('FROM "s3://bucket/x.duckdb"')""",
+                    "PREPARE p AS FROM \"s3://bucket/x.duckdb\"",
                     f"CREATE TABLE \"/nt\" AS SELECT 1 AS a; SELECT * FROM '/nt', '{db_file}'",
                     "CREATE VIEW v AS SELECT * FROM duckdb_settings()"):
             with pytest.raises(PgError) as e:
                 statements.check(duckdb, con, sql, _Policy())
             assert e.value.sqlstate == "42501", sql
+        con.execute("CREATE TABLE IF NOT EXISTS t (a INTEGER)")
         for ok in ("SELECT * FROM 's3://bucket/x.parquet' WHERE 1 = $1", "SELECT * FROM 'data.csv.gz'",
-                   "SELECT ('x').upper()", "SELECT * FROM system.main.range(1)"):
+                   "SELECT ('x').upper()", "SELECT * FROM system.main.range(1)",
+                   # red team (policy): usability kept
+                   "SELECT current_setting('TimeZone'), current_setting('calendar')", "SHOW TimeZone",
+                   "SHOW TABLES", "SHOW ALL TABLES", "SHOW t", "FROM query_table('s3://bucket/x.parquet')",
+                   "PIVOT t ON a USING count(*)", "FROM main.t", 'FROM "t"'):
             statements.check(duckdb, con, ok, _Policy())
         sup = _Policy()
         sup.superuser = True

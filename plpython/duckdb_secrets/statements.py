@@ -200,7 +200,7 @@ def check(duckdb, con, sql, policy, extensions=()):
     copy_prefixes = policy.copy_prefixes(extensions)
     statements = _parse(duckdb, con, sql)
     for st in statements:
-        _check_statement(duckdb, con, st, superuser, 0, copy_prefixes)
+        _check_statement(duckdb, con, st, superuser, 0, copy_prefixes, sql)
     return statements
 
 
@@ -218,7 +218,10 @@ def _kind(st):
     return str(st.type).rsplit(".", 1)[-1]
 
 
-def _check_statement(duckdb, con, st, superuser, depth, copy_prefixes=None):
+def _check_statement(duckdb, con, st, superuser, depth, copy_prefixes=None, text=None):
+    """text: the SQL st came from. A statement DuckDB generated (a PIVOT whose
+    columns come from the data becomes a CREATE TYPE and a SELECT with no text
+    of their own) is checked on that whole text."""
     if depth > MAX_DEPTH:
         raise _refuse("permission denied to run statements nested this deeply in the DuckDB engine")
     kind = _kind(st)
@@ -226,7 +229,12 @@ def _check_statement(duckdb, con, st, superuser, depth, copy_prefixes=None):
         raise _refuse(f"permission denied to run {kind} statements in the DuckDB engine",
                       detail="Only superusers may change the engine's settings, load extensions or run "
                              "PRAGMA/CALL/SET/VACUUM statements.")
-    toks = tokens(duckdb, st.query)
+    query = st.query if st.query.strip() else (text or "")
+    if not query.strip():
+        if superuser:
+            return
+        raise _refuse("permission denied to run a statement that could not be checked in the DuckDB engine")
+    toks = tokens(duckdb, query)
     words = [t.text if t.kind in (IDENTIFIER, KEYWORD) else None for t in toks]
     _check_functions(duckdb, con, toks, superuser, depth, copy_prefixes)
     if not superuser:
@@ -236,30 +244,45 @@ def _check_statement(duckdb, con, st, superuser, depth, copy_prefixes=None):
                                "and USER MAPPING.")
         if kind == "ATTACH":
             _check_attach(toks)
-    scanned = [] if superuser else _replacement_scans(toks)
-    if not all(_plain_reader(name) for name in scanned):     # read_parquet & co need no plan (and no request)
-        _check_bound_functions(con, st.query, scanned)
+    if not superuser:
+        _check_scanned(_replacement_scans(toks))
     if kind == "COPY" and copy_prefixes is not None:
         _check_copy_target(toks, copy_prefixes)
-    inner = _inner_statement(st.query, toks, kind)
+    inner = _inner_statement(query, toks, kind)
     if inner is not None:
         for nested in _parse(duckdb, con, inner):
-            _check_statement(duckdb, con, nested, superuser, depth + 1, copy_prefixes)
+            _check_statement(duckdb, con, nested, superuser, depth + 1, copy_prefixes, inner)
 
 
-# Files whose replacement scan reads them with a function every role may call
-# (read_parquet, read_csv, read_json, ...): what a statement DuckDB cannot plan
-# ahead (a parameter, a file not there yet) may name in FROM.
+# A name where a table goes that DuckDB reads as a file (a replacement scan:
+# FROM 'x.parquet', FROM "s3://b/x.duckdb", SUMMARIZE 'y.csv') is read with the
+# function its name calls for. A role that is not a superuser may name files of
+# the plain readers only (read_parquet, read_csv, read_json, ...); FROM 'x.duckdb'
+# would be read_duckdb (a database file's views and macros run SQL nobody checked).
 PLAIN_READER_SUFFIXES = (".parquet", ".csv", ".tsv", ".txt", ".json", ".jsonl", ".ndjson")
 _COMPRESSED = (".gz", ".zst", ".gzip", ".zstd")
+# The words after which a name stands where a table does.
+_TABLE_POSITIONS = frozenset({"from", "join", "using", "summarize", "describe", "pivot", "unpivot", "pivot_wider",
+                              "pivot_longer", "table"})
 
 
 def _replacement_scans(toks):
-    """The string literals that stand where a table does (FROM 'x.parquet', JOIN
-    'y.duckdb', FROM a, 'z'): DuckDB picks the function that reads each by its name."""
-    return [t.text or "" for i, t in enumerate(toks)
-            if t.kind == STRING and i > 0 and (toks[i - 1].text in ("from", "join") or (
-                toks[i - 1].text == "," and _clause_at(toks, i) in ("from", "join")))]
+    """The names in table positions that DuckDB would read as files: string
+    literals, and identifiers that look like a path or file name (a dot, a slash
+    or a colon in one quoted identifier)."""
+    out = []
+    for i, t in enumerate(toks):
+        if i == 0 or t.text is None or t.kind not in (STRING, IDENTIFIER):
+            continue
+        before = toks[i - 1].text
+        if not (before in _TABLE_POSITIONS or (before == "," and _clause_at(toks, i) in ("from", "join"))):
+            continue
+        if t.kind == IDENTIFIER and not any(c in t.text for c in "./:"):
+            continue
+        if i + 1 < len(toks) and toks[i + 1].text == ".":
+            continue            # schema.table: a qualified name, not a file
+        out.append(t.text)
+    return out
 
 
 def _plain_reader(name):
@@ -270,53 +293,27 @@ def _plain_reader(name):
     return name.endswith(PLAIN_READER_SUFFIXES)
 
 
-def _check_bound_functions(con, sql, scanned):
-    """The functions DuckDB's binder chose (EXPLAIN's plan: a replacement scan's
-    reader, read_duckdb for a database file among them), judged by the table.
-    A statement DuckDB cannot plan ahead names only files of plain readers."""
-    import json
+def _check_scanned(scanned):
+    for name in scanned:
+        if not _plain_reader(name):
+            raise _refuse("permission denied to read this file by its name in the DuckDB engine",
+                          detail="A file named where a table goes is read with the function its name calls for; "
+                                 "a role that is not a superuser may name Parquet, CSV and JSON files only (a "
+                                 "DuckDB database file would be read_duckdb: its views and macros run SQL nobody "
+                                 "checked).",
+                          hint="Call the reader itself: read_parquet('...'), read_csv('...'), read_json('...').")
+
+
+def _is_setting(con, name):
+    """Whether DuckDB has a setting of this name (SHOW x of another name describes table x)."""
+    if name.lower() in _SETTINGS:
+        return True
     cur = con.cursor()
     try:
-        plan = cur.execute("EXPLAIN (FORMAT JSON) " + sql).fetchall()
-    except Exception as e:      # noqa: BLE001 - DuckDB's own error comes when the statement runs
-        unplanned = [name for name in scanned if not _plain_reader(name)]
-        if (type(e).__name__ == "CatalogException" and len(unplanned) == 1
-                and f"Table with name {unplanned[0]} does not exist" in str(e)):
-            return              # the one name no reader takes is a table's that is not there: it fails the same way
-        if not all(_plain_reader(name) for name in scanned):
-            raise _refuse("permission denied to read a file in FROM that DuckDB could not check first",
-                          detail="A file named in FROM is read with the function its name calls for; DuckDB could "
-                                 "not plan the statement ahead to tell which (a parameter, a file not there).",
-                          hint="Call the reader itself: read_parquet('...'), read_csv('...'), read_json('...')."
-                          ) from None
-        return
+        return bool(cur.execute("SELECT count(*) FROM duckdb_settings() WHERE lower(name) = lower($1)",
+                                [name]).fetchone()[0])
     finally:
         cur.close()
-    names = set()
-
-    def walk(node):
-        if isinstance(node, dict):
-            info = node.get("extra_info")
-            if isinstance(info, dict) and isinstance(info.get("Function"), str):
-                names.add(info["Function"].lower())
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-    for row in plan:
-        try:
-            walk(json.loads(row[1]))
-        except (ValueError, IndexError, TypeError):
-            continue
-    for name in sorted(names):
-        rule = allowlist.FUNCTIONS.get(name)
-        base = allowlist.parts(rule)[0] if rule is not None else None
-        if base in (allowlist.SUPERUSER, allowlist.REFUSED) or (base is None and _own_name(con, name)):
-            raise _refuse(f'permission denied to call function "{name}" in the DuckDB engine',
-                          detail="DuckDB reads a file named in FROM with the function its name calls for; this "
-                                 "one is for superusers only (a database file's views and macros run unchecked "
-                                 "SQL).")
 
 
 def _own_name(con, name):
@@ -370,9 +367,14 @@ def _check_functions(duckdb, con, toks, superuser, depth, copy_prefixes=None):
             setting = _literal_argument(toks, i)
             if setting is None or not _readable_setting(setting):
                 raise _refuse_setting(name)
-        if not superuser and name == "show" and i + 1 < len(toks):
+        if not superuser and name == "show" and i == 0 and i + 1 < len(toks):
             shown = (toks[i + 1].text or "").lower()
-            if shown == "all" or not _readable_setting(shown):
+            after = (toks[i + 2].text or "").lower() if i + 2 < len(toks) else ""
+            if shown == "tables" or (shown == "all" and after == "tables"):
+                pass                # SHOW [ALL] TABLES: the role's own tables
+            elif shown == "all" or (not _readable_setting(shown) and _is_setting(con, shown)):
+                raise _refuse_setting("SHOW")
+            elif shown in ("databases",):
                 raise _refuse_setting("SHOW")
         if not superuser and name in TABLE_MACROS and _called(toks, i) and _clause_at(toks, i) in ("from", "join"):
             raise _refuse(f'permission denied to call table macro "{name}" in the DuckDB engine',
@@ -385,7 +387,7 @@ def _check_functions(duckdb, con, toks, superuser, depth, copy_prefixes=None):
                 raise _refuse(f'permission denied to call "{name}" with names that are not string literals',
                               hint=f"Name the table as a literal: {name}('my_table').")
             for table in names:
-                for nested in _parse(duckdb, con, f"SELECT * FROM {table}"):
+                for nested in _table_statements(duckdb, con, table):
                     _check_statement(duckdb, con, nested, superuser, depth + 1, copy_prefixes)
         if name in DYNAMIC_SQL and _called(toks, i):
             text = _literal_argument(toks, i)
@@ -393,12 +395,24 @@ def _check_functions(duckdb, con, toks, superuser, depth, copy_prefixes=None):
                 raise _refuse(f'permission denied to call "{name}" with SQL that is not a string literal',
                               hint=f"Write the statement as one literal: {name}('SELECT ...').")
             for nested in _parse(duckdb, con, text):
-                _check_statement(duckdb, con, nested, superuser, depth + 1, copy_prefixes)
+                _check_statement(duckdb, con, nested, superuser, depth + 1, copy_prefixes, text)
+
+
+def _table_statements(duckdb, con, table):
+    """What query_table(name) reads, as SELECT * FROM name: a (qualified) table
+    name, else a path (a quoted identifier, which DuckDB reads as a file)."""
+    try:
+        return _parse(duckdb, con, f"SELECT * FROM {table}")
+    except PgError:
+        return _parse(duckdb, con, 'SELECT * FROM "' + table.replace('"', '""') + '"')
+
+
+_SETTINGS = {name.lower(): rule for name, rule in allowlist.SETTINGS.items()}
 
 
 def _readable_setting(name):
-    """Whether every role may read the setting (allowlist.SETTINGS; unknown: no)."""
-    return allowlist.SETTINGS.get(name.strip().lower()) == allowlist.ALL
+    """Whether every role may read the setting (allowlist.SETTINGS, in any case; unknown: no)."""
+    return _SETTINGS.get(name.strip().lower()) == allowlist.ALL
 
 
 def _refuse_setting(name):
