@@ -67,6 +67,8 @@ def _threads_unchanged(role):
 # --- the local file system, through every reader ------------------------------------
 
 # With file access off, DuckDB no longer reads a quoted path as a file: 42P01.
+# A name where a table goes that is not a Parquet, CSV or JSON file: refused by
+# its name (42501) before DuckDB would look it up as a table (42P01).
 AS_A_TABLE = {"SELECT * FROM '/etc/passwd'", "FROM 'file:///etc/passwd'"}
 READERS = [
     "SELECT * FROM read_csv('/etc/passwd')",
@@ -94,7 +96,7 @@ READERS = [
 
 @pytest.mark.parametrize("text", READERS)
 def test_local_files_through_every_reader(bob, text):
-    refused(bob, text, "42P01" if text in AS_A_TABLE else "42501")
+    refused(bob, text, "42501")
     for written in ("duckdb_secrets_attack.db", "duckdb_secrets_attack.csv", "duckdb_secrets_attack_dir"):
         assert not os.path.exists(os.path.join("/tmp", written))
 
