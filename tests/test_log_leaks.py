@@ -172,6 +172,13 @@ CREDENTIALS_IN_DUCKDB_SQL = [
     "SELECT * FROM read_csv('https://127.0.0.1:9/x.csv?sv=1&sig={c}')",
     "SELECT * FROM read_csv('https://127.0.0.1:9/x.csv?X-Amz-Signature={c}')",
     "SELECT * FROM read_csv('https://127.0.0.1:9/x.csv?api_key={c}')",
+    # Judged on DuckDB's tokens (issue 31): a pattern over the text logged each of these.
+    "SELECT 'x'::INTEGER -- {c}",
+    "SELECT 'x'::INTEGER /* {c} */",
+    "SELECT ('host=h pass' || 'word={c}')::INTEGER",
+    "SELECT 'pass%77ord={c}'::INTEGER",
+    "SELECT E'{c}\\n'::INTEGER",
+    "SELECT * FROM \"https://127.0.0.1:9/x.csv?X-Amz-Credential={c}\"",
 ]
 
 
@@ -181,8 +188,24 @@ def test_a_failing_engine_query_with_a_credential_in_it_is_logged_without_it(db,
     with pytest.raises(psycopg.Error) as e:
         db.conn.execute("SELECT * FROM duckdb.query(%s) AS t(x text)", (sql.format(c=canary),))
     assert canary not in str(e.value) and canary not in (e.value.diag.message_detail or "")
+    # The SQL written into the statement's text (what log_min_error_statement logs)
+    with pytest.raises(psycopg.Error) as e:
+        q(db.conn, sql.format(c=canary))
+    assert canary not in str(e.value) and canary not in (e.value.diag.message_detail or "")
     assert db.conn.execute("SHOW log_min_error_statement").fetchone() == ("error",)
     assert _log_has(log_since, canary) == []
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT '{m}'::INTEGER FROM (SELECT 1 AS authors)",     # words, not letters: authors is no auth
+    "SELECT '{m}'::INTEGER WHERE 'a--b' <> '/*'",           # no comment in a literal
+    "SELECT * FROM read_csv('{m}?s3_region=eu')",           # a query string of settings that never are one
+])
+def test_a_failing_engine_query_without_a_credential_is_logged_with_its_text(db, log_since, sql):
+    marker = "marker-logged-" + str(abs(hash(sql)) % 10000)
+    with pytest.raises(psycopg.Error):
+        q(db.conn, sql.format(m=marker))
+    assert any("STATEMENT:" in line for line in _log_has(log_since, marker)), log_since()[-2000:]
 
 
 # Red team (1.0.0): the column list, not DuckDB, refuses these; the statement still holds the SQL.
@@ -290,3 +313,37 @@ def test_pg_stat_statements_keeping_utility_text_is_pointed_out(db, s3):
     c.execute("CREATE USER MAPPING FOR CURRENT_USER SERVER kept_s3 OPTIONS (key_id 'k', secret 'dummy-s')")
     said = [n for n in notices if "this statement's text" in n[0]]
     assert len(said) == 1 and "pg_stat_statements" in said[0][1], notices
+
+
+# The words and values behind that judgement (masking.py), without a cluster.
+@pytest.mark.inprocess
+@pytest.mark.parametrize("value,carries", [
+    ("s3://bucket/data/x.parquet", False),
+    ("s3://bucket/x.parquet?s3_region=eu-west-1", False),
+    ("alice@example.com", False),
+    ("authors", False),
+    ("s3://bucket/x.parquet?versionId=3", True),        # a query-string name not known to be harmless
+    ("https://127.0.0.1/x?sv=1&sig=abc", True),
+    ("postgres://u:pw@h/db", True),
+    ("https://token@h/x", True),
+    ("user:pw@host", True),
+    ("host=h sslpassword=x", True),
+    ("AccountName=a;AccountKey=b", True),
+    ("X-Api-Key", True),
+    ("s3key", True),
+    ("pass%77ord=x", True),
+    ("Bearer abc", True),
+    ("SessionToken", True),
+    (None, True),                                        # a literal DuckDB read and this package cannot
+])
+def test_which_values_may_carry_a_credential(value, carries):
+    from duckdb_secrets import masking
+    assert masking.value_carries(value) is carries
+
+
+@pytest.mark.inprocess
+def test_the_pieces_of_a_url_that_are_masked():
+    from duckdb_secrets import masking
+    assert masking.url_pieces("s3://u:pw1x@b/x.parquet?s3_region=eu&X-Amz-Signature=sig9;token=tk77") == {
+        "pw1x", "sig9", "tk77"}
+    assert masking.url_pieces("s3://bucket/x.parquet") == set()

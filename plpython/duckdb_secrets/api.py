@@ -134,7 +134,6 @@ def set_user_mapping(plpy, GD, server_name, role_name, options):
     except PgError:
         values = None       # not read: every word of the options is masked
     if values is None:
-        import re
         values = [w for w in re.split(r'[\s"\[\]{}:,]+', options or "") if len(w) >= 4]
     err = pg_error(plpy, error).masked(Scrubber(values))
     _ddl().quiet_refusal(plpy, GD)
@@ -185,39 +184,48 @@ def _ensure(plpy, GD, fn=None):
     return sync.ensure(plpy, GD, row)
 
 
-def _quiet_log(plpy, GD, sql, bound=None):
-    """If the DuckDB SQL of a failing call, or its bound parameters (the jsonb
-    text), may carry a credential, have the error logged without the statement
-    that holds them; True if so."""
-    text = sql if bound is None else f"{sql or ''}\n{bound}"
-    if not masking.may_carry_credentials(text, session(GD).scrub):
-        return False
-    _ddl().quiet_refusal(plpy, GD)
-    return True
-
-
 def _literals(plpy, GD, sql):
     """statements.typed_paths of sql, by the engine's tokenizer (None: unknown)."""
     engine = session(GD).engine
     return engine.literals(plpy, sql) if engine is not None else None
 
 
+def _may_carry_credentials(sql, bound, found, given, scrub):
+    """Whether a failing call's DuckDB SQL or bound parameters may carry a
+    credential: DuckDB's tokens of the SQL say so (statements.carries_credentials;
+    not known: yes), a parameter's name or value does (masking.value_carries),
+    or either holds a value the session's mask hides."""
+    if sql and (found is None or found[2] or scrub(sql) != sql):
+        return True
+    if bound is None:
+        return False
+    return given is None or scrub(bound) != bound or any(masking.value_carries(v) for v in given)
+
+
 def _quiet_if_credentials(plpy, GD, sql, err, found=None, bound=None):
     """A failing duckdb.query/raw_query is logged with its statement
     (log_min_error_statement); if its DuckDB SQL or parameters may carry a
     credential, it is logged without, and the error (which DuckDB may have
-    built from either) has every literal, parameter value and credential-looking
-    piece of them masked -- but a path or URL the caller typed where a file is
-    named, or gave as a parameter (its credential-looking pieces still
-    masked). found: _literals(sql), if known."""
-    if _quiet_log(plpy, GD, sql, bound):
+    built from either) has every literal and parameter value masked -- but a
+    path or URL the caller typed where a file is named, or gave as a parameter,
+    of which only the credential-looking pieces are. found: _literals(sql), if
+    known."""
+    if sql:
         found = found or _literals(plpy, GD, sql)
-        values = None if found is None else found[0] - found[1]
-        if bound is not None and values is not None:
-            given = params.strings(bound)
-            values = None if given is None else values | {v for v in given if not masking.path_like(v)}
-        text = sql if bound is None else f"{sql or ''}\n{bound}"
-        err.masked(Scrubber(masking.credentials_in(text, values)))
+    given = params.strings(bound) if bound is not None else set()
+    if not _may_carry_credentials(sql, bound, found, given, session(GD).scrub):
+        return err
+    _ddl().quiet_refusal(plpy, GD)
+    if (sql and found is None) or given is None:
+        # not read: every word of the SQL and the parameters is masked
+        err.masked(Scrubber(masking.every_word(f"{sql or ''} {bound or ''}")))
+        return err
+    values, paths = set(), set()
+    if found is not None:
+        values, paths = found[0] - found[1], set(found[1])
+    for v in given:
+        (paths if masking.path_like(v) else values).add(v)
+    err.masked(Scrubber(masking.credentials_in(values, paths)))
     return err
 
 

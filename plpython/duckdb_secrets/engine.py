@@ -247,7 +247,8 @@ class Engine(Remote):
 
     def literals(self, plpy, sql):
         """(the string literals of sql by DuckDB's tokenizer, those of them that
-        name a file or URL: statements.typed_paths); None: unknown."""
+        name a file or URL, whether sql may carry a credential:
+        statements.typed_paths); None: unknown."""
         if self.proc is None or not self.proc.alive():
             return None
         try:
@@ -256,7 +257,7 @@ class Engine(Remote):
             return None
         if reply.get("literals") is None:
             return None
-        return set(reply["literals"]), set(reply.get("paths") or ())
+        return set(reply["literals"]), set(reply.get("paths") or ()), reply.get("carries") is not False
 
     def set_attachables(self, plpy, catalogs):
         """The catalogs this engine attaches on first use ({name: {server, sql,

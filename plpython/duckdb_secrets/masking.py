@@ -8,7 +8,8 @@
   arguments, the literals of a role's SQL: errors.PgError.masked).
 - Connection strings: passwords in libpq keyword strings and URIs (scrub_conninfo).
 - Listings (duckdb.secrets()): sensitive options redacted (redacted, redact_listed).
-- A role's DuckDB SQL that failed: the pieces that may be credentials (credentials_in).
+- A role's DuckDB SQL that failed: whether a literal or word of it may be a
+  credential (value_carries, names_credential), the pieces to mask (credentials_in).
 """
 
 import os
@@ -183,23 +184,111 @@ def redact_listed(secret_string):
 
 
 # --- a role's DuckDB SQL ---------------------------------------------------------
+#
+# Whether a failing statement's text may reach the log is decided on DuckDB's
+# tokens of it (statements.carries_credentials, in the engine's process): the
+# words of its identifiers and keywords, and each string literal's value, are
+# judged here. Never a pattern over the statement's text.
 
-# DuckDB SQL that may carry a credential of its own: an ATTACH string with a
-# password, a CREATE SECRET, a URL with user:password@ or a signed query string
-# (SAS sig=, X-Amz-Signature=, api_key=), an Authorization header.
-_CREDENTIALISH = re.compile(
-    r"(?i)secret|passw|pwd|token|key|signature|credential|bearer|auth|jwt|session|private|sas\b"
-    r"|[?&]sig=|[A-Za-z0-9._%~-]+:[^@\s'\"/]+@|://[^/@\s'\"]+@|\?[^\s'\"?]*=")
-_URL_PASSWORD = re.compile(r"[A-Za-z0-9._%~-]+:([^@\s'\"/]+)@")
-# a URL's user information (user:password@ or a token@), its query string's values
-_URL_USERINFO = re.compile(r"://([^/@\s'\"]+)@")
-_URL_QUERY_VALUE = re.compile(r"[?&;]([^=&#\s'\"?]+)=([^&#\s'\"]+)")
+# Word stems that name a credential wherever they occur in a word
+# (sslpassword, x_auth_token, client_secret, AccessKeySecret) ...
+_CREDENTIAL_STEMS = ("secret", "passw", "passphrase", "pwd", "token", "credential", "bearer", "jwt",
+                     "signature", "authoriz", "authent", "cookie")
+# ... and words that do as a whole word (key_id, X-Api-Key, sig, SAS), or as a
+# word's end (AccountKey, accesskey) or start (session_token, SessionId).
+_CREDENTIAL_WORDS = frozenset({"key", "keys", "sig", "sas", "auth", "private", "pass", "pat"})
 # Query-string settings of DuckDB's S3 URLs that are never credentials (an
-# allowlist: any other name's value is masked).
+# allowlist: any other name's value is masked, and makes the statement quiet).
 _SHOWN_QUERY_NAMES = frozenset({"s3_endpoint", "s3_region", "s3_use_ssl", "s3_url_style",
                                 "s3_url_compatibility_mode"})
-_KEY_VALUE = re.compile(r"(?i)[\w-]*(?:secret|pass|pwd|token|key|sig|credential|auth|jwt|bearer|session|sas|private)"
-                        r"[\w-]*\s*[=:]\s*([^\s&;'\",)]+)|bearer\s+([^\s&;'\",)]+)")
+
+
+def words(value):
+    """The words of a value, lowercased: runs of letters and runs of digits,
+    also split where a lower-case letter meets an upper-case one (AccountKey)."""
+    out, cur, prev = [], [], ""
+    for ch in value:
+        if ch.isalnum():
+            if cur and ((prev.islower() and ch.isupper()) or prev.isdigit() != ch.isdigit()):
+                out.append("".join(cur))
+                cur = []
+            cur.append(ch)
+        elif cur:
+            out.append("".join(cur))
+            cur = []
+        prev = ch
+    if cur:
+        out.append("".join(cur))
+    return [w.lower() for w in out]
+
+
+def names_credential(value):
+    """Whether a word of value names a credential (secret, password, key_id, ...)."""
+    for w in words(value):
+        if (any(s in w for s in _CREDENTIAL_STEMS) or w in _CREDENTIAL_WORDS
+                or w.endswith("key") or w.startswith("session")):
+            return True
+    return False
+
+
+def _query_pairs(piece):
+    """The (name, value) pairs of the query string after a piece's '?'
+    (separated by '&' or ';')."""
+    if "?" not in piece:
+        return []
+    out = []
+    for pair in piece.split("?", 1)[1].split("#", 1)[0].replace(";", "&").split("&"):
+        name, eq, val = pair.partition("=")
+        if eq:
+            out.append((name, val))
+    return out
+
+
+def _userinfo(piece):
+    """The user information of a URL or connection string in piece
+    (scheme://user:password@host, scheme://token@host, user:password@host), or None."""
+    if "@" not in piece:
+        return None
+    head = piece.rsplit("@", 1)[0]
+    if "://" in head:
+        info = head.split("://", 1)[1]
+        return info if "/" not in info else None
+    return head if ":" in head else None
+
+
+def value_carries(value):
+    """Whether a string value of a role's SQL (a literal, a parameter) may be a
+    credential or hold one: a word that names one (also once percent-decoded),
+    a URL's user information, a query string with a name that is not one of
+    _SHOWN_QUERY_NAMES. None (a literal DuckDB read that this package cannot): yes."""
+    if value is None:
+        return True
+    import urllib.parse
+    if names_credential(value) or names_credential(urllib.parse.unquote(value)):
+        return True
+    for piece in value.split():
+        if _userinfo(piece) is not None:
+            return True
+        if any(n.lower() not in _SHOWN_QUERY_NAMES for n, _ in _query_pairs(piece)):
+            return True
+    return False
+
+
+def url_pieces(value):
+    """The pieces of a path or URL that may be credentials: the password (or
+    token) of its user information, the values of its query string (but those
+    of _SHOWN_QUERY_NAMES), the value of any name=value whose name names one."""
+    out = set()
+    for piece in value.split():
+        info = _userinfo(piece)
+        if info is not None:
+            out.add(info.split(":", 1)[1] if ":" in info else info)
+        out.update(v for n, v in _query_pairs(piece) if n.lower() not in _SHOWN_QUERY_NAMES)
+        for part in piece.replace("?", ";").replace("&", ";").split(";"):
+            name, eq, val = part.partition("=")
+            if eq and names_credential(name):
+                out.add(val)
+    return {v for v in out if v}
 
 
 def path_like(value):
@@ -207,19 +296,18 @@ def path_like(value):
     return value.startswith(("/", "./", "~/")) or "://" in value[:24]
 
 
-def may_carry_credentials(sql, scrub):
-    """Whether DuckDB SQL may carry a credential: it looks like it, or it holds a
-    value the session's mask hides."""
-    return bool(sql) and (_CREDENTIALISH.search(sql) is not None or scrub(sql) != sql)
+def every_word(text):
+    """Every piece of text between spaces, quotes, brackets and separators
+    (what is masked when the literals of a failed statement are not known)."""
+    return [w for w in text.translate({ord(c): " " for c in "'\"()[]{},;=&?@:\\"}).split() if len(w) >= 4]
 
 
-def credentials_in(sql, literals):
-    """The pieces of sql that may be credentials: its string literals (None:
-    it could not be tokenized, so every word may be one), the passwords of URLs
-    in it, the values of key=value pairs that look secret."""
-    values = set(literals) if literals is not None else set(re.split(r"[\s'\"(),;]+", sql))
-    values.update(m.group(1) for m in _URL_PASSWORD.finditer(sql))
-    values.update(m.group(1) for m in _URL_USERINFO.finditer(sql))
-    values.update(m.group(2) for m in _URL_QUERY_VALUE.finditer(sql) if m.group(1).lower() not in _SHOWN_QUERY_NAMES)
-    values.update(m.group(1) or m.group(2) for m in _KEY_VALUE.finditer(sql))
-    return [v for v in values if len(v) >= 4]
+def credentials_in(values, paths):
+    """The pieces of a failed statement that may be credentials, to mask in its
+    error: values whole (its string literals and parameter values that are not
+    paths), and the credential-looking pieces of both (url_pieces: DuckDB may
+    quote a value joined to others, or URL-encoded)."""
+    out = set(values)
+    for p in set(values) | set(paths):
+        out.update(url_pieces(p))
+    return [v for v in out if len(v) >= 4]

@@ -28,7 +28,7 @@ import re
 
 from . import allowlist
 from .errors import INSUFFICIENT_PRIVILEGE, SYNTAX_ERROR, PgError, from_duckdb
-from .masking import path_like
+from .masking import path_like, value_carries
 
 # Statement kinds a non-superuser may run. Everything else (SET/RESET/USE,
 # PRAGMA, CALL, LOAD/INSTALL, EXPORT/IMPORT, VACUUM, COPY FROM DATABASE, ...)
@@ -132,38 +132,70 @@ def tokens(duckdb, text):
     return out
 
 
-def literals(duckdb, text):
-    """The contents of text's string literals; None if DuckDB cannot tokenize it."""
-    found = _literals(duckdb, text)
-    return None if found is None else found[0]
-
-
 # Where a literal names a file or URL to read or write: f('...'), f(x, '...'),
 # FROM '...', JOIN '...', COPY ... TO '...'.
 _PATH_BEFORE = frozenset({"(", ",", "from", "join", "to"})
 
 
 def typed_paths(duckdb, text):
-    """(literals, the literals that are paths or URLs the caller typed where a
-    file is named); None if DuckDB cannot tokenize the text. A literal after an
-    option name (SECRET '...', password := '...') is never one."""
-    return _literals(duckdb, text)
-
-
-def _literals(duckdb, text):
+    """(text's string literals, those of them that are paths or URLs the caller
+    typed where a file is named, whether the text may carry a credential:
+    carries_credentials); None if DuckDB cannot tokenize the text or a literal
+    cannot be read. A literal after an option name (SECRET '...',
+    password := '...') is never a path."""
     try:
         toks = tokens(duckdb, text)
     except duckdb.Error:
         return None
+    raw = text.encode("utf-8")
     values, paths = set(), set()
     for i, t in enumerate(toks):
+        if t.kind == STRING and t.text is None:
+            return None         # a literal not read (E'...', 'a' 'b'): its value is not known
+        if t.kind == IDENTIFIER and t.text and _quoted(raw, t) and path_like(t.text):
+            paths.add(t.text)   # FROM "s3://...": a file DuckDB reads by its name
         if t.kind != STRING or not t.text:
             continue
         values.add(t.text)
         before = toks[i - 1].text if i > 0 else None
         if before in _PATH_BEFORE and path_like(t.text):
             paths.add(t.text)
-    return values, paths
+    return values, paths, _carries(raw, toks)
+
+
+def carries_credentials(duckdb, text):
+    """Whether the text of a statement may hold a credential (and so is kept out
+    of the log when it fails), judged on DuckDB's tokens: it cannot be
+    tokenized, it has a comment (DuckDB's tokenizer skips comments, so what one
+    holds is unknown), an identifier or keyword names a credential
+    (PASSWORD, SECRET, key_id, ...), or a string literal or quoted identifier
+    may be or hold one (masking.value_carries: a word that names one, a URL's
+    user information or query string); or a literal cannot be read."""
+    found = typed_paths(duckdb, text)
+    return True if found is None else found[2]
+
+
+def _carries(raw, toks):
+    # Outside string literals and quoted identifiers, '--' and '/*' can only
+    # open a comment: blank those out and look for either.
+    rest, at = [], 0
+    for t in toks:
+        if t.kind == STRING or (t.kind == IDENTIFIER and _quoted(raw, t)):
+            rest.append(raw[at:t.start])
+            at = t.end
+    rest.append(raw[at:])
+    outside = b" ".join(rest)
+    if b"--" in outside or b"/*" in outside:
+        return True
+    for t in toks:
+        if t.kind in (IDENTIFIER, KEYWORD, STRING) and t.text is not None and value_carries(t.text):
+            return True
+    return False
+
+
+def _quoted(raw, token):
+    """Whether an identifier token is a quoted one."""
+    return raw[token.start:token.start + 1] == b'"'
 
 
 def _string(raw, start, limit):

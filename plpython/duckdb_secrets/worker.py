@@ -237,7 +237,7 @@ class Worker:
             found = statements.typed_paths(self.duckdb, request["sql"])
             if found is None:
                 return {"literals": None}
-            return {"literals": sorted(found[0]), "paths": sorted(found[1])}
+            return {"literals": sorted(found[0]), "paths": sorted(found[1]), "carries": found[2]}
         except Exception:       # noqa: BLE001 - could not tokenize: the caller masks every word
             return {"literals": None}
 
