@@ -183,3 +183,29 @@ def test_a_database_file_in_from_is_refused_end_to_end(db, s3, tmp_path):
         conn.execute("SELECT * FROM duckdb.query($$ SELECT * FROM 's3://bucket/attack/x.duckdb' $$) AS t(a int)")
     # refused: read_duckdb named by the plan, or a statement DuckDB could not plan ahead
     assert "permission denied" in e.value.diag.message_primary
+
+
+def test_a_file_in_a_table_position_is_judged_before_duckdb_binds_it(db, counter):
+    """The check runs on DuckDB's parse, before the binder: binding a file in
+    FROM already reads it (here: requests at a loopback server), and binding a
+    database file attaches it; the bound plan also folds constant calls
+    (current_setting('x') becomes its value), so the names that matter are gone
+    from it. A refused name costs no request at all."""
+    role = db.role("binder")
+    db.conn.execute(f'GRANT duckdb_query TO "{role}"')
+    db.conn.execute(f"CREATE SERVER web TYPE 'http' FOREIGN DATA WRAPPER duckdb "
+                    f"OPTIONS (scope 'http://127.0.0.1:{counter.port}/open/')")
+    db.conn.execute(f'GRANT USAGE ON FOREIGN SERVER web TO "{role}"')
+    conn = db.connect(role)
+    base = f"http://127.0.0.1:{counter.port}/open"
+    for name in ("x.duckdb", "x.db", "x.xlsx", "x.parquet.duckdb", "x"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(f"SELECT * FROM duckdb.query($q$ SELECT * FROM '{base}/{name}' $q$) AS t(a text)")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(f"SELECT * FROM duckdb.query($q$ PREPARE p AS SELECT * FROM \"{base}/{name}\" $q$) "
+                         "AS t(a text)")
+    assert counter.hits == []
+    # the same server, a CSV file: DuckDB's binder reads it
+    assert conn.execute(f"SELECT * FROM duckdb.query($q$ SELECT * FROM '{base}/x.csv' $q$) "
+                        "AS t(a bigint, b bigint)").fetchall() == [(1, 2)]
+    assert counter.hits
