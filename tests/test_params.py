@@ -117,6 +117,12 @@ def test_a_parameterized_read_from_s3(db, s3):
     rows = qp(c, "SELECT n, label FROM read_parquet($path) WHERE n = $n",
               {"path": "s3://bucket/data/numbers.parquet", "n": 7}, "n bigint, label text")
     assert rows == [(7, "row 7")]
+    # a JSON array binds as one JSON value: cast to a list it names several files
+    files = ["s3://bucket/data/numbers.parquet"] * 2
+    with pytest.raises(psycopg.Error) as e:
+        qp(c, "SELECT count(*) FROM read_parquet($1)", [files], "n bigint")
+    assert e.value.sqlstate == "22023" and "read_parquet($1::VARCHAR[])" in e.value.diag.message_hint
+    assert qp(c, "SELECT count(*) FROM read_parquet($1::VARCHAR[])", [files], "n bigint") == [(20,)]
 
 
 # --- one GRANT for the query surface ---------------------------------------------

@@ -98,6 +98,11 @@ def test_errors_while_rows_are_fetched_carry_one_context_line(db):
     with pytest.raises(psycopg.errors.DuplicateTable) as e:
         c.execute("SELECT duckdb.create_query_view('dup', 'SELECT 2 AS b')")
     assert e.value.diag.context.count("\n") == 0 and "CREATE TEMP VIEW" not in e.value.diag.context
+    # a schema-qualified name would have made a temporary view literally named "analytics.v"
+    with pytest.raises(psycopg.errors.InvalidName) as e:
+        c.execute("SELECT duckdb.create_query_view('analytics.v', 'SELECT 1 AS a')")
+    assert "pg_temp" in e.value.diag.message_detail
+    assert c.execute("SELECT count(*) FROM pg_class WHERE relname = 'analytics.v'").fetchone() == (0,)
 
 
 def test_an_unknown_catalog_is_invalid_catalog_name(db):

@@ -305,6 +305,23 @@ def test_what_the_settings_check_lets_through(bob):
     assert bob.query("SELECT histogram(v)::VARCHAR FROM tv") == [("{x=1}",)]      # the aggregate is fine
 
 
+def test_what_a_data_engineer_reported_as_refused_by_mistake(bob):
+    """A data engineer's walk-through (issue 31): ANALYZE (DuckDB's kind for it
+    is VACUUM) and SHOW DATABASES are a role's own; a refused statement is
+    named as written (USE, not SET; CHECKPOINT, not CALL)."""
+    bob.query("CREATE TABLE an AS SELECT range AS i FROM range(10)")
+    bob.query("ANALYZE an")
+    bob.query("ANALYZE")
+    assert ("memory",) in bob.query("SHOW DATABASES")
+    for text, named in [("USE memory", "USE"), ("CHECKPOINT", "CHECKPOINT"), ("FORCE CHECKPOINT", "FORCE CHECKPOINT"),
+                        ("VACUUM an", "VACUUM"), ("VACUUM ANALYZE an", "VACUUM"), ("SET threads = 2", "SET")]:
+        assert refused(bob, text).message == f"permission denied to run {named} statements in the DuckDB engine"
+    # a setting of an extension this engine does not load: no advice to INSTALL or SET what a role may not
+    err = refused(bob, "SELECT current_setting('s3_region')", None)
+    assert "INSTALL" not in f"{err.detail} {err.hint}" and "httpfs extension is not loaded" in err.hint
+    _threads_unchanged(bob)
+
+
 # --- hosts nobody named -------------------------------------------------------------------
 
 REACH = [

@@ -100,6 +100,7 @@ DUCKDB_SQLSTATE = {
 
 
 _NO_CATALOG = re.compile(r'Catalog "[^"]+" does not exist|Catalog with name \S+ does not exist')
+_IN_EXTENSION = re.compile(r"but it exists in the ([A-Za-z0-9_]+) extension")
 _NOT_SHIPPED = re.compile(r'Extension "(?:[^"]*/)?([A-Za-z0-9_]+)\.duckdb_extension" not found')
 
 
@@ -135,6 +136,12 @@ def from_duckdb(exc, prefix=None):
         first, rest = f'DuckDB extension "{missing.group(1)}" is not shipped with duckdb_secrets', ""
         hint = ("duckdb_secrets ships every core DuckDB extension that works offline (docs/reference.md, "
                 "\"Extensions\"); nothing is ever downloaded.")
+    elif _IN_EXTENSION.search(first):
+        # DuckDB's advice (INSTALL, LOAD, SET autoinstall_...) is not the role's to follow.
+        rest = ""
+        hint = (f"The {_IN_EXTENSION.search(first).group(1)} extension is not loaded in this engine: the engine "
+                "of a role that is not a superuser loads only what its secrets need (docs/reference.md, "
+                "\"Extensions\").")
     elif "due to lock timeout" in text:
         # A postgres ATTACH is its own session: it waits for this backend's locks.
         sqlstate = LOCK_NOT_AVAILABLE

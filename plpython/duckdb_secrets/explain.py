@@ -12,7 +12,7 @@ lists for it, and paths of the server stay masked (masking.py).
 
 import re
 
-from .errors import INSUFFICIENT_PRIVILEGE, UNDEFINED_OBJECT, PgError
+from .errors import INSUFFICIENT_PRIVILEGE, INVALID_PARAMETER_VALUE, UNDEFINED_OBJECT, PgError
 
 # SQLSTATEs of errors that may come from a missing secret: a refused host, an
 # HTTP or I/O error, a failed connection or authentication.
@@ -161,7 +161,12 @@ def refused_path(err):
     target = err.message[start + 1:end] if 0 <= start < end else None
     if target is None:
         return err
-    if _SCHEME in target[:24]:
+    if target.startswith(("[", "{")):
+        # a JSON array or object parameter, used where a file is named: one JSON value, not a list
+        new = PgError(INVALID_PARAMETER_VALUE, f'a JSON value is not a file name: "{target}"',
+                      detail="A JSON array or object parameter binds as one value of type JSON.",
+                      hint="Cast it to a list where a reader takes several files: read_parquet($1::VARCHAR[]).")
+    elif _SCHEME in target[:24]:
         new = PgError(INSUFFICIENT_PRIVILEGE, f'permission denied to reach "{target}" from the DuckDB engine',
                       detail="A role that is not a superuser reaches only the URLs its secrets' scopes and "
                              "duckdb.allowed_url_prefixes open.",
