@@ -179,6 +179,16 @@ CREDENTIALS_IN_DUCKDB_SQL = [
     "SELECT 'pass%77ord={c}'::INTEGER",
     "SELECT E'{c}\\n'::INTEGER",
     "SELECT * FROM \"https://127.0.0.1:9/x.csv?X-Amz-Credential={c}\"",
+    # red team (issue 31): URL and credential forms the first judgement missed
+    "SELECT * FROM read_csv('https://app:CAN@{c}@127.0.0.1:9/x.csv')",
+    "SELECT * FROM read_csv('https://127.0.0.1:9/x.csv;jsessionid={c}')",
+    "SELECT * FROM read_csv('https://127.0.0.1:9/x.csv;foo={c}')",
+    "SELECT * FROM read_csv('https://127.0.0.1:9/x.csv?{c}')",
+    "SELECT * FROM read_csv('https://127.0.0.1:9/x.csv?a=b&&{c}')",
+    "SELECT 'Basic {c}'::INTEGER",
+    "SELECT 'Digest username=\"app\", response=\"{c}\"'::INTEGER",
+    "SELECT 'scott/{c}@orcl'::INTEGER",
+    "SELECT 'Server=db;PW={c}'::INTEGER",
 ]
 
 
@@ -206,6 +216,17 @@ def test_a_failing_engine_query_without_a_credential_is_logged_with_its_text(db,
     with pytest.raises(psycopg.Error):
         q(db.conn, sql.format(m=marker))
     assert any("STATEMENT:" in line for line in _log_has(log_since, marker)), log_since()[-2000:]
+
+
+def test_a_password_in_a_value_postgresql_cannot_convert_is_masked(db, log_since):
+    """Red team (issue 31): a value the query returned, quoted by the conversion
+    error, is masked as DuckDB's own errors are (a connection string's password)."""
+    canary = "CANARY-log-conv"
+    with pytest.raises(psycopg.Error) as e:
+        db.conn.execute("SELECT * FROM duckdb.query(%s, %s::jsonb) AS t(a int)",
+                        ("SELECT 'postgres://app:' || $1 || '@db/sales' AS k", f'["{canary}"]'))
+    assert e.value.sqlstate == "22P02" and "postgres://app:********@db/sales" in str(e.value)
+    assert _log_has(log_since, canary) == []
 
 
 # Red team (1.0.0): the column list, not DuckDB, refuses these; the statement still holds the SQL.
@@ -347,3 +368,79 @@ def test_the_pieces_of_a_url_that_are_masked():
     assert masking.url_pieces("s3://u:pw1x@b/x.parquet?s3_region=eu&X-Amz-Signature=sig9;token=tk77") == {
         "pw1x", "sig9", "tk77"}
     assert masking.url_pieces("s3://bucket/x.parquet") == set()
+
+
+# --- found by the red team of issue 31: a statement stopped in any phase ------------
+
+# DuckDB runs long before its first row (start) or returns rows for long (fetch)
+STOPPED_PHASES = {
+    "start": "SELECT count(*) FROM duckdb.query($$ SELECT count(*) FROM range(20000000000) t(i) "
+             "WHERE 'password={c}' IS NOT NULL $$) AS t(n bigint)",
+    "fetch": "SELECT count(*) FROM duckdb.query($$ SELECT i, 'password={c}' FROM range(1000000000) t(i) $$) "
+             "AS t(i bigint, p text)",
+    "json-fetch": "SELECT count(*) FROM duckdb.query_json($$ SELECT i FROM range(1000000000) t(i) "
+                  "WHERE 's3://AKIAEXAMPLE:{c}@bucket/x.csv' IS NOT NULL $$)",
+}
+
+
+def _stopped(db, sql, how):
+    """Runs sql as a role in its own session, stops it as `how` says after 1.5 s."""
+    import threading
+    import time
+    role = db.role("stopped")
+    db.conn.execute(f'GRANT duckdb_query TO "{role}"')
+    conn = db.connect(role)
+    conn.execute("SELECT * FROM duckdb.query('SELECT 1') AS t(x int)")      # the engine is up
+    pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    if how == "timeout":
+        conn.execute("SET statement_timeout = '1500ms'")
+    out = {}
+
+    def run():
+        try:
+            conn.execute(sql).fetchall()
+        except psycopg.Error as e:
+            out["error"] = e
+    t = threading.Thread(target=run)
+    t.start()
+    if how != "timeout":
+        time.sleep(1.5)
+        fn = "pg_cancel_backend" if how == "cancel" else "pg_terminate_backend"
+        db.conn.execute(f"SELECT {fn}(%s)", (pid,))
+    t.join(60)
+    assert "error" in out, "the statement was not stopped"
+    return out["error"], conn
+
+
+@pytest.mark.parametrize("phase", list(STOPPED_PHASES))
+@pytest.mark.parametrize("how", ["timeout", "cancel", "terminate"])
+def test_a_statement_stopped_in_any_phase_is_logged_without_its_credentials(db, log_since, phase, how):
+    canary = f"CANARY-log-stop-{phase}-{how}"
+    err, conn = _stopped(db, STOPPED_PHASES[phase].format(c=canary), how)
+    assert canary not in str(err)
+    if how != "terminate":
+        assert err.sqlstate == "57014"
+        # the session's settings are back: a later failing statement is logged whole
+        conn.execute("RESET statement_timeout")
+        assert conn.execute("SHOW log_min_error_statement").fetchone() == ("error",)
+    assert _log_has(log_since, canary) == []
+
+
+def test_a_stopped_statement_without_a_credential_is_logged_with_its_text(db, log_since):
+    marker = "marker-logged-stopped"
+    err, _ = _stopped(db, STOPPED_PHASES["fetch"].replace("password={c}", marker), "timeout")
+    assert err.sqlstate == "57014"
+    assert any("STATEMENT:" in line for line in _log_has(log_since, marker))
+
+
+def test_a_credential_looking_query_that_succeeds_leaves_the_log_settings_as_they_were(db, log_since):
+    c = db.conn
+    assert q(c, "SELECT 'password=CANARY-log-ok' AS x") == [("password=CANARY-log-ok",)]
+    c.execute("SELECT duckdb.raw_query('SELECT ''token''')")
+    c.execute("SELECT duckdb.create_query_view('cred_v', 'SELECT ''secret'' AS s')")
+    assert c.execute("SELECT * FROM duckdb.query_json('SELECT ''key'' AS k')").fetchall()
+    assert c.execute("SHOW log_min_error_statement").fetchone() == ("error",)
+    assert c.execute("SHOW log_error_verbosity").fetchone() == ("default",)
+    with pytest.raises(psycopg.Error):
+        c.execute("SELECT 'marker-after-ok' || 1/0")
+    assert any("STATEMENT:" in line for line in _log_has(log_since, "marker-after-ok"))

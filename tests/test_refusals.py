@@ -133,6 +133,11 @@ LIFTS = [
     "CREATE OR REPLACE TEMPORARY SECRET mine (TYPE s3)",
     "/* hidden */ CREATE /* x */ PERSISTENT SECRET mine (TYPE s3)",
     "DROP SECRET anything",
+    # red team (issue 31): DuckDB's parser reads an IMPORT's schema.sql and load.sql itself
+    "IMPORT DATABASE 's3://bucket/exported'",
+    "SELECT 1; import /* x */ database 's3://bucket/exported'",
+    "SELECT * FROM query('IMPORT DATABASE ''s3://bucket/exported''')",
+    "SELECT * FROM query_table('t; IMPORT DATABASE ''s3://bucket/exported''')",
 ]
 
 

@@ -191,10 +191,10 @@ def _literals(plpy, GD, sql):
 
 
 def _may_carry_credentials(sql, bound, found, given, scrub):
-    """Whether a failing call's DuckDB SQL or bound parameters may carry a
-    credential: DuckDB's tokens of the SQL say so (statements.carries_credentials;
-    not known: yes), a parameter's name or value does (masking.value_carries),
-    or either holds a value the session's mask hides."""
+    """Whether a call's DuckDB SQL or bound parameters may carry a credential:
+    DuckDB's tokens of the SQL say so (statements.carries_credentials; not
+    known: yes), a parameter's name or value does (masking.value_carries), or
+    either holds a value the session's mask hides."""
     if sql and (found is None or found[2] or scrub(sql) != sql):
         return True
     if bound is None:
@@ -202,30 +202,64 @@ def _may_carry_credentials(sql, bound, found, given, scrub):
     return given is None or scrub(bound) != bound or any(masking.value_carries(v) for v in given)
 
 
-def _quiet_if_credentials(plpy, GD, sql, err, found=None, bound=None):
-    """A failing duckdb.query/raw_query is logged with its statement
-    (log_min_error_statement); if its DuckDB SQL or parameters may carry a
-    credential, it is logged without, and the error (which DuckDB may have
-    built from either) has every literal and parameter value masked -- but a
-    path or URL the caller typed where a file is named, or gave as a parameter,
-    of which only the credential-looking pieces are. found: _literals(sql), if
-    known."""
+def _judge(plpy, GD, sql, bound=None):
+    """At the start of an engine call, before DuckDB runs anything: whether its
+    SQL or parameters may carry a credential (DuckDB's tokens of it, from the
+    engine). If so the statement's errors are logged without its text from
+    now on: a cancel, a timeout or pg_terminate_backend's FATAL may end it in
+    any phase, and a FATAL leaves no moment to decide later. Returns True if
+    this call made it so (ddl.quiet_log): its success must call _unjudge."""
+    sess = session(GD)
+    found = _literals(plpy, GD, sql)
+    given = params.strings(bound) if bound is not None else set()
+    carries = _may_carry_credentials(sql, bound, found, given, sess.scrub)
+    sess.judged = (sql, bound, found, given, carries)
+    return _ddl().quiet_log(plpy, GD) if carries else False
+
+
+def _unjudge(plpy, GD, quieted):
+    if quieted:
+        _ddl().unquiet_log(plpy, GD)
+
+
+def _judgement(plpy, GD, sql, bound, found=None):
+    """(found, given, carries) for the call's SQL and parameters: _judge's, else
+    judged now (an error before _judge ran, or of another call)."""
+    judged = session(GD).judged
+    if judged is not None and judged[0] == sql and judged[1] == bound and found is None:
+        return judged[2], judged[3], judged[4]
     if sql:
         found = found or _literals(plpy, GD, sql)
     given = params.strings(bound) if bound is not None else set()
-    if not _may_carry_credentials(sql, bound, found, given, session(GD).scrub):
-        return err
-    _ddl().quiet_refusal(plpy, GD)
+    return found, given, _may_carry_credentials(sql, bound, found, given, session(GD).scrub)
+
+
+def _statement_mask(sql, bound, found, given):
+    """A Scrubber of what may be credentials in a call's SQL and parameters:
+    every literal and parameter value -- but a path or URL the caller typed
+    where a file is named, or gave as a parameter, of which only the
+    credential-looking pieces are; every word if they could not be read."""
     if (sql and found is None) or given is None:
-        # not read: every word of the SQL and the parameters is masked
-        err.masked(Scrubber(masking.every_word(f"{sql or ''} {bound or ''}")))
-        return err
+        return Scrubber(masking.every_word(f"{sql or ''} {bound or ''}"))
     values, paths = set(), set()
     if found is not None:
         values, paths = found[0] - found[1], set(found[1])
     for v in given:
         (paths if masking.path_like(v) else values).add(v)
-    err.masked(Scrubber(masking.credentials_in(values, paths)))
+    return Scrubber(masking.credentials_in(values, paths))
+
+
+def _quiet_if_credentials(plpy, GD, sql, err, found=None, bound=None):
+    """A failing duckdb.query/raw_query is logged with its statement
+    (log_min_error_statement); if its DuckDB SQL or parameters may carry a
+    credential, it is logged without, and the error (which DuckDB may have
+    built from either) is masked with _statement_mask. found: _literals(sql),
+    if known."""
+    found, given, carries = _judgement(plpy, GD, sql, bound, found)
+    if not carries:
+        return err
+    _ddl().quiet_refusal(plpy, GD)
+    err.masked(_statement_mask(sql, bound, found, given))
     return err
 
 
@@ -259,7 +293,7 @@ def _explained(plpy, GD, sql, err, bound=None):
                         "the current value.")
     found = None
     if err.sqlstate in explain.REACH:
-        found = _literals(plpy, GD, sql)
+        found = _judgement(plpy, GD, sql, bound)[0]
         urls = None if found is None else set(found[0]) | set((params.strings(bound) if bound else None) or ())
         if urls:
             role = plpy.execute("SELECT current_user AS r")[0]["r"]
@@ -294,15 +328,31 @@ def query_start(plpy, GD, sql, bound=None):
     """[.., DuckDB's column list, the fetch SELECT]; bound: the jsonb text of
     the parameters (duckdb.query(query, params)) or None."""
     sess = _engine_for(plpy, GD, "query", sql)
+    quieted = _judge(plpy, GD, sql, bound)
     pending = query.start(plpy, sess.engine, sql, sess.cell_scrub, sess.caller, params=params.checked(bound))
     if pending is None:
+        _unjudge(plpy, GD, quieted)
         return _value(None)
     pending.sql, pending.bound = sql, bound      # for the error at the end, if any
+    pending.judged, pending.quieted = sess.judged, quieted
     sess.push_pending(pending)
-    # The column list goes into a HINT: DuckDB's column names may hold anything.
+    # The column list goes into a HINT: DuckDB's column names may hold anything
+    # (a credential-looking SQL's literals are names of unnamed columns).
     # e[7], e[8]: query_json's SELECT and its keys (masked like the HINT), a parameter of it
-    return _value(sess.scrub(pending.coldef(named=True))) + [
-        pending.fetch_sql(), pending.json_sql(), json.dumps([sess.scrub(n) for n in pending.names])]
+    mask = _hint_mask(sess)
+    return _value(mask(pending.coldef(named=True))) + [
+        pending.fetch_sql(), pending.json_sql(), json.dumps([mask(n) for n in pending.names])]
+
+
+def _hint_mask(sess):
+    """For text of the current call shown in a HINT (column names): the
+    session's mask, passwords in connection strings and URLs, and, when the
+    call's SQL may carry a credential, its literals (_statement_mask)."""
+    sql, bound, found, given, carries = sess.judged
+    masks = [sess.scrub, masking.scrub_conninfo]
+    if carries:
+        masks.append(_statement_mask(sql, bound, found, given))
+    return lambda text: functools.reduce(lambda t, m: m(t), masks, text)
 
 
 @entry
@@ -310,11 +360,13 @@ def query_start(plpy, GD, sql, bound=None):
 def query_columns(plpy, GD, sql):
     """The column list of sql's result, with DuckDB's names; the query is not run."""
     sess = _engine_for(plpy, GD, "query", sql)
+    quieted = _judge(plpy, GD, sql)
     pending = query.start(plpy, sess.engine, sql, owner=sess.caller, fetch=False)
     if pending is None:
         raise PgError(WRONG_OBJECT_TYPE, "the DuckDB statement returns no rows",
                       hint="Give a query: SELECT, FROM, VALUES, SHOW, DESCRIBE, ...")
-    return _value(sess.scrub(pending.coldef(named=True)))
+    _unjudge(plpy, GD, quieted)
+    return _value(_hint_mask(sess)(pending.coldef(named=True)))
 
 
 def _own_pending(plpy, GD):
@@ -373,7 +425,8 @@ def query_failed(plpy, GD, message):
     # The failing statement holds the DuckDB SQL and its parameters: kept out of
     # the log, and masked in the message (which quotes the value), like a
     # failure inside DuckDB.
-    err = PgError("22000", message or "", pending.failed(message or ""))
+    err = PgError("22000", masking.scrub_conninfo(message or ""), pending.failed(message or ""))
+    sess.judged = getattr(pending, "judged", None)
     _quiet_if_credentials(plpy, GD, getattr(pending, "sql", None), err, bound=getattr(pending, "bound", None))
     masked = err.as_array(sess.scrub)
     return [masked[1], masked[2]]
@@ -389,7 +442,10 @@ def query_end(plpy, GD):
     elif sess.orphans:
         pending = sess.orphans.pop()
     if pending is not None and pending.error is not None:
+        sess.judged = getattr(pending, "judged", None)
         raise _explained(plpy, GD, getattr(pending, "sql", None), pending.error, getattr(pending, "bound", None))
+    if pending is not None:
+        _unjudge(plpy, GD, getattr(pending, "quieted", False))
     return None
 
 
@@ -397,8 +453,10 @@ def query_end(plpy, GD):
 @_quiet_on_error
 def raw_query(plpy, GD, sql):
     sess = _engine_for(plpy, GD, "raw_query", sql)
+    quieted = _judge(plpy, GD, sql)
     sess.engine.forget_refusals()
     text = sess.engine.raw(plpy, sql)
+    _unjudge(plpy, GD, quieted)
     plpy.notice("\n" + sess.scrub(text))
     return None
 

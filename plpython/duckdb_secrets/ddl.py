@@ -656,10 +656,41 @@ def quiet_refusal(plpy, GD):
             pass                # the refusal itself matters more
 
 
+def quiet_log(plpy, GD):
+    """A call whose text may carry secret values is about to run in the engine:
+    errors of this statement -- a cancel, a timeout, pg_terminate_backend's
+    FATAL among them, in any phase -- are logged without its text from now on.
+    The statement's (sub)transaction aborting brings the session's settings
+    back, as for a refusal; on success, unquiet_log does. True if this call
+    made it quiet (it was not already: an outer call's, or a DDL statement's)."""
+    with tokens.issued(GD, tokens.QUIET, "save") as nonce:
+        rows = plpy.execute(session(GD).plan(
+            plpy, "quiet_save", "SELECT pg_catalog.current_setting('log_min_error_statement') AS before, "
+                                "duckdb._quiet_refusal($1)", ["text"]), [nonce])
+    return rows[0]["before"] != "panic"
+
+
+def unquiet_log(plpy, GD):
+    """The session's settings back after quiet_log, the call having succeeded."""
+    with tokens.issued(GD, tokens.QUIET, "restore") as nonce:
+        plpy.execute(session(GD).plan(plpy, "quiet", "SELECT duckdb._quiet_refusal($1)", ["text"]), [nonce])
+
+
 def quiet_refusal_impl(plpy, GD, nonce):
-    """Body of SECURITY DEFINER duckdb._quiet_refusal(): only for this package's code."""
-    if tokens.redeem(GD, tokens.QUIET, nonce) is None:
+    """Body of SECURITY DEFINER duckdb._quiet_refusal(): only for this package's code.
+    The token says what: have errors logged without the statement text (saving
+    the settings for duckdb._ddl_log_restore, as the DDL trigger does), or
+    bring them back ("restore")."""
+    payload = tokens.redeem(GD, tokens.QUIET, nonce)
+    if payload is None:
         raise PgError(INSUFFICIENT_PRIVILEGE, "duckdb._quiet_refusal is internal to duckdb_secrets")
+    if payload[:1] == ("restore",):
+        plpy.execute("SELECT duckdb._ddl_log_restore()")
+        return
+    plpy.execute("SELECT pg_catalog.set_config('duckdb.saved_log_min_error_statement', s.les, false), "
+                 "pg_catalog.set_config('duckdb.saved_log_error_verbosity', s.lev, false) "
+                 "FROM (SELECT pg_catalog.current_setting('log_min_error_statement') AS les, "
+                 "pg_catalog.current_setting('log_error_verbosity') AS lev) s WHERE s.les <> 'panic'")
     plpy.execute("SELECT pg_catalog.set_config('log_min_error_statement', 'panic', false), "
                  "pg_catalog.set_config('log_error_verbosity', 'terse', false)")
 

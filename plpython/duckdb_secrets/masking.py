@@ -90,7 +90,8 @@ def then(first, second):
 _CONNINFO_SECRET = re.compile(
     r"\b(password|sslpassword|oauth_client_secret|scram_client_key|scram_server_key)(\s*=\s*)"
     r"('(?:[^'\\]|\\.)*'|[^\s\"]*)", re.IGNORECASE)
-_URI_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s\"]*:)([^@\s\"]*)(@)", re.IGNORECASE)
+# (the password runs to the last '@' before the host: one may hold an '@' of its own)
+_URI_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s\"]*:)([^\s\"/]*)(@)", re.IGNORECASE)
 
 
 def scrub_conninfo(text):
@@ -196,7 +197,7 @@ _CREDENTIAL_STEMS = ("secret", "passw", "passphrase", "pwd", "token", "credentia
                      "signature", "authoriz", "authent", "cookie")
 # ... and words that do as a whole word (key_id, X-Api-Key, sig, SAS), or as a
 # word's end (AccountKey, accesskey) or start (session_token, SessionId).
-_CREDENTIAL_WORDS = frozenset({"key", "keys", "sig", "sas", "auth", "private", "pass", "pat"})
+_CREDENTIAL_WORDS = frozenset({"key", "keys", "sig", "sas", "auth", "private", "pass", "pat", "pw"})
 # Query-string settings of DuckDB's S3 URLs that are never credentials (an
 # allowlist: any other name's value is masked, and makes the statement quiet).
 _SHOWN_QUERY_NAMES = frozenset({"s3_endpoint", "s3_region", "s3_use_ssl", "s3_url_style",
@@ -231,62 +232,73 @@ def names_credential(value):
     return False
 
 
-def _query_pairs(piece):
-    """The (name, value) pairs of the query string after a piece's '?'
-    (separated by '&' or ';')."""
-    if "?" not in piece:
+def _parameters(piece):
+    """The elements of a URL's query string and of its ;-parameters: what comes
+    after its first '?' or ';', split at '&', ';' and '?' (a hive partition,
+    /year=2024/, is a path and not among them)."""
+    cut = min((i for i in (piece.find("?"), piece.find(";")) if i >= 0), default=-1)
+    if cut < 0:
         return []
-    out = []
-    for pair in piece.split("?", 1)[1].split("#", 1)[0].replace(";", "&").split("&"):
-        name, eq, val = pair.partition("=")
-        if eq:
-            out.append((name, val))
-    return out
+    rest = piece[cut + 1:].split("#", 1)[0]
+    return [e for e in rest.replace(";", "&").replace("?", "&").split("&") if e]
 
 
 def _userinfo(piece):
     """The user information of a URL or connection string in piece
-    (scheme://user:password@host, scheme://token@host, user:password@host), or None."""
+    (scheme://user:password@host, scheme://token@host, user:password@host,
+    user/password@service), or None."""
     if "@" not in piece:
         return None
     head = piece.rsplit("@", 1)[0]
     if "://" in head:
         info = head.split("://", 1)[1]
         return info if "/" not in info else None
-    return head if ":" in head else None
+    return head if (":" in head or "/" in head) else None
+
+
+def _secret_of(info):
+    """The password (or token) in user information."""
+    for sep in (":", "/"):
+        if sep in info:
+            return info.split(sep, 1)[1]
+    return info
 
 
 def value_carries(value):
     """Whether a string value of a role's SQL (a literal, a parameter) may be a
     credential or hold one: a word that names one (also once percent-decoded),
-    a URL's user information, a query string with a name that is not one of
-    _SHOWN_QUERY_NAMES. None (a literal DuckDB read that this package cannot): yes."""
+    an Authorization-style value (Basic ..., Bearer ..., Digest ..., Token ...),
+    a URL's or connection string's user information, a query-string or
+    ;-parameter element that is not one of _SHOWN_QUERY_NAMES' settings. None
+    (a literal DuckDB read that this package cannot): yes."""
     if value is None:
         return True
     import urllib.parse
-    if names_credential(value) or names_credential(urllib.parse.unquote(value)):
+    if names_credential(value) or names_credential(urllib.parse.unquote(value)) or catalog.credential_value(value):
         return True
     for piece in value.split():
         if _userinfo(piece) is not None:
             return True
-        if any(n.lower() not in _SHOWN_QUERY_NAMES for n, _ in _query_pairs(piece)):
+        if any(e.partition("=")[0].lower() not in _SHOWN_QUERY_NAMES or not e.partition("=")[1]
+               for e in _parameters(piece)):
             return True
     return False
 
 
 def url_pieces(value):
     """The pieces of a path or URL that may be credentials: the password (or
-    token) of its user information, the values of its query string (but those
-    of _SHOWN_QUERY_NAMES), the value of any name=value whose name names one."""
+    token) of its user information, the values of its query string and
+    ;-parameters (and elements with no '=', whole), but for _SHOWN_QUERY_NAMES."""
     out = set()
     for piece in value.split():
         info = _userinfo(piece)
         if info is not None:
-            out.add(info.split(":", 1)[1] if ":" in info else info)
-        out.update(v for n, v in _query_pairs(piece) if n.lower() not in _SHOWN_QUERY_NAMES)
-        for part in piece.replace("?", ";").replace("&", ";").split(";"):
-            name, eq, val = part.partition("=")
-            if eq and names_credential(name):
+            out.add(_secret_of(info))
+        for element in _parameters(piece):
+            name, eq, val = element.partition("=")
+            if not eq:
+                out.add(element)
+            elif name.lower() not in _SHOWN_QUERY_NAMES:
                 out.add(val)
     return {v for v in out if v}
 

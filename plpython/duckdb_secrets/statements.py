@@ -230,13 +230,20 @@ def check(duckdb, con, sql, policy, extensions=()):
     superuser = policy.superuser
     # for a role without file access, the URL prefixes COPY ... TO may name (None: no such limit)
     copy_prefixes = policy.copy_prefixes(extensions)
-    statements = _parse(duckdb, con, sql)
+    statements = _parse(duckdb, con, sql, superuser)
     for st in statements:
         _check_statement(duckdb, con, st, superuser, 0, copy_prefixes, sql)
     return statements
 
 
-def _parse(duckdb, con, sql):
+def _parse(duckdb, con, sql, superuser=True):
+    """DuckDB's statements of sql. For a role that is not a superuser, IMPORT
+    DATABASE is refused first: DuckDB's parser itself reads the directory's
+    schema.sql and load.sql to expand it."""
+    if not superuser and _imports(duckdb, sql):
+        raise _refuse("permission denied to run IMPORT statements in the DuckDB engine",
+                      detail="Only superusers may change the engine's settings, load extensions or run "
+                             "PRAGMA, CALL, SET, USE, CHECKPOINT, VACUUM, EXPORT or IMPORT statements.")
     try:
         statements = con.extract_statements(sql)
     except duckdb.Error as e:
@@ -244,6 +251,17 @@ def _parse(duckdb, con, sql):
     if not statements:
         raise PgError(SYNTAX_ERROR, "no statement to run")
     return statements
+
+
+def _imports(duckdb, sql):
+    """Whether DuckDB's tokens of sql hold IMPORT DATABASE (None-safe: text it
+    cannot tokenize is left to its parser, which refuses it)."""
+    try:
+        toks = tokens(duckdb, sql)
+    except duckdb.Error:
+        return False
+    words = [t.text if t.kind in (IDENTIFIER, KEYWORD) else None for t in toks]
+    return any(a == "import" and b == "database" for a, b in zip(words, words[1:]))
 
 
 def _kind(st):
@@ -299,7 +317,7 @@ def _check_statement(duckdb, con, st, superuser, depth, copy_prefixes=None, text
         _check_copy_target(toks, copy_prefixes)
     inner = _inner_statement(query, toks, kind)
     if inner is not None:
-        for nested in _parse(duckdb, con, inner):
+        for nested in _parse(duckdb, con, inner, superuser):
             _check_statement(duckdb, con, nested, superuser, depth + 1, copy_prefixes, inner)
 
 
@@ -441,7 +459,7 @@ def _check_functions(duckdb, con, toks, superuser, depth, copy_prefixes=None):
             if text is None:
                 raise _refuse(f'permission denied to call "{name}" with SQL that is not a string literal',
                               hint=f"Write the statement as one literal: {name}('SELECT ...').")
-            for nested in _parse(duckdb, con, text):
+            for nested in _parse(duckdb, con, text, superuser):
                 _check_statement(duckdb, con, nested, superuser, depth + 1, copy_prefixes, text)
 
 
@@ -449,7 +467,7 @@ def _table_statements(duckdb, con, table):
     """What query_table(name) reads, as SELECT * FROM name: a (qualified) table
     name, else a path (a quoted identifier, which DuckDB reads as a file)."""
     try:
-        return _parse(duckdb, con, f"SELECT * FROM {table}")
+        return _parse(duckdb, con, f"SELECT * FROM {table}", False)
     except PgError:
         return _parse(duckdb, con, 'SELECT * FROM "' + table.replace('"', '""') + '"')
 
