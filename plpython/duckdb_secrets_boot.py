@@ -38,4 +38,9 @@ def boot(GD, sql_version):
                 "Run ALTER EXTENSION duckdb_secrets UPDATE, or reinstall the extension."]
     GD["duckdb_secrets.version"] = sql_version
     GD["duckdb_secrets.api"] = api
+    # A session's first call may be stopped while the package and the engine
+    # start, before it can be judged: its statement's errors are logged
+    # without its text until it is (duckdb_secrets.statementlog).
+    from duckdb_secrets import statementlog
+    statementlog.provisional()
     return None

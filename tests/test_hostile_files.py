@@ -66,12 +66,14 @@ def test_one_corrupted_byte_in_a_duckdb_written_parquet_file(db, s3, reader, log
     with another heap layout, DuckDB reports bad data. Either way one statement."""
     s3.put("hostile/corrupted.parquet", hostile.corrupted_parquet())
     c = db.connect(reader)
+    # with some heap layouts DuckDB spins on the bad data instead: statement_timeout stops it
+    c.execute("SET statement_timeout = '30s'")
     started = _postmaster_start(db.conn)
     for _ in range(3):
         try:
             _read(c, "parquet", "s3://bucket/hostile/corrupted.parquet")
         except psycopg.Error as e:
-            _contained(db, c, log_since, started, e, CLEAN | {"22000", "22023", "58030", "HV000"})
+            _contained(db, c, log_since, started, e, CLEAN | {"22000", "22023", "58030", "HV000", "57014"})
 
 
 def test_an_iceberg_schema_nested_two_million_deep(db, log_since):

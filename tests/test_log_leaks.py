@@ -189,6 +189,12 @@ CREDENTIALS_IN_DUCKDB_SQL = [
     "SELECT 'Digest username=\"app\", response=\"{c}\"'::INTEGER",
     "SELECT 'scott/{c}@orcl'::INTEGER",
     "SELECT 'Server=db;PW={c}'::INTEGER",
+    "SELECT * FROM read_csv('s3://bucket/x.csv?s3_endpoint=u:{c}@127.0.0.1:9')",
+    "SELECT 'Negotiate {c}'::INTEGER",
+    "SELECT 'NTLM {c}'::INTEGER",
+    "SELECT 'passcode={c}'::INTEGER",
+    "SELECT 'client_assertion={c}'::INTEGER",
+    "SELECT 'sid={c}'::INTEGER",
 ]
 
 
@@ -444,3 +450,85 @@ def test_a_credential_looking_query_that_succeeds_leaves_the_log_settings_as_the
     with pytest.raises(psycopg.Error):
         c.execute("SELECT 'marker-after-ok' || 1/0")
     assert any("STATEMENT:" in line for line in _log_has(log_since, "marker-after-ok"))
+
+
+# --- found by the third red team of issue 31 -------------------------------------
+
+DIRECT_CALLS = [
+    "SELECT duckdb._set_user_mapping_impl('x', current_user, '{}')",
+    "SELECT duckdb._create_simple_secret_impl('s3', 'k', 'CANARY-log-direct', NULL, NULL, NULL, NULL, NULL, NULL, "
+    "NULL, NULL)",
+    "SELECT duckdb._create_azure_secret_impl('AccountName=a;AccountKey=CANARY-log-direct', NULL)",
+    "SELECT duckdb._store_mapping_options('x', 'y', ARRAY['secret=CANARY-log-direct'])",
+    "SELECT 1 FROM (SELECT duckdb._query_start($$SELECT 'password' AS a$$)) s",
+    "SELECT 1 FROM (SELECT duckdb._query_start($$SELECT $1 AS a$$, '[\"password\"]')) s",
+    "SELECT duckdb._raw_query_impl('SELECT ''token''')",
+    "SELECT duckdb._query_columns('SELECT ''secret'' AS s')",
+]
+
+
+@pytest.mark.parametrize("call", DIRECT_CALLS)
+@pytest.mark.parametrize("who", ["nobody", "query_role"])
+def test_no_call_keeps_a_roles_later_statements_out_of_the_log(db, log_since, call, who):
+    """Red team: an internal function called directly (EXECUTE for PUBLIC) once
+    left log_min_error_statement at panic for the rest of the session. The mark
+    now belongs to the statement: no setting changes, the next statement is
+    logged whole."""
+    role = db.role("direct")
+    if who == "query_role":
+        db.conn.execute(f'GRANT duckdb_query TO "{role}"')
+    conn = db.connect(role)
+    try:
+        conn.execute(call).fetchall()
+    except psycopg.Error:
+        pass
+    assert conn.execute("SHOW log_min_error_statement").fetchone() == ("error",)
+    assert conn.execute("SHOW log_error_verbosity").fetchone() == ("default",)
+    marker = "marker-later-" + str(abs(hash((call, who))) % 100000)
+    with pytest.raises(psycopg.Error):
+        conn.execute(f"SELECT '{marker}' || 1/0")
+    assert any("STATEMENT:" in line for line in _log_has(log_since, marker)), log_since()[-1500:]
+
+
+@pytest.mark.parametrize("ms", [5, 20, 40, 60, 80, 100, 130, 160])
+def test_a_first_call_stopped_while_the_engine_starts_is_logged_without_its_text(db, log_since, ms):
+    """Red team: a statement_timeout that strikes while a session's first call
+    starts its engine (before DuckDB can judge the call) logged the statement whole."""
+    canary = f"CANARY-log-start-{ms}"
+    role = db.role("starter")
+    db.conn.execute(f'GRANT duckdb_query TO "{role}"')
+    conn = db.connect(role)
+    conn.execute(f"SET statement_timeout = '{ms}ms'")
+    try:
+        q(conn, f"SELECT 'host=h password={canary}' AS a", "a text")
+    except psycopg.Error as e:
+        assert e.sqlstate == "57014", str(e)
+        assert canary not in str(e)
+    leaked = _log_has(log_since, canary)
+    assert leaked == [], "\n".join(log_since().splitlines()[-6:])
+
+
+def test_duckdbs_excerpt_of_a_credential_looking_statement_is_left_out(db, log_since):
+    """Red team: DuckDB's LINE 1: excerpt cuts a long line where it likes: a literal
+    that lost its opening quote was no longer masked."""
+    canary = "CANARY-log-excerpt-abcdefghijklmnopqrstuvwxyz0123456789"
+    with pytest.raises(psycopg.Error) as e:
+        q(db.conn, f"SELECT * FROM read_csv('https://analyst:Tr0ub4dor-{canary}@127.0.0.1:9/f.csv') LIMT 10")
+    assert e.value.sqlstate == "42601"
+    assert canary[-20:] not in str(e.value) and "LINE 1" not in str(e.value)
+    assert _log_has(log_since, canary[-20:]) == []
+
+
+@pytest.mark.parametrize("first,second", [
+    ("SELECT 'postgres://u:{c}@h/db' AS a", "SELECT error('plain failure')"),
+    ("SELECT error('plain failure')", "SELECT 'host=db user=app password={c}' AS a"),
+])
+def test_two_calls_in_one_statement_are_judged_on_the_statements_text(db, log_since, first, second):
+    """Red team: the STATEMENT line holds every call's SQL; one call's judgement
+    covered only itself."""
+    canary = "CANARY-log-two-" + str(len(first))
+    stmt = (f"SELECT * FROM duckdb.query($${first.format(c=canary)}$$) AS t(a text), "
+            f"duckdb.query($${second.format(c=canary)}$$) AS u(b text)")
+    with pytest.raises(psycopg.Error):
+        db.conn.execute(stmt)
+    assert _log_has(log_since, canary) == []

@@ -20,6 +20,7 @@ from . import (
     masking,
     params,
     query,
+    statementlog,
     storage,
     sync,
     validation,
@@ -90,12 +91,6 @@ def check_ddl(plpy, GD, classid, objid):
 
 
 @entry
-def quiet_refusal(plpy, GD, nonce):
-    _ddl().quiet_refusal_impl(plpy, GD, nonce)
-    return None
-
-
-@entry
 def reencrypt_secrets(plpy, GD):
     return _value(str(_ddl().reencrypt_secrets(plpy, GD)))
 
@@ -107,7 +102,7 @@ def _helper(fn, plpy, GD, args):
     if error is None:
         return _value(value)
     err = pg_error(plpy, error).masked(Scrubber([args.get(k) for k in _ddl().HELPER_SENSITIVE_ARGS]))
-    _ddl().quiet_refusal(plpy, GD)
+    statementlog.quiet()
     raise err
 
 
@@ -136,7 +131,7 @@ def set_user_mapping(plpy, GD, server_name, role_name, options):
     if values is None:
         values = [w for w in re.split(r'[\s"\[\]{}:,]+', options or "") if len(w) >= 4]
     err = pg_error(plpy, error).masked(Scrubber(values))
-    _ddl().quiet_refusal(plpy, GD)
+    statementlog.quiet()
     raise err
 
 
@@ -167,6 +162,9 @@ def store_mapping_options(plpy, GD, nonce, server_name, options):
 # --- the engine --------------------------------------------------------------
 
 def _engine_for(plpy, GD, fn, sql):
+    # Until the call is judged (_judge: the engine may have to start first),
+    # the statement's errors are logged without its text.
+    statementlog.provisional()
     if sql is None:
         raise PgError(NULL_VALUE_NOT_ALLOWED, f"the query passed to duckdb.{fn} must not be null")
     # A superuser's engine autoloads what the query needs (engine.py).
@@ -184,10 +182,11 @@ def _ensure(plpy, GD, fn=None):
     return sync.ensure(plpy, GD, row)
 
 
-def _literals(plpy, GD, sql):
-    """statements.typed_paths of sql, by the engine's tokenizer (None: unknown)."""
+def _literals(plpy, GD, sql, statement=None):
+    """statements.typed_paths of sql, by the engine's tokenizer (None: unknown);
+    with statement, a fourth item: whether that text may carry a credential."""
     engine = session(GD).engine
-    return engine.literals(plpy, sql) if engine is not None else None
+    return engine.literals(plpy, sql, statement) if engine is not None else None
 
 
 def _may_carry_credentials(sql, bound, found, given, scrub):
@@ -202,43 +201,58 @@ def _may_carry_credentials(sql, bound, found, given, scrub):
     return given is None or scrub(bound) != bound or any(masking.value_carries(v) for v in given)
 
 
+class Judged:
+    """What a call's DuckDB SQL and parameters hold (api._judge)."""
+    __slots__ = ("sql", "bound", "found", "given", "carries", "quiet")
+
+    def __init__(self, sql, bound, found, given, carries, quiet):
+        self.sql, self.bound, self.found, self.given = sql, bound, found, given
+        self.carries = carries      # the SQL or parameters may carry a credential: errors masked
+        self.quiet = quiet          # ... or the statement's text may: errors raised without it in the log
+
+
+_CURRENT_QUERY = "SELECT pg_catalog.current_query() AS q"
+
+
 def _judge(plpy, GD, sql, bound=None):
-    """At the start of an engine call, before DuckDB runs anything: whether its
-    SQL or parameters may carry a credential (DuckDB's tokens of it, from the
-    engine). If so the statement's errors are logged without its text from
-    now on: a cancel, a timeout or pg_terminate_backend's FATAL may end it in
-    any phase, and a FATAL leaves no moment to decide later. Returns True if
-    this call made it so (ddl.quiet_log): its success must call _unjudge."""
+    """An engine call's Judged, made as it starts (the engine idle): whether
+    its SQL or parameters may carry a credential, and whether the text
+    PostgreSQL logs with an error of this statement does -- current_query(),
+    the client's whole query string, which may hold other calls' SQL too --
+    both by DuckDB's tokens (its tokenizer reads PostgreSQL's '...', $$...$$,
+    "..." and comments as well; the statement's judgement is kept per text)."""
     sess = session(GD)
-    found = _literals(plpy, GD, sql)
+    text = plpy.execute(sess.plan(plpy, "current_query", _CURRENT_QUERY))[0]["q"] or ""
+    known = sess.statement_judged if sess.statement_judged and sess.statement_judged[0] == text else None
+    found = _literals(plpy, GD, sql, None if known is not None else text)
+    if known is None:
+        statement = found is None or found[3] is not False or sess.scrub(text) != text
+        sess.statement_judged = (text, statement)
+    else:
+        statement = known[1]
     given = params.strings(bound) if bound is not None else set()
     carries = _may_carry_credentials(sql, bound, found, given, sess.scrub)
-    sess.judged = (sql, bound, found, given, carries)
-    return _ddl().quiet_log(plpy, GD) if carries else False
-
-
-def _unjudge(plpy, GD, quieted):
-    if quieted:
-        _ddl().unquiet_log(plpy, GD)
+    sess.judged = Judged(sql, bound, found, given, carries, carries or statement)
+    statementlog.settle(sess.judged.quiet)
+    return sess.judged
 
 
 def _judgement(plpy, GD, sql, bound, found=None):
-    """(found, given, carries) for the call's SQL and parameters: _judge's, else
-    judged now (an error before _judge ran, or of another call)."""
+    """The call's Judged: _judge's, else judged now (an error before the call
+    was judged: the engine starting, say)."""
     judged = session(GD).judged
-    if judged is not None and judged[0] == sql and judged[1] == bound and found is None:
-        return judged[2], judged[3], judged[4]
-    if sql:
-        found = found or _literals(plpy, GD, sql)
-    given = params.strings(bound) if bound is not None else set()
-    return found, given, _may_carry_credentials(sql, bound, found, given, session(GD).scrub)
+    if judged is not None and judged.sql == sql and judged.bound == bound:
+        return judged
+    return _judge(plpy, GD, sql, bound) if session(GD).engine is not None else \
+        Judged(sql, bound, None, None, True, True)
 
 
-def _statement_mask(sql, bound, found, given):
+def _statement_mask(judged):
     """A Scrubber of what may be credentials in a call's SQL and parameters:
     every literal and parameter value -- but a path or URL the caller typed
     where a file is named, or gave as a parameter, of which only the
     credential-looking pieces are; every word if they could not be read."""
+    sql, bound, found, given = judged.sql, judged.bound, judged.found, judged.given
     if (sql and found is None) or given is None:
         return Scrubber(masking.every_word(f"{sql or ''} {bound or ''}"))
     values, paths = set(), set()
@@ -249,17 +263,19 @@ def _statement_mask(sql, bound, found, given):
     return Scrubber(masking.credentials_in(values, paths))
 
 
-def _quiet_if_credentials(plpy, GD, sql, err, found=None, bound=None):
+def _quiet_if_credentials(plpy, GD, sql, err, bound=None, judged=None):
     """A failing duckdb.query/raw_query is logged with its statement
-    (log_min_error_statement); if its DuckDB SQL or parameters may carry a
-    credential, it is logged without, and the error (which DuckDB may have
-    built from either) is masked with _statement_mask. found: _literals(sql),
-    if known."""
-    found, given, carries = _judgement(plpy, GD, sql, bound, found)
-    if not carries:
-        return err
-    _ddl().quiet_refusal(plpy, GD)
-    err.masked(_statement_mask(sql, bound, found, given))
+    (log_min_error_statement). If the call's SQL or parameters may carry a
+    credential, the error (which DuckDB may have built from either) is masked
+    with _statement_mask and DuckDB's excerpt of the SQL (LINE 1: ...) left
+    out; if they or the statement's text may, the statement is logged
+    without its text (statementlog)."""
+    judged = judged or _judgement(plpy, GD, sql, bound)
+    if judged.carries:
+        err.masked(_statement_mask(judged))
+        err.detail = explain.without_excerpt(err.detail)
+    if judged.quiet:
+        statementlog.quiet()
     return err
 
 
@@ -293,7 +309,7 @@ def _explained(plpy, GD, sql, err, bound=None):
                         "the current value.")
     found = None
     if err.sqlstate in explain.REACH:
-        found = _judgement(plpy, GD, sql, bound)[0]
+        found = _judgement(plpy, GD, sql, bound).found
         urls = None if found is None else set(found[0]) | set((params.strings(bound) if bound else None) or ())
         if urls:
             role = plpy.execute("SELECT current_user AS r")[0]["r"]
@@ -309,17 +325,37 @@ def _explained(plpy, GD, sql, err, bound=None):
             new = explain.no_usage_catalog(err, plpy.execute(sess.plan(plpy, "no_usage", explain.NO_USAGE_SQL)),
                                            role)
         err = new
-    return _quiet_if_credentials(plpy, GD, sql, err, found, bound)
+    return _quiet_if_credentials(plpy, GD, sql, err, bound)
 
 
 def _quiet_on_error(fn):
     @functools.wraps(fn)
     def wrapper(plpy, GD, sql, *args):
         value, error = caught(fn, plpy, GD, sql, *args)
+        if error is None:
+            error = _interrupted(plpy, GD, sql)
         if error is not None:
             raise _explained(plpy, GD, sql, pg_error(plpy, error), args[0] if args else None)
         return value
     return wrapper
+
+
+def _interrupted(plpy, GD, sql):
+    """A cancel, statement_timeout or terminate that came while the call
+    worked and that nothing of ours took yet: taken now, as the call's own
+    error (judged, masked and quiet like any other), rather than by the next
+    check PostgreSQL makes on the way out, which logs the statement whole.
+    Drops the result the call made. None if there is none."""
+    from . import process
+    pg = process.backend()
+    if pg is None or not pg.stopping():
+        return None
+    sess = session(GD)
+    if sess.pending is not None and sess.pending.sql == sql:
+        pending = sess.pending
+        sess.pop_pending()
+        pending.release()
+    return process.pending_error(plpy)
 
 
 @entry
@@ -328,13 +364,11 @@ def query_start(plpy, GD, sql, bound=None):
     """[.., DuckDB's column list, the fetch SELECT]; bound: the jsonb text of
     the parameters (duckdb.query(query, params)) or None."""
     sess = _engine_for(plpy, GD, "query", sql)
-    quieted = _judge(plpy, GD, sql, bound)
+    judged = _judge(plpy, GD, sql, bound)
     pending = query.start(plpy, sess.engine, sql, sess.cell_scrub, sess.caller, params=params.checked(bound))
     if pending is None:
-        _unjudge(plpy, GD, quieted)
         return _value(None)
-    pending.sql, pending.bound = sql, bound      # for the error at the end, if any
-    pending.judged, pending.quieted = sess.judged, quieted
+    pending.sql, pending.bound, pending.judged = sql, bound, judged      # for the error at the end, if any
     sess.push_pending(pending)
     # The column list goes into a HINT: DuckDB's column names may hold anything
     # (a credential-looking SQL's literals are names of unnamed columns).
@@ -348,10 +382,9 @@ def _hint_mask(sess):
     """For text of the current call shown in a HINT (column names): the
     session's mask, passwords in connection strings and URLs, and, when the
     call's SQL may carry a credential, its literals (_statement_mask)."""
-    sql, bound, found, given, carries = sess.judged
     masks = [sess.scrub, masking.scrub_conninfo]
-    if carries:
-        masks.append(_statement_mask(sql, bound, found, given))
+    if sess.judged is not None and sess.judged.carries:
+        masks.append(_statement_mask(sess.judged))
     return lambda text: functools.reduce(lambda t, m: m(t), masks, text)
 
 
@@ -360,12 +393,11 @@ def _hint_mask(sess):
 def query_columns(plpy, GD, sql):
     """The column list of sql's result, with DuckDB's names; the query is not run."""
     sess = _engine_for(plpy, GD, "query", sql)
-    quieted = _judge(plpy, GD, sql)
+    _judge(plpy, GD, sql)
     pending = query.start(plpy, sess.engine, sql, owner=sess.caller, fetch=False)
     if pending is None:
         raise PgError(WRONG_OBJECT_TYPE, "the DuckDB statement returns no rows",
                       hint="Give a query: SELECT, FROM, VALUES, SHOW, DESCRIBE, ...")
-    _unjudge(plpy, GD, quieted)
     return _value(_hint_mask(sess)(pending.coldef(named=True)))
 
 
@@ -426,8 +458,7 @@ def query_failed(plpy, GD, message):
     # the log, and masked in the message (which quotes the value), like a
     # failure inside DuckDB.
     err = PgError("22000", masking.scrub_conninfo(message or ""), pending.failed(message or ""))
-    sess.judged = getattr(pending, "judged", None)
-    _quiet_if_credentials(plpy, GD, getattr(pending, "sql", None), err, bound=getattr(pending, "bound", None))
+    _quiet_if_credentials(plpy, GD, pending.sql, err, pending.bound, pending.judged)
     masked = err.as_array(sess.scrub)
     return [masked[1], masked[2]]
 
@@ -442,10 +473,8 @@ def query_end(plpy, GD):
     elif sess.orphans:
         pending = sess.orphans.pop()
     if pending is not None and pending.error is not None:
-        sess.judged = getattr(pending, "judged", None)
-        raise _explained(plpy, GD, getattr(pending, "sql", None), pending.error, getattr(pending, "bound", None))
-    if pending is not None:
-        _unjudge(plpy, GD, getattr(pending, "quieted", False))
+        sess.judged = pending.judged
+        raise _explained(plpy, GD, pending.sql, pending.error, pending.bound)
     return None
 
 
@@ -453,10 +482,9 @@ def query_end(plpy, GD):
 @_quiet_on_error
 def raw_query(plpy, GD, sql):
     sess = _engine_for(plpy, GD, "raw_query", sql)
-    quieted = _judge(plpy, GD, sql)
+    _judge(plpy, GD, sql)
     sess.engine.forget_refusals()
     text = sess.engine.raw(plpy, sql)
-    _unjudge(plpy, GD, quieted)
     plpy.notice("\n" + sess.scrub(text))
     return None
 

@@ -75,7 +75,9 @@ def embedded_password(value):
     return bool(_EMBEDDED_PASSWORD.search(text) or _EMBEDDED_PASSWORD.search(urllib.parse.unquote(text)))
 
 
-_CREDENTIAL_VALUE = re.compile(r"(?i)^\s*(bearer|basic|token|digest)\s+\S")
+# HTTP authorization schemes (RFC 9110 and common ones): "<scheme> <credentials>"
+_CREDENTIAL_VALUE = re.compile(r"(?i)^\s*(bearer|basic|token|digest|negotiate|ntlm|hoba|mutual|hawk|ssws|sharedkey"
+                               r"|aws4?(-hmac-sha256)?|gsslogin|oauth|dpop)\s+\S")
 
 
 def credential_value(value):

@@ -3,7 +3,7 @@ that create servers and user mappings for the user.
 """
 
 
-from . import aws, catalog, crypto, tokens, validation
+from . import aws, catalog, crypto, statementlog, tokens, validation
 from .engine import RemoteError, Scratch
 from .errors import (
     DUPLICATE_OBJECT,
@@ -531,7 +531,7 @@ def store_mapping_options(plpy, GD, nonce, server_name, options):
     package's own code, for the caller's own mapping (token in GD)."""
     token = tokens.redeem(GD, tokens.CALLER, nonce)
     if token is None:
-        quiet_refusal(plpy, GD)         # a direct call's arguments may be secret values
+        statementlog.quiet()            # a direct call's arguments may be secret values
         raise PgError(INSUFFICIENT_PRIVILEGE, "duckdb._store_mapping_options is internal to duckdb_secrets",
                       hint="Use ALTER USER MAPPING, or duckdb.create_simple_secret().")
     validation.validate_options(options, validation.MAPPING_CATALOG)
@@ -642,57 +642,6 @@ def set_user_mapping(plpy, GD, server_name, role_name, options_json):
         _valueless_ddl(plpy, f"CREATE USER MAPPING FOR {role_sql} SERVER {plpy.quote_ident(r['srvname'])}")
     _store(plpy, GD, r["srvname"], role_oid, options)
     return None
-
-
-def quiet_refusal(plpy, GD):
-    """A helper is about to refuse a call whose text may carry secret values
-    (literal arguments): have the error logged without the statement, as the
-    event trigger does for DDL. The refusal aborts the transaction (or
-    subtransaction), which brings the session's setting back."""
-    with tokens.issued(GD, tokens.QUIET) as nonce:
-        try:
-            plpy.execute(session(GD).plan(plpy, "quiet", "SELECT duckdb._quiet_refusal($1)", ["text"]), [nonce])
-        except plpy.SPIError:
-            pass                # the refusal itself matters more
-
-
-def quiet_log(plpy, GD):
-    """A call whose text may carry secret values is about to run in the engine:
-    errors of this statement -- a cancel, a timeout, pg_terminate_backend's
-    FATAL among them, in any phase -- are logged without its text from now on.
-    The statement's (sub)transaction aborting brings the session's settings
-    back, as for a refusal; on success, unquiet_log does. True if this call
-    made it quiet (it was not already: an outer call's, or a DDL statement's)."""
-    with tokens.issued(GD, tokens.QUIET, "save") as nonce:
-        rows = plpy.execute(session(GD).plan(
-            plpy, "quiet_save", "SELECT pg_catalog.current_setting('log_min_error_statement') AS before, "
-                                "duckdb._quiet_refusal($1)", ["text"]), [nonce])
-    return rows[0]["before"] != "panic"
-
-
-def unquiet_log(plpy, GD):
-    """The session's settings back after quiet_log, the call having succeeded."""
-    with tokens.issued(GD, tokens.QUIET, "restore") as nonce:
-        plpy.execute(session(GD).plan(plpy, "quiet", "SELECT duckdb._quiet_refusal($1)", ["text"]), [nonce])
-
-
-def quiet_refusal_impl(plpy, GD, nonce):
-    """Body of SECURITY DEFINER duckdb._quiet_refusal(): only for this package's code.
-    The token says what: have errors logged without the statement text (saving
-    the settings for duckdb._ddl_log_restore, as the DDL trigger does), or
-    bring them back ("restore")."""
-    payload = tokens.redeem(GD, tokens.QUIET, nonce)
-    if payload is None:
-        raise PgError(INSUFFICIENT_PRIVILEGE, "duckdb._quiet_refusal is internal to duckdb_secrets")
-    if payload[:1] == ("restore",):
-        plpy.execute("SELECT duckdb._ddl_log_restore()")
-        return
-    plpy.execute("SELECT pg_catalog.set_config('duckdb.saved_log_min_error_statement', s.les, false), "
-                 "pg_catalog.set_config('duckdb.saved_log_error_verbosity', s.lev, false) "
-                 "FROM (SELECT pg_catalog.current_setting('log_min_error_statement') AS les, "
-                 "pg_catalog.current_setting('log_error_verbosity') AS lev) s WHERE s.les <> 'panic'")
-    plpy.execute("SELECT pg_catalog.set_config('log_min_error_statement', 'panic', false), "
-                 "pg_catalog.set_config('log_error_verbosity', 'terse', false)")
 
 
 def _store(plpy, GD, server_name, role_oid, options):

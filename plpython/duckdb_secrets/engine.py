@@ -34,8 +34,8 @@ from .process import (  # noqa: F401 - RemoteError, _status_bytes: also the engi
     _close_at_exit,
     _deps_dir,
     _open_engines,
-    _pending,
     _status_bytes,
+    pending_error,
 )
 
 # DuckDB's postgres extension refuses to ATTACH a database that has a
@@ -245,19 +245,21 @@ class Engine(Remote):
     def raw(self, plpy, sql):
         return self.request(plpy, {"op": "raw", "sql": sql})["text"]
 
-    def literals(self, plpy, sql):
+    def literals(self, plpy, sql, statement=None):
         """(the string literals of sql by DuckDB's tokenizer, those of them that
         name a file or URL, whether sql may carry a credential:
-        statements.typed_paths); None: unknown."""
+        statements.typed_paths, whether statement may (None if not given));
+        None: unknown."""
         if self.proc is None or not self.proc.alive():
             return None
         try:
-            reply = self.request(plpy, {"op": "literals", "sql": sql})
+            reply = self.request(plpy, {"op": "literals", "sql": sql or "", "statement": statement})
         except PgError:
             return None
         if reply.get("literals") is None:
             return None
-        return set(reply["literals"]), set(reply.get("paths") or ()), reply.get("carries") is not False
+        return (set(reply["literals"]), set(reply.get("paths") or ()), reply.get("carries") is not False,
+                None if statement is None else reply.get("statement_carries") is not False)
 
     def set_attachables(self, plpy, catalogs):
         """The catalogs this engine attaches on first use ({name: {server, sql,
@@ -364,7 +366,7 @@ class Runs:
             kind, value = proc.wait(self.ask)
         except Stopped:
             self.close()
-            raise _pending(self.plpy) from None
+            raise pending_error(self.plpy) from None
         except Dead as d:
             self.ask, self.more = None, False
             raise d.error from None

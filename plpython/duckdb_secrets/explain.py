@@ -150,6 +150,25 @@ def _why(server, why, role):
 _DISABLED = "file system operations are disabled by configuration"
 
 
+def without_excerpt(detail):
+    """detail without DuckDB's excerpt of the statement ("LINE 1: ..." and the
+    caret under it): DuckDB cuts it where it likes, so a literal in it may
+    have lost its opening quote and no longer be recognised to be masked."""
+    if not detail:
+        return detail
+    out, caret = [], False
+    for line in detail.split("\n"):
+        if line.startswith("LINE ") and ":" in line[:16]:
+            caret = True
+            continue
+        if caret and line.strip() == "^":
+            caret = False
+            continue
+        caret = False
+        out.append(line)
+    return "\n".join(out).strip() or None
+
+
 def refused_path(err):
     """DuckDB's 'Cannot access file "x" - file system operations are disabled
     by configuration' as a PostgreSQL permission error: for a URL, that the

@@ -193,11 +193,11 @@ def redact_listed(secret_string):
 
 # Word stems that name a credential wherever they occur in a word
 # (sslpassword, x_auth_token, client_secret, AccessKeySecret) ...
-_CREDENTIAL_STEMS = ("secret", "passw", "passphrase", "pwd", "token", "credential", "bearer", "jwt",
-                     "signature", "authoriz", "authent", "cookie")
+_CREDENTIAL_STEMS = ("secret", "passw", "passphrase", "passcode", "pwd", "token", "credential", "bearer", "jwt",
+                     "signature", "authoriz", "authent", "cookie", "assertion")
 # ... and words that do as a whole word (key_id, X-Api-Key, sig, SAS), or as a
 # word's end (AccountKey, accesskey) or start (session_token, SessionId).
-_CREDENTIAL_WORDS = frozenset({"key", "keys", "sig", "sas", "auth", "private", "pass", "pat", "pw"})
+_CREDENTIAL_WORDS = frozenset({"key", "keys", "sig", "sas", "sid", "auth", "private", "pass", "pat", "pw"})
 # Query-string settings of DuckDB's S3 URLs that are never credentials (an
 # allowlist: any other name's value is masked, and makes the statement quiet).
 _SHOWN_QUERY_NAMES = frozenset({"s3_endpoint", "s3_region", "s3_use_ssl", "s3_url_style",
@@ -279,7 +279,7 @@ def value_carries(value):
     for piece in value.split():
         if _userinfo(piece) is not None:
             return True
-        if any(e.partition("=")[0].lower() not in _SHOWN_QUERY_NAMES or not e.partition("=")[1]
+        if any(e.partition("=")[0].lower() not in _SHOWN_QUERY_NAMES or not e.partition("=")[1] or "@" in e
                for e in _parameters(piece)):
             return True
     return False
@@ -298,7 +298,7 @@ def url_pieces(value):
             name, eq, val = element.partition("=")
             if not eq:
                 out.add(element)
-            elif name.lower() not in _SHOWN_QUERY_NAMES:
+            elif name.lower() not in _SHOWN_QUERY_NAMES or "@" in val:
                 out.add(val)
     return {v for v in out if v}
 

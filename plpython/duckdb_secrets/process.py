@@ -397,7 +397,7 @@ class Remote:
         try:
             kind, value = self.proc.wait(rid)
         except Stopped:
-            raise _pending(plpy) from None
+            raise pending_error(plpy) from None
         except Dead as d:
             raise d.error from None
         if kind != wire.JSON or not isinstance(value, dict):
@@ -423,7 +423,7 @@ class Remote:
             proc.close()
 
 
-def _pending(plpy):
+def pending_error(plpy):
     """PostgreSQL's own error for the interrupt that stopped a call (a FATAL on
     terminate does not return)."""
     try:

@@ -244,6 +244,8 @@ class Pending:
         self.owner = owner          # (role, statement): only that role, in that statement, fetches it
         self.error = None
         self.sql = None             # the DuckDB SQL (api: is it logged if it fails)
+        self.bound = None           # its parameters' jsonb text
+        self.judged = None          # api.Judged: what the SQL, the parameters and the statement may carry
         self.cut = False            # closed before its end (close())
 
     def close(self):

@@ -68,8 +68,8 @@ class Session:
         self.pending = None       # result of the running duckdb.query
         self.outer = []           # results of duckdb.query calls this one runs inside (a domain check, ...)
         self.orphans = []         # results closed under their fetch, whose end must raise their error
-        # (sql, params, literals, parameter strings, may carry a credential) of the current engine call (api._judge)
-        self.judged = None
+        self.judged = None        # api.Judged of the current engine call
+        self.statement_judged = None  # (current_query(), may it carry a credential): the last judged
         self.caller = None        # (role oid, statement timestamp) of the current engine use
         self.deadline = None      # the current statement's statement_timeout, as time.time()
         self.resolved = {}        # server -> (spec digest, aws.Resolved)

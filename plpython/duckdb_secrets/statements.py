@@ -261,7 +261,7 @@ def _imports(duckdb, sql):
     except duckdb.Error:
         return False
     words = [t.text if t.kind in (IDENTIFIER, KEYWORD) else None for t in toks]
-    return any(a == "import" and b == "database" for a, b in zip(words, words[1:]))
+    return any(a == "import" and b == "database" for a, b in zip(words, words[1:], strict=False))
 
 
 def _kind(st):

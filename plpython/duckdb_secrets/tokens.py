@@ -11,7 +11,6 @@ import contextlib
 import os
 
 CALLER = "duckdb_secrets.caller"    # _role_secrets, _store_mapping_options: (role oid, ...)
-QUIET = "duckdb_secrets.quiet"      # _quiet_refusal: no payload
 
 
 @contextlib.contextmanager

@@ -232,12 +232,18 @@ class Worker:
         return {"results": out}
 
     def op_literals(self, rid, request):
+        """The literals of a statement and whether it may carry a credential
+        (statements.typed_paths); with "statement" (the PostgreSQL statement's
+        text), whether that may too."""
         from . import statements
         try:
             found = statements.typed_paths(self.duckdb, request["sql"])
             if found is None:
                 return {"literals": None}
-            return {"literals": sorted(found[0]), "paths": sorted(found[1]), "carries": found[2]}
+            out = {"literals": sorted(found[0]), "paths": sorted(found[1]), "carries": found[2]}
+            if request.get("statement") is not None:
+                out["statement_carries"] = statements.carries_credentials(self.duckdb, request["statement"])
+            return out
         except Exception:       # noqa: BLE001 - could not tokenize: the caller masks every word
             return {"literals": None}
 
