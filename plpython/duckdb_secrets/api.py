@@ -165,6 +165,7 @@ def _engine_for(plpy, GD, fn, sql):
     # Until the call is judged (_judge: the engine may have to start first),
     # the statement's errors are logged without its text.
     statementlog.provisional()
+    session(GD).judged = None
     if sql is None:
         raise PgError(NULL_VALUE_NOT_ALLOWED, f"the query passed to duckdb.{fn} must not be null")
     # A superuser's engine autoloads what the query needs (engine.py).
@@ -214,20 +215,46 @@ class Judged:
 _CURRENT_QUERY = "SELECT pg_catalog.current_query() AS q"
 
 
-def _judge(plpy, GD, sql, bound=None):
-    """An engine call's Judged, made as it starts (the engine idle): whether
-    its SQL or parameters may carry a credential, and whether the text
-    PostgreSQL logs with an error of this statement does -- current_query(),
-    the client's whole query string, which may hold other calls' SQL too --
-    both by DuckDB's tokens (its tokenizer reads PostgreSQL's '...', $$...$$,
-    "..." and comments as well; the statement's judgement is kept per text)."""
+class _Asked:
+    """A judgement asked of the engine (api._ask), its answer not read yet."""
+    __slots__ = ("sql", "bound", "engine", "rid", "text")
+
+    def __init__(self, sql, bound, engine, rid, text):
+        self.sql, self.bound, self.engine, self.rid, self.text = sql, bound, engine, rid, text
+
+
+def _ask(plpy, GD, sql, bound=None):
+    """Ask the engine to judge a call as it starts, without waiting: the worker
+    answers in order, so the answer is there when the call's own is (_judge).
+    Until then the statement is quiet (statementlog.provisional)."""
     sess = session(GD)
-    text = plpy.execute(sess.plan(plpy, "current_query", _CURRENT_QUERY))[0]["q"] or ""
-    known = sess.statement_judged if sess.statement_judged and sess.statement_judged[0] == text else None
-    found = _literals(plpy, GD, sql, None if known is not None else text)
+    text = statementlog.text()
+    if text is None:
+        text = plpy.execute(sess.plan(plpy, "current_query", _CURRENT_QUERY))[0]["q"] or ""
+    known = sess.statement_judged is not None and sess.statement_judged[0] == text
+    rid = sess.engine.literals_ask(sql, None if known else text) if sess.engine is not None else None
+    sess.asked, sess.judged = _Asked(sql, bound, sess.engine, rid, text), None
+
+
+def _judge(plpy, GD, sql, bound=None):
+    """An engine call's Judged (asked by _ask, else now): whether its SQL or
+    parameters may carry a credential, and whether the text PostgreSQL logs
+    with an error of this statement does -- the client's whole query string,
+    which may hold other calls' SQL too -- both by DuckDB's tokens (its
+    tokenizer reads PostgreSQL's '...', $$...$$, "..." and comments as well;
+    the statement's judgement is kept per text). Settles the statement's
+    provisional quiet."""
+    sess = session(GD)
+    asked = sess.asked
+    if asked is None or asked.sql != sql or asked.bound != bound:
+        _ask(plpy, GD, sql, bound)
+        asked = sess.asked
+    sess.asked = None
+    known = sess.statement_judged if sess.statement_judged and sess.statement_judged[0] == asked.text else None
+    found = asked.engine.literals_reply(plpy, asked.rid, known is None) if asked.engine is not None else None
     if known is None:
-        statement = found is None or found[3] is not False or sess.scrub(text) != text
-        sess.statement_judged = (text, statement)
+        statement = found is None or found[3] is not False or sess.scrub(asked.text) != asked.text
+        sess.statement_judged = (asked.text, statement)
     else:
         statement = known[1]
     given = params.strings(bound) if bound is not None else set()
@@ -364,8 +391,9 @@ def query_start(plpy, GD, sql, bound=None):
     """[.., DuckDB's column list, the fetch SELECT]; bound: the jsonb text of
     the parameters (duckdb.query(query, params)) or None."""
     sess = _engine_for(plpy, GD, "query", sql)
-    judged = _judge(plpy, GD, sql, bound)
+    _ask(plpy, GD, sql, bound)
     pending = query.start(plpy, sess.engine, sql, sess.cell_scrub, sess.caller, params=params.checked(bound))
+    judged = _judge(plpy, GD, sql, bound)
     if pending is None:
         return _value(None)
     pending.sql, pending.bound, pending.judged = sql, bound, judged      # for the error at the end, if any
@@ -393,8 +421,9 @@ def _hint_mask(sess):
 def query_columns(plpy, GD, sql):
     """The column list of sql's result, with DuckDB's names; the query is not run."""
     sess = _engine_for(plpy, GD, "query", sql)
-    _judge(plpy, GD, sql)
+    _ask(plpy, GD, sql)
     pending = query.start(plpy, sess.engine, sql, owner=sess.caller, fetch=False)
+    _judge(plpy, GD, sql)
     if pending is None:
         raise PgError(WRONG_OBJECT_TYPE, "the DuckDB statement returns no rows",
                       hint="Give a query: SELECT, FROM, VALUES, SHOW, DESCRIBE, ...")
@@ -482,9 +511,10 @@ def query_end(plpy, GD):
 @_quiet_on_error
 def raw_query(plpy, GD, sql):
     sess = _engine_for(plpy, GD, "raw_query", sql)
-    _judge(plpy, GD, sql)
+    _ask(plpy, GD, sql)
     sess.engine.forget_refusals()
     text = sess.engine.raw(plpy, sql)
+    _judge(plpy, GD, sql)
     plpy.notice("\n" + sess.scrub(text))
     return None
 

@@ -250,16 +250,33 @@ class Engine(Remote):
         name a file or URL, whether sql may carry a credential:
         statements.typed_paths, whether statement may (None if not given));
         None: unknown."""
+        return self.literals_reply(plpy, self.literals_ask(sql, statement), statement is not None)
+
+    def literals_ask(self, sql, statement=None):
+        """Ask for literals() without waiting (the worker answers requests in
+        order: ahead of a query sent next, at the cost of tokenizing); the
+        request id, or None."""
         if self.proc is None or not self.proc.alive():
             return None
         try:
-            reply = self.request(plpy, {"op": "literals", "sql": sql or "", "statement": statement})
-        except PgError:
+            return self.proc.send({"op": "literals", "sql": sql or "", "statement": statement})
+        except Dead:
+            return None
+
+    def literals_reply(self, plpy, rid, with_statement=False):
+        """literals() for a request literals_ask() made."""
+        if rid is None:
+            return None
+        try:
+            reply = self._reply(plpy, rid)
+        except PgError as e:
+            if e.sqlstate == QUERY_CANCELED:
+                raise           # a cancel taken while waiting: the caller's to raise
             return None
         if reply.get("literals") is None:
             return None
         return (set(reply["literals"]), set(reply.get("paths") or ()), reply.get("carries") is not False,
-                None if statement is None else reply.get("statement_carries") is not False)
+                reply.get("statement_carries") is not False if with_statement else None)
 
     def set_attachables(self, plpy, catalogs):
         """The catalogs this engine attaches on first use ({name: {server, sql,

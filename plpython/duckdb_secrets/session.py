@@ -69,6 +69,7 @@ class Session:
         self.outer = []           # results of duckdb.query calls this one runs inside (a domain check, ...)
         self.orphans = []         # results closed under their fetch, whose end must raise their error
         self.judged = None        # api.Judged of the current engine call
+        self.asked = None         # api._Asked: its judgement asked of the engine, not read yet
         self.statement_judged = None  # (current_query(), may it carry a credential): the last judged
         self.caller = None        # (role oid, statement timestamp) of the current engine use
         self.deadline = None      # the current statement's statement_timeout, as time.time()

@@ -42,7 +42,11 @@ def _state():
     except (AttributeError, OSError, ValueError):
         setattr(sys, _STATE, {})            # not in a backend (unit tests): nothing to hide
         return None
-    state = {"now": now, "quiet_at": None, "provisional": False, "previous": None}
+    try:
+        query = ctypes.c_char_p.in_dll(lib, "debug_query_string")
+    except ValueError:
+        query = None
+    state = {"now": now, "query": query, "quiet_at": None, "provisional": False, "previous": None}
     previous = slot.value
     state["previous"] = _HOOK_TYPE(previous) if previous else None
 
@@ -90,3 +94,13 @@ def is_quiet():
     """Whether the current statement is marked."""
     state = _state()
     return state is not None and state["quiet_at"] is not None and state["quiet_at"] == state["now"]()
+
+
+def text():
+    """The text PostgreSQL logs with this statement's errors (debug_query_string:
+    the client's whole query string); None if not known."""
+    state = _state()
+    if state is None or state["query"] is None:
+        return None
+    raw = state["query"].value
+    return None if raw is None else raw.decode("utf-8", "replace")
