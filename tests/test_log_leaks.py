@@ -532,3 +532,66 @@ def test_two_calls_in_one_statement_are_judged_on_the_statements_text(db, log_si
     with pytest.raises(psycopg.Error):
         db.conn.execute(stmt)
     assert _log_has(log_since, canary) == []
+
+
+# --- found by the fourth red team of issue 31 --------------------------------------
+
+def test_a_portal_resumed_by_a_later_execute_is_logged_without_its_text(db, cluster, log_since):
+    """Red team: an Execute with a row limit suspends the portal (JDBC's fetch
+    size); the Execute that resumes it is another message, and its error was
+    logged with the portal's text. The mark is the text PostgreSQL quotes."""
+    from pgwire import Wire
+    canary = "CANARY-log-portal"
+    w = Wire(cluster.port, "postgres", db.dbname)
+    try:
+        w.parse_bind(f"SELECT a FROM duckdb.query($$SELECT 'password={canary}' AS p, range AS a FROM range(5)$$) "
+                     "t(p text, a int) WHERE 1/(a-3) IS NOT NULL")
+        w.execute(1)
+        assert w.read_until({b"s", b"C", b"E"})[0] == b"s"        # PortalSuspended
+        w.execute(10)
+        kind, body = w.read_until({b"s", b"C", b"E"})
+        assert kind == b"E" and body["C"] == "22012", body
+        w.sync()
+    finally:
+        w.close()
+    assert _log_has(log_since, canary) == []
+
+
+def test_a_helper_call_that_succeeded_keeps_its_statement_out_of_the_log(db, s3, log_since):
+    """Red team: set_user_mapping's literal options were logged when the same
+    statement failed afterwards for a reason of its own."""
+    canary = "CANARY-log-helper-ok"
+    db.conn.execute(s3_server_sql("ok_s3", s3))
+    with pytest.raises(psycopg.Error):
+        db.conn.execute(f"SELECT duckdb.set_user_mapping('ok_s3', current_user, "
+                        f"'{{\"key_id\": \"k\", \"secret\": \"{canary}\"}}'), (SELECT 1/(random()*0)::int)")
+    with pytest.raises(psycopg.Error):
+        db.conn.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER ok_s3 OPTIONS (key_id 'k', secret '{canary}'); "
+                        "SELECT 1/(random()*0)::int")
+    assert _log_has(log_since, canary) == []
+    with pytest.raises(psycopg.Error):
+        db.conn.execute("SELECT 'marker-after-helper' || 1/0")
+    assert any("STATEMENT:" in line for line in _log_has(log_since, "marker-after-helper"))
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT 'host=h password=''{c}'' dbname=x'",
+    "SELECT 'DefaultEndpointsProtocol=https;AccountName=a;AccountKey={c}'",
+    "SELECT '{{\"token\": \"{c}\"}}'",
+    "SELECT 1 AS \"Bearer {c}\"",
+    "SELECT 1 AS \"u/{c}@svc\"",
+])
+def test_column_names_that_carry_a_credential_are_masked_in_the_hint(db, log_since, sql):
+    """Red team: DuckDB names a column after its expression; the HINT's column
+    list showed a literal's credential."""
+    canary = "CANARY-log-hint"
+    with pytest.raises(psycopg.Error) as e:
+        q(db.conn, sql.format(c=canary), "a int, b int")
+    assert canary not in str(e.value) and canary not in (e.value.diag.message_hint or "")
+    assert _log_has(log_since, canary) == []
+
+
+def test_a_plain_column_name_stays_in_the_hint(db):
+    with pytest.raises(psycopg.Error) as e:
+        q(db.conn, "SELECT 1 AS session_id, 2 AS api_key", "a int")
+    assert "session_id" in e.value.diag.message_hint and "api_key" in e.value.diag.message_hint

@@ -86,6 +86,9 @@ def fdw_validator(plpy, GD, options, catalog_oid):
 
 @entry
 def check_ddl(plpy, GD, classid, objid):
+    # a server's or user mapping's DDL may carry values: its text stays out of
+    # the log for whatever else the statement does (statementlog)
+    statementlog.quiet()
     _ddl().check_object(plpy, GD, classid, objid)
     return None
 
@@ -98,6 +101,7 @@ def reencrypt_secrets(plpy, GD):
 # --- helpers -----------------------------------------------------------------
 
 def _helper(fn, plpy, GD, args):
+    statementlog.quiet()        # its arguments are secret values: a literal's text stays out of the log
     value, error = caught(fn, plpy, GD, args)
     if error is None:
         return _value(value)
@@ -118,6 +122,7 @@ def create_azure_secret(plpy, GD, args):
 
 @entry
 def set_user_mapping(plpy, GD, server_name, role_name, options):
+    statementlog.quiet()        # options are secret values: a literal's text stays out of the log
     value, error = caught(_ddl().set_user_mapping, plpy, GD, server_name, role_name, options)
     if error is None:
         return _value(value)
@@ -209,7 +214,7 @@ class Judged:
     def __init__(self, sql, bound, found, given, carries, quiet):
         self.sql, self.bound, self.found, self.given = sql, bound, found, given
         self.carries = carries      # the SQL or parameters may carry a credential: errors masked
-        self.quiet = quiet          # ... or the statement's text may: errors raised without it in the log
+        self.quiet = quiet          # ... or the statement's text may: logged without it (statementlog)
 
 
 _CURRENT_QUERY = "SELECT pg_catalog.current_query() AS q"
@@ -401,16 +406,17 @@ def query_start(plpy, GD, sql, bound=None):
     # The column list goes into a HINT: DuckDB's column names may hold anything
     # (a credential-looking SQL's literals are names of unnamed columns).
     # e[7], e[8]: query_json's SELECT and its keys (masked like the HINT), a parameter of it
-    mask = _hint_mask(sess)
+    mask = _hint_mask(sess, pending)
     return _value(mask(pending.coldef(named=True))) + [
         pending.fetch_sql(), pending.json_sql(), json.dumps([mask(n) for n in pending.names])]
 
 
-def _hint_mask(sess):
+def _hint_mask(sess, pending):
     """For text of the current call shown in a HINT (column names): the
-    session's mask, passwords in connection strings and URLs, and, when the
-    call's SQL may carry a credential, its literals (_statement_mask)."""
-    masks = [sess.scrub, masking.scrub_conninfo]
+    session's mask, passwords in connection strings and URLs, column names
+    that may carry a credential (_names_mask), and, when the call's SQL may,
+    its literals (_statement_mask)."""
+    masks = [sess.scrub, _names_mask(pending), masking.scrub_conninfo]
     if sess.judged is not None and sess.judged.carries:
         masks.append(_statement_mask(sess.judged))
     return lambda text: functools.reduce(lambda t, m: m(t), masks, text)
@@ -427,7 +433,16 @@ def query_columns(plpy, GD, sql):
     if pending is None:
         raise PgError(WRONG_OBJECT_TYPE, "the DuckDB statement returns no rows",
                       hint="Give a query: SELECT, FROM, VALUES, SHOW, DESCRIBE, ...")
-    return _value(_hint_mask(sess)(pending.coldef(named=True)))
+    return _value(_hint_mask(sess, pending)(pending.coldef(named=True)))
+
+
+def _names_mask(pending):
+    """A Scrubber of the column names of a result that may carry a credential
+    (masking.value_carries) and are no plain word (session_id stays): DuckDB
+    names a column after its expression, a literal's text included (as
+    written, and as a quoted identifier)."""
+    return Scrubber([v for n in pending.names if n and not n.replace("_", "").isalnum() and masking.value_carries(n)
+                     for v in (n, n.replace('"', '""'))])
 
 
 def _own_pending(plpy, GD):
@@ -487,6 +502,7 @@ def query_failed(plpy, GD, message):
     # the log, and masked in the message (which quotes the value), like a
     # failure inside DuckDB.
     err = PgError("22000", masking.scrub_conninfo(message or ""), pending.failed(message or ""))
+    err.masked(_names_mask(pending))
     _quiet_if_credentials(plpy, GD, pending.sql, err, pending.bound, pending.judged)
     masked = err.as_array(sess.scrub)
     return [masked[1], masked[2]]

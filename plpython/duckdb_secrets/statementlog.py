@@ -3,16 +3,19 @@
 PostgreSQL writes a failing statement's text next to its error
 (log_min_error_statement, on by default) -- a FATAL from pg_terminate_backend
 included, wherever it strikes. When a call judges that the statement it runs
-in may carry a credential (api._judge, a helper's refusal), it marks *that
-statement*: every message PostgreSQL then writes to the server log for it is
-written without the statement's text and without CONTEXT (ErrorData's
-hide_stmt and hide_ctx, set by a hook on PostgreSQL's log output,
-emit_log_hook, installed through ctypes once per backend).
+in may carry a credential (api._judge, a helper's call, a user mapping's
+DDL), it marks *that statement's text*: every message PostgreSQL then writes
+to the server log while that text is the one it would quote
+(debug_query_string: the client's whole query string, also for a portal an
+Execute resumes later) is written without it and without CONTEXT
+(ErrorData's hide_stmt and hide_ctx, set by a hook on PostgreSQL's log
+output, emit_log_hook, installed through ctypes once per backend).
 
-The mark is the statement's start timestamp, not a setting: the next
-statement is logged as usual, and nothing a role calls can keep its later
-statements out of the log. A mark may be provisional (the engine starting,
-before DuckDB can judge the call) and settled by the judgement.
+The mark is the text, not a setting: a later statement with another text is
+logged as usual, so nothing a role calls can keep its other statements out of
+the log (one with the very same text is quiet again, as it carries the same
+values). A mark may be provisional (the engine starting, before DuckDB can
+judge the call) and settled by the judgement. The last MARKS texts are kept.
 
 The hook is kept in the sys module, so that a reloaded package never leaves
 PostgreSQL pointing at a freed callback.
@@ -26,33 +29,29 @@ _STATE = "_duckdb_secrets_statement_log"
 # output_to_server, output_to_client, hide_stmt, hide_ctx; ...
 _HIDE_STMT = ctypes.sizeof(ctypes.c_int) + 2
 _HOOK_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+MARKS = 64
 
 
 def _state():
-    """The backend's hook and mark, installed on first use; None outside a backend."""
+    """The backend's hook and marks, installed on first use; None outside a backend."""
     state = getattr(sys, _STATE, None)
     if state is not None:
         return state or None
     try:
         lib = ctypes.CDLL(None)
         slot = ctypes.c_void_p.in_dll(lib, "emit_log_hook")
-        now = lib.GetCurrentStatementStartTimestamp
-        now.restype = ctypes.c_int64
-        now.argtypes = []
+        query = ctypes.c_char_p.in_dll(lib, "debug_query_string")
     except (AttributeError, OSError, ValueError):
         setattr(sys, _STATE, {})            # not in a backend (unit tests): nothing to hide
         return None
-    try:
-        query = ctypes.c_char_p.in_dll(lib, "debug_query_string")
-    except ValueError:
-        query = None
-    state = {"now": now, "query": query, "quiet_at": None, "provisional": False, "previous": None}
+    # marks: {text: True (judged) or False (provisional)}, oldest first
+    state = {"query": query, "marks": {}, "previous": None}
     previous = slot.value
     state["previous"] = _HOOK_TYPE(previous) if previous else None
 
     def hook(edata):
         try:
-            if state["quiet_at"] is not None and state["quiet_at"] == now():
+            if state["marks"] and state["query"].value in state["marks"]:
                 ctypes.memmove(edata + _HIDE_STMT, b"\x01\x01", 2)
         except BaseException:       # noqa: BLE001 - nothing may escape into PostgreSQL's error reporting
             pass
@@ -65,42 +64,54 @@ def _state():
     return state
 
 
+def _current(state):
+    return state["query"].value
+
+
+def _mark(state, text, judged):
+    marks = state["marks"]
+    marks.pop(text, None)
+    marks[text] = judged
+    while len(marks) > MARKS:
+        del marks[next(iter(marks))]
+
+
 def quiet():
     """The current statement's messages are logged without its text from now on."""
     state = _state()
-    if state is not None:
-        state["quiet_at"], state["provisional"] = state["now"](), False
+    if state is not None and _current(state) is not None:
+        _mark(state, _current(state), True)
 
 
 def provisional():
     """Quiet until settle(): the statement is not judged yet (a mark it has is kept)."""
     state = _state()
-    if state is not None and state["quiet_at"] != state["now"]():
-        state["quiet_at"], state["provisional"] = state["now"](), True
+    if state is not None and _current(state) is not None and _current(state) not in state["marks"]:
+        _mark(state, _current(state), False)
 
 
 def settle(judged_quiet):
     """The judgement is in: a provisional mark stays only if the call may carry a credential."""
     state = _state()
-    if state is None:
+    if state is None or _current(state) is None:
         return
     if judged_quiet:
         quiet()
-    elif state["provisional"]:
-        state["quiet_at"], state["provisional"] = None, False
+    elif state["marks"].get(_current(state)) is False:
+        del state["marks"][_current(state)]
 
 
 def is_quiet():
-    """Whether the current statement is marked."""
+    """Whether the current statement's text is marked."""
     state = _state()
-    return state is not None and state["quiet_at"] is not None and state["quiet_at"] == state["now"]()
+    return state is not None and _current(state) in state["marks"]
 
 
 def text():
     """The text PostgreSQL logs with this statement's errors (debug_query_string:
     the client's whole query string); None if not known."""
     state = _state()
-    if state is None or state["query"] is None:
+    if state is None:
         return None
-    raw = state["query"].value
+    raw = _current(state)
     return None if raw is None else raw.decode("utf-8", "replace")
