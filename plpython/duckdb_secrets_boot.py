@@ -43,4 +43,5 @@ def boot(GD, sql_version):
     # without its text until it is (duckdb_secrets.statementlog).
     from duckdb_secrets import statementlog
     statementlog.provisional()
+    statementlog.quiet_unraisable()
     return None

@@ -595,3 +595,25 @@ def test_a_plain_column_name_stays_in_the_hint(db):
     with pytest.raises(psycopg.Error) as e:
         q(db.conn, "SELECT 1 AS session_id, 2 AS api_key", "a int")
     assert "session_id" in e.value.diag.message_hint and "api_key" in e.value.diag.message_hint
+
+
+# --- found by the fifth red team of issue 31 ---------------------------------------
+
+@pytest.mark.parametrize("sql", [
+    "SELECT json_extract('{{}}', '$.password[{c}')",
+    "SELECT regexp_matches('x', 'password=(?P<{c}>x)')",
+])
+def test_a_piece_of_a_literal_duckdb_quotes_is_masked(db, log_since, sql):
+    canary = "CANARY-log-piece"
+    with pytest.raises(psycopg.Error) as e:
+        q(db.conn, sql.format(c=canary))
+    assert canary not in str(e.value)
+    assert _log_has(log_since, canary) == []
+
+
+def test_which_secret_of_a_signed_url_keeps_its_statement_out_of_the_log(db, log_since):
+    canary = "CANARY-log-which"
+    with pytest.raises(psycopg.Error):
+        db.conn.execute(f"SELECT (SELECT count(*) FROM duckdb.which_secret("
+                        f"'s3://bucket/x.csv?s3_secret_access_key={canary}', 's3')) + 1/(random()*0)::int")
+    assert _log_has(log_since, canary) == []

@@ -660,6 +660,8 @@ def store_table_secret(plpy, GD, server_name, table_name, include_sensitive):
 def which_secret(plpy, GD, path, typ):
     if path is None or typ is None:
         return []
+    if masking.value_carries(path):
+        statementlog.quiet()        # a signed or user:password@ URL: the statement's text stays out of the log
     sess = sync.ensure(plpy, GD)
     rows = sess.engine.execute(plpy, "SELECT name, persistent, storage FROM which_secret(?, ?)", [path, typ])
     return [(None, n, p, s) for n, p, s in rows]

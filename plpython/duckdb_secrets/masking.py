@@ -311,15 +311,17 @@ def path_like(value):
 def every_word(text):
     """Every piece of text between spaces, quotes, brackets and separators
     (what is masked when the literals of a failed statement are not known)."""
-    return [w for w in text.translate({ord(c): " " for c in "'\"()[]{},;=&?@:\\"}).split() if len(w) >= 4]
+    return [w for w in text.translate({ord(c): " " for c in "'\"()[]{}<>,;=&?@:|!*+^$#\\"}).split() if len(w) >= 4]
 
 
 def credentials_in(values, paths):
     """The pieces of a failed statement that may be credentials, to mask in its
     error: values whole (its string literals and parameter values that are not
-    paths), and the credential-looking pieces of both (url_pieces: DuckDB may
-    quote a value joined to others, or URL-encoded)."""
+    paths) and each of their words, and the credential-looking pieces of both
+    (url_pieces: DuckDB may quote a value joined to others, or URL-encoded)."""
     out = set(values)
+    for v in values:
+        out.update(every_word(v))      # DuckDB may quote a piece of a literal (a JSON path, a regex group)
     for p in set(values) | set(paths):
         out.update(url_pieces(p))
     return [v for v in out if len(v) >= 4]

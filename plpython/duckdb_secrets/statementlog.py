@@ -115,3 +115,27 @@ def text():
         return None
     raw = _current(state)
     return None if raw is None else raw.decode("utf-8", "replace")
+
+
+def quiet_unraisable():
+    """Python reports an exception it cannot raise -- a generator of the
+    package's that PostgreSQL abandons when a cancel or terminate ends its
+    call -- with a traceback on stderr, which is the server log: for the
+    package's own code, not at all (other code's reports go on as before)."""
+    previous = sys.unraisablehook
+    if getattr(previous, "duckdb_secrets", False):
+        return
+
+    def hook(unraisable):
+        tb = unraisable.exc_traceback
+        while tb is not None:
+            if "duckdb_secrets" in tb.tb_frame.f_code.co_filename:
+                return
+            tb = tb.tb_next
+        code = getattr(unraisable.object, "gi_code", None)
+        if code is not None and "duckdb_secrets" in code.co_filename:
+            return
+        previous(unraisable)
+
+    hook.duckdb_secrets = True
+    sys.unraisablehook = hook

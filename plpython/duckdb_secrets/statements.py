@@ -353,7 +353,17 @@ def _replacement_scans(toks):
 
 
 def _plain_reader(name):
-    name = name.strip().lower().split("?", 1)[0]
+    """Whether DuckDB reads a name where a table goes with a plain reader:
+    its path ends in a Parquet, CSV or JSON suffix (compressed or not), and
+    so does the whole string, or a query string after it has no '.' -- DuckDB
+    picks the reader from the whole string, so 'x.parquet?s3_region=.duckdb'
+    would be read_duckdb's (red team)."""
+    name = name.strip().lower()
+    path, _, query = name.partition("?")
+    return _plain_suffix(path) and (_plain_suffix(name) or "." not in query)
+
+
+def _plain_suffix(name):
     for suffix in _COMPRESSED:
         if name.endswith(suffix):
             name = name[:-len(suffix)]
