@@ -195,6 +195,12 @@ CREDENTIALS_IN_DUCKDB_SQL = [
     "SELECT 'passcode={c}'::INTEGER",
     "SELECT 'client_assertion={c}'::INTEGER",
     "SELECT 'sid={c}'::INTEGER",
+    # red team, round 6: DuckDB quotes some values lower-cased, or a quoted name as written
+    "SELECT struct_extract({{'a': 1}}, 'u:{c}@h')",
+    "SELECT struct_extract({{'a': 1}}, 'Server=h;PWD={c}')",
+    "SELECT 1::\"u:{c}@h\"",
+    "FROM read_csv('https://127.0.0.1:9/nosuch.csv#sig={c}')",
+    "FROM read_csv('https://127.0.0.1:9/nosuch.csv%3Fsig%3D{c}')",
 ]
 
 

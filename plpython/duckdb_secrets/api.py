@@ -80,6 +80,7 @@ def _value(v):
 
 @entry
 def fdw_validator(plpy, GD, options, catalog_oid):
+    statementlog.quiet()        # the options may be secret values: the statement's text stays out of the log
     validation.validate_options(options, catalog_oid)
     return None
 

@@ -233,14 +233,14 @@ def names_credential(value):
 
 
 def _parameters(piece):
-    """The elements of a URL's query string and of its ;-parameters: what comes
-    after its first '?' or ';', split at '&', ';' and '?' (a hive partition,
-    /year=2024/, is a path and not among them)."""
-    cut = min((i for i in (piece.find("?"), piece.find(";")) if i >= 0), default=-1)
+    """The elements of a URL's query string, ;-parameters and fragment: what
+    comes after its first '?', ';' or '#', split at '&', ';', '?' and '#' (a
+    hive partition, /year=2024/, is a path and not among them)."""
+    cut = min((i for i in (piece.find("?"), piece.find(";"), piece.find("#")) if i >= 0), default=-1)
     if cut < 0:
         return []
-    rest = piece[cut + 1:].split("#", 1)[0]
-    return [e for e in rest.replace(";", "&").replace("?", "&").split("&") if e]
+    rest = piece[cut + 1:]
+    return [e for e in rest.replace(";", "&").replace("?", "&").replace("#", "&").split("&") if e]
 
 
 def _userinfo(piece):
@@ -289,8 +289,9 @@ def url_pieces(value):
     """The pieces of a path or URL that may be credentials: the password (or
     token) of its user information, the values of its query string and
     ;-parameters (and elements with no '=', whole), but for _SHOWN_QUERY_NAMES."""
+    import urllib.parse
     out = set()
-    for piece in value.split():
+    for piece in {*value.split(), *urllib.parse.unquote(value).split()}:
         info = _userinfo(piece)
         if info is not None:
             out.add(_secret_of(info))
@@ -321,7 +322,10 @@ def credentials_in(values, paths):
     (url_pieces: DuckDB may quote a value joined to others, or URL-encoded)."""
     out = set(values)
     for v in values:
-        out.update(every_word(v))      # DuckDB may quote a piece of a literal (a JSON path, a regex group)
+        # DuckDB may quote a piece of a literal (a JSON path, a regex group):
+        # each piece that is not a plain word (password, host stay readable)
+        out.update(w for w in every_word(v) if not w.isalpha())
     for p in set(values) | set(paths):
         out.update(url_pieces(p))
+    out.update([v.lower() for v in out])    # ... or lower-case it (a struct key, a function's name)
     return [v for v in out if len(v) >= 4]

@@ -152,8 +152,10 @@ def typed_paths(duckdb, text):
     for i, t in enumerate(toks):
         if t.kind == STRING and t.text is None:
             return None         # a literal not read (E'...', 'a' 'b'): its value is not known
-        if t.kind == IDENTIFIER and t.text and _quoted(raw, t) and path_like(t.text):
-            paths.add(t.text)   # FROM "s3://...": a file DuckDB reads by its name
+        if t.kind == IDENTIFIER and t.text and _quoted(raw, t):
+            # FROM "s3://...": a file DuckDB reads by its name; any other quoted
+            # name (a type, an alias) is masked like a literal if need be
+            (paths if path_like(t.text) else values).add(t.text)
         if t.kind != STRING or not t.text:
             continue
         values.add(t.text)
@@ -344,10 +346,19 @@ def _replacement_scans(toks):
         before = toks[i - 1].text
         if not (before in _TABLE_POSITIONS or (before == "," and _clause_at(toks, i) in ("from", "join"))):
             continue
+        parts, j = [t.text], i
+        while j + 2 < len(toks) and toks[j + 1].text == "." and toks[j + 2].kind == IDENTIFIER \
+                and toks[j + 2].text is not None:
+            parts.append(toks[j + 2].text)
+            j += 2
+        if len(parts) > 1:
+            # catalog.schema.table -- unless a part looks like a path: DuckDB
+            # joins "s3://b/x"."duckdb" with a dot and reads that file (red team)
+            if any(c in p for p in parts for c in "/:"):
+                out.append(".".join(parts))
+            continue
         if t.kind == IDENTIFIER and not any(c in t.text for c in "./:"):
             continue
-        if i + 1 < len(toks) and toks[i + 1].text == ".":
-            continue            # schema.table: a qualified name, not a file
         out.append(t.text)
     return out
 
