@@ -207,7 +207,8 @@ def test_a_file_in_a_table_position_is_judged_before_duckdb_binds_it(db, counter
             conn.execute(f"SELECT * FROM duckdb.query($q$ PREPARE p AS SELECT * FROM \"{base}/{name}\" $q$) "
                          "AS t(a text)")
     # red team: DuckDB joins a qualified name's parts with a dot and reads that file
-    for text in (f'SELECT * FROM "{base}/x"."duckdb"', f"""SELECT * FROM query_table('"{base}/x"."DUCKDB"')"""):
+    for text in (f'SELECT * FROM "{base}/x"."duckdb"', f"""SELECT * FROM query_table('"{base}/x"."DUCKDB"')""",
+                 f"SHOW '{base}/x.duckdb'", f'SHOW "{base}/x".db', f"SELECT * FROM (SHOW '{base}/*.duckdb')"):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT * FROM duckdb.query(%s) AS t(a text)", (text,))
     assert counter.hits == []

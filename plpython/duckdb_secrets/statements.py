@@ -331,8 +331,8 @@ def _check_statement(duckdb, con, st, superuser, depth, copy_prefixes=None, text
 PLAIN_READER_SUFFIXES = (".parquet", ".csv", ".tsv", ".txt", ".json", ".jsonl", ".ndjson")
 _COMPRESSED = (".gz", ".zst", ".gzip", ".zstd")
 # The words after which a name stands where a table does.
-_TABLE_POSITIONS = frozenset({"from", "join", "using", "summarize", "describe", "pivot", "unpivot", "pivot_wider",
-                              "pivot_longer", "table"})
+_TABLE_POSITIONS = frozenset({"from", "join", "using", "summarize", "describe", "show", "pivot", "unpivot",
+                              "pivot_wider", "pivot_longer", "table"})
 
 
 def _replacement_scans(toks):
